@@ -1,0 +1,204 @@
+//! `/auth/*`: register, login, who am I, logout.
+
+use std::sync::Arc;
+
+use kavro_proto::api::{Credentials, FieldError, Me, StatusResponse, TOKEN_TYPE, TokenResponse};
+use kavro_proto::validate;
+use poem::Request;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+
+use super::{ApiTags, BearerAuth, client_ip, ip_subject};
+use crate::audit;
+use crate::error::ApiError;
+use crate::limits::{Refusal, Route};
+use crate::state::AppState;
+use crate::store::{NewUser, StoreError};
+
+pub struct AuthApi {
+    state: Arc<AppState>,
+}
+
+impl AuthApi {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+
+    fn issue(&self, user: kavro_proto::UserId) -> Result<TokenResponse, ApiError> {
+        let token = self
+            .state
+            .tokens
+            .issue(user, self.state.clock.now(), self.state.settings.token_ttl)
+            .map_err(|e| ApiError::internal(&e))?;
+        Ok(TokenResponse {
+            access_token: token,
+            token_type: TOKEN_TYPE.to_owned(),
+        })
+    }
+}
+
+#[derive(ApiResponse)]
+enum Registered {
+    /// The account exists; here is a token for it.
+    #[oai(status = 201)]
+    Created(Json<TokenResponse>),
+}
+
+#[derive(ApiResponse)]
+enum LoggedIn {
+    #[oai(status = 200)]
+    Ok(Json<TokenResponse>),
+}
+
+#[derive(ApiResponse)]
+enum MeResponse {
+    #[oai(status = 200)]
+    Ok(Json<Me>),
+}
+
+#[derive(ApiResponse)]
+enum LoggedOut {
+    /// The token is revoked on every instance.
+    #[oai(status = 200)]
+    Ok(Json<StatusResponse>),
+}
+
+const BAD_CREDENTIALS: &str = "Incorrect username or password.";
+
+#[OpenApi(tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Create an account
+    ///
+    /// Username: 3–30 of `A-Z a-z 0-9 _ -`, unique ignoring case. Password:
+    /// 8–128 characters with an uppercase letter, a lowercase letter and a digit.
+    #[oai(path = "/auth/register", method = "post", operation_id = "register")]
+    async fn register(&self, req: &Request, body: Json<Credentials>) -> Result<Registered, ApiError> {
+        let ip = client_ip(&self.state, req);
+        self.state.limiter.check(Route::Register, &ip_subject(ip)).await?;
+        let Credentials { username, password } = body.0;
+        let mut details = Vec::new();
+        if let Err(message) = validate::username(username.as_str()) {
+            details.push(FieldError { field: "username".into(), message });
+        }
+        if let Err(message) = validate::password(password.as_str()) {
+            details.push(FieldError { field: "password".into(), message });
+        }
+        if !details.is_empty() {
+            return Err(ApiError::validation(details));
+        }
+        let username = username.as_str();
+        let normalized = validate::normalize_username(username);
+        let taken = || ApiError::bad_request(format!("Username '{username}' is already taken"));
+        // Cheap early answer; the unique index settles races.
+        if self.state.store.user_by_name(&normalized).await?.is_some() {
+            return Err(taken());
+        }
+        let hash = self
+            .state
+            .passwords
+            .hash(password.into_inner())
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        let user = match self
+            .state
+            .store
+            .create_user(NewUser {
+                username,
+                username_normalized: &normalized,
+                password_hash: &hash,
+                created_at: self.state.clock.now(),
+            })
+            .await
+        {
+            Ok(user) => user,
+            Err(StoreError::Conflict) => return Err(taken()),
+            Err(other) => return Err(other.into()),
+        };
+        audit::registered(user, username, ip);
+        Ok(Registered::Created(Json(self.issue(user)?)))
+    }
+
+    /// Log in
+    ///
+    /// Unknown user and wrong password get the same answer after the same
+    /// work. After repeated failures the account is locked for a while (`429`,
+    /// even with the right password).
+    #[oai(path = "/auth/login", method = "post", operation_id = "login")]
+    async fn login(&self, req: &Request, body: Json<Credentials>) -> Result<LoggedIn, ApiError> {
+        let ip = client_ip(&self.state, req);
+        let limiter = &self.state.limiter;
+        limiter.check(Route::Login, &ip_subject(ip)).await?;
+        let Credentials { username, password } = body.0;
+        let username = username.as_str();
+        if let Err(refusal) = limiter.check_lockout(username).await {
+            if let Refusal::Limited { retry_after } = refusal {
+                audit::login_while_locked(username, ip);
+                return Err(ApiError::too_many(
+                    "Account temporarily locked after repeated failed logins; try again later.",
+                    retry_after,
+                ));
+            }
+            return Err(refusal.into());
+        }
+        let user = if validate::username(username).is_ok() {
+            self.state
+                .store
+                .user_by_name(&validate::normalize_username(username))
+                .await?
+        } else {
+            None
+        };
+        let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+        let matches = self
+            .state
+            .passwords
+            .verify(password.into_inner(), stored_hash)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        match user {
+            Some(user) if matches => {
+                limiter.login_succeeded(username).await;
+                audit::login_succeeded(user.id, &user.username, ip);
+                Ok(LoggedIn::Ok(Json(self.issue(user.id)?)))
+            }
+            _ => {
+                audit::login_failed(username, ip);
+                if let Some(locked_for) = limiter.login_failed(username).await? {
+                    audit::locked_out(username, ip, locked_for.as_secs());
+                }
+                Err(ApiError::unauthorized(BAD_CREDENTIALS))
+            }
+        }
+    }
+
+    /// Who the token belongs to
+    #[oai(path = "/auth/me", method = "get", operation_id = "me")]
+    async fn me(&self, auth: BearerAuth) -> Result<MeResponse, ApiError> {
+        let user = self
+            .state
+            .store
+            .user_by_id(auth.0.user_id)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("Account no longer exists"))?;
+        Ok(MeResponse::Ok(Json(Me {
+            user_id: user.id,
+            username: user.username,
+        })))
+    }
+
+    /// Log out
+    ///
+    /// Revokes the presented token on every server instance.
+    #[oai(path = "/auth/logout", method = "post", operation_id = "logout")]
+    async fn logout(&self, req: &Request, auth: BearerAuth) -> Result<LoggedOut, ApiError> {
+        let caller = auth.0;
+        self.state
+            .limiter
+            .revoke(&caller.jti, caller.expires_at)
+            .await?;
+        audit::logged_out(caller.user_id, client_ip(&self.state, req));
+        Ok(LoggedOut::Ok(Json(StatusResponse {
+            status: "logged out".to_owned(),
+        })))
+    }
+}

@@ -1,0 +1,62 @@
+//! `/users/{username}`: find someone by name (the client addresses people by name).
+
+use std::sync::Arc;
+
+use kavro_proto::api::UserInfo;
+use kavro_proto::validate;
+use poem::Request;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+
+use super::{ApiTags, BearerAuth, client_ip, ip_subject};
+use crate::error::ApiError;
+use crate::limits::Route;
+use crate::state::AppState;
+
+pub struct UsersApi {
+    state: Arc<AppState>,
+}
+
+impl UsersApi {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+#[derive(ApiResponse)]
+enum UserResponse {
+    #[oai(status = 200)]
+    Ok(Json<UserInfo>),
+}
+
+#[OpenApi(tag = "ApiTags::Users")]
+impl UsersApi {
+    /// Look a user up by name (ignoring case), with their keys
+    #[oai(path = "/users/:username", method = "get", operation_id = "get_user")]
+    async fn get(
+        &self,
+        req: &Request,
+        _auth: BearerAuth,
+        #[oai(name = "username")] username: Path<String>,
+    ) -> Result<UserResponse, ApiError> {
+        let ip = client_ip(&self.state, req);
+        self.state.limiter.check(Route::Lookup, &ip_subject(ip)).await?;
+        let not_found = || ApiError::not_found("No such user");
+        if validate::username(&username.0).is_err() {
+            return Err(not_found());
+        }
+        let user = self
+            .state
+            .store
+            .user_by_name(&validate::normalize_username(&username.0))
+            .await?
+            .ok_or_else(not_found)?;
+        let devices = super::keys::devices(&self.state, user.id).await?;
+        Ok(UserResponse::Ok(Json(UserInfo {
+            user_id: user.id,
+            username: user.username,
+            devices,
+        })))
+    }
+}

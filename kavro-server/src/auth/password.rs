@@ -1,0 +1,116 @@
+//! Argon2id password hashing, always on the blocking pool so that a burst of
+//! logins never stalls the async workers (and `/health` keeps answering).
+//!
+//! Login for an unknown user verifies against a dummy hash made with the same
+//! parameters, so an unknown name costs the same work as a wrong password:
+//! response timing does not reveal which accounts exist.
+
+use std::sync::Arc;
+
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("password hashing failed")]
+    Hash,
+    #[error("password hashing task failed")]
+    Join,
+}
+
+/// Hashes and verifies passwords. Cheap to clone.
+#[derive(Clone)]
+pub struct Passwords {
+    argon: Argon2<'static>,
+    /// A hash of a random password, verified when the user does not exist.
+    dummy_hash: Arc<str>,
+}
+
+impl Passwords {
+    /// Argon2id with the crate's recommended parameters (19 MiB, t=2, p=1).
+    pub fn new() -> Result<Self, PasswordError> {
+        Self::with(Argon2::default())
+    }
+
+    /// Cheap parameters for tests that create many accounts.
+    pub fn fast_for_tests() -> Self {
+        let params = argon2::Params::new(1024, 1, 1, None).unwrap_or_default();
+        Self::with(Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params))
+            .unwrap_or_else(|_| Self::new().unwrap_or_else(|_| unreachable!()))
+    }
+
+    fn with(argon: Argon2<'static>) -> Result<Self, PasswordError> {
+        let random: [u8; 16] = rand::random();
+        let dummy = argon
+            .hash_password(hex::encode(random).as_bytes())
+            .map_err(|_| PasswordError::Hash)?
+            .to_string();
+        Ok(Self {
+            argon,
+            dummy_hash: dummy.into(),
+        })
+    }
+
+    /// The PHC string of a new hash.
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let password = Zeroizing::new(password);
+        let argon = self.argon.clone();
+        tokio::task::spawn_blocking(move || {
+            argon
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|_| PasswordError::Hash)
+        })
+        .await
+        .map_err(|_| PasswordError::Join)?
+    }
+
+    /// Checks `password` against `stored` (a PHC string), or against the dummy
+    /// hash when there is no such user; the work is the same either way.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        let password = Zeroizing::new(password);
+        let argon = self.argon.clone();
+        let exists = stored.is_some();
+        let phc = stored.unwrap_or_else(|| self.dummy_hash.to_string());
+        tokio::task::spawn_blocking(move || {
+            let Ok(hash) = PasswordHash::new(&phc) else {
+                // A corrupt stored hash never matches; still do the work.
+                let _ = argon.hash_password(password.as_bytes());
+                return false;
+            };
+            let matches = argon.verify_password(password.as_bytes(), &hash).is_ok();
+            matches && exists
+        })
+        .await
+        .map_err(|_| PasswordError::Join)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hash_and_verify() {
+        let passwords = Passwords::fast_for_tests();
+        let hash = passwords.hash("Passw0rd!".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(passwords.verify("Passw0rd!".into(), Some(hash.clone())).await.unwrap());
+        assert!(!passwords.verify("passw0rd!".into(), Some(hash)).await.unwrap());
+        assert!(!passwords.verify("Passw0rd!".into(), None).await.unwrap());
+        assert!(!passwords.verify("x".into(), Some("garbage".into())).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn long_passwords_are_not_truncated() {
+        // bcrypt would ignore everything past 72 bytes; Argon2 does not.
+        let passwords = Passwords::fast_for_tests();
+        let base = "A1".to_owned() + &"a".repeat(80);
+        let hash = passwords.hash(format!("{base}X")).await.unwrap();
+        assert!(!passwords.verify(format!("{base}Y"), Some(hash)).await.unwrap());
+    }
+}

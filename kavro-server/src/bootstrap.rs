@@ -1,0 +1,253 @@
+//! Turns a [`Config`] into a running [`AppState`]: opens the store and the
+//! counters, and loads (or, on the embedded default, creates) the secrets.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+
+use crate::auth::password::Passwords;
+use crate::auth::tokens::Tokens;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, Toggle};
+use crate::fieldcrypt::FieldCrypt;
+use crate::limits::memory::MemoryCounters;
+use crate::limits::redis::RedisCounters;
+use crate::limits::{Counters, Limiter};
+use crate::secret::SecretString;
+use crate::state::{AppState, Settings};
+use crate::store::{self, StoreOptions};
+use crate::wake::WakeHub;
+
+/// Builds the state for `config`, with the real clock and Argon2 parameters.
+pub async fn build(config: &Config) -> anyhow::Result<Arc<AppState>> {
+    build_with(config, Arc::new(SystemClock), Passwords::new()?).await
+}
+
+/// Builds the state with an injected clock and password hasher (tests).
+pub async fn build_with(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    passwords: Passwords,
+) -> anyhow::Result<Arc<AppState>> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let embedded = config.is_embedded_database();
+    if embedded {
+        create_private_dir(&config.data_dir)?;
+    }
+    let jwt_secret = secret_or_generated(
+        &config.jwt_secret,
+        embedded,
+        &config.data_dir.join("jwt.secret"),
+        "KAVRO_JWT_SECRET",
+        || base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 48]>()),
+    )?;
+    let fernet_keys = secret_or_generated(
+        &config.fernet_keys,
+        embedded,
+        &config.data_dir.join("fernet.key"),
+        "KAVRO_FERNET_KEYS",
+        FieldCrypt::generate_key,
+    )?;
+    let tokens = Tokens::new(jwt_secret.expose().as_bytes())
+        .context("KAVRO_JWT_SECRET is too short: use at least 32 random bytes")?;
+    let fields = FieldCrypt::new(fernet_keys.expose()).context("KAVRO_FERNET_KEYS")?;
+
+    let store = store::connect(&StoreOptions {
+        url: config.effective_database_url(),
+        read_url: Some(config.database_read_url.trim().to_owned()).filter(|u| !u.is_empty()),
+        max_connections: config.db_max_connections,
+        migrate: true,
+    })
+    .await
+    .context("opening the database")?;
+
+    let counters: Arc<dyn Counters> = match config.redis_url() {
+        Some(url) => Arc::new(
+            RedisCounters::connect(url, &config.redis_prefix)
+                .await
+                .with_context(|| {
+                    format!(
+                        "connecting to Redis at {}",
+                        crate::config::redact_url(url)
+                    )
+                })?,
+        ),
+        None => Arc::new(MemoryCounters::default()),
+    };
+    let wake = Arc::new(match config.redis_url() {
+        Some(url) => WakeHub::with_redis(url, &config.redis_prefix)
+            .await
+            .context("subscribing to Redis for long-poll wake-ups")?,
+        None => WakeHub::local(),
+    });
+    let limiter = Limiter::new(
+        counters,
+        config.limits.clone(),
+        config.rate_limits == Toggle::On,
+        config.lockout.clone(),
+        clock.clone(),
+    );
+    Ok(Arc::new(AppState {
+        store,
+        limiter,
+        tokens,
+        passwords,
+        fields,
+        clock,
+        wake,
+        settings: Settings {
+            token_ttl: config.token_ttl,
+            message_ttl: config.message_ttl,
+            receipt_ttl: config.receipt_ttl,
+            max_pending_per_recipient: config.max_pending_per_recipient,
+            trusted_proxies: config.trusted_proxies.clone(),
+            max_long_polls_per_user: config.max_long_polls_per_user,
+            tls: config.tls_cert.is_some(),
+        },
+    }))
+}
+
+/// The configured secret; else, on the embedded default, the one kept in
+/// `file` (created 0600 on first start). A shared database needs every
+/// instance to use the same secrets, so there they must be configured.
+fn secret_or_generated(
+    configured: &SecretString,
+    embedded: bool,
+    file: &Path,
+    variable: &str,
+    generate: impl FnOnce() -> String,
+) -> anyhow::Result<SecretString> {
+    if !configured.is_empty() {
+        return Ok(configured.clone());
+    }
+    if !embedded {
+        bail!(
+            "{variable} must be set when using PostgreSQL: every instance sharing the database \
+             needs the same value (generate one with `kavro-server gen-secrets`)"
+        );
+    }
+    match std::fs::read_to_string(file) {
+        Ok(text) if !text.trim().is_empty() => {
+            check_private(file)?;
+            return Ok(SecretString::from(text.trim().to_owned()));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+    let secret = generate();
+    write_private(file, &secret).with_context(|| format!("writing {}", file.display()))?;
+    tracing::info!(file = %file.display(), "generated a new secret");
+    Ok(SecretString::from(secret))
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))
+}
+
+#[cfg(unix)]
+fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(file, contents)
+}
+
+/// Refuses a secret file others can read.
+#[cfg(unix)]
+fn check_private(file: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable by other users (mode {:o}); run `chmod 600 {}`",
+            file.display(),
+            mode & 0o777,
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_generated_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwt.secret");
+        let first =
+            secret_or_generated(&SecretString::default(), true, &file, "X", || "abc".into())
+                .unwrap();
+        let second =
+            secret_or_generated(&SecretString::default(), true, &file, "X", || "zzz".into())
+                .unwrap();
+        assert_eq!(first.expose(), "abc");
+        assert_eq!(second.expose(), "abc", "kept across restarts");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(
+                secret_or_generated(&SecretString::default(), true, &file, "X", || "q".into())
+                    .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn shared_database_requires_configured_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = secret_or_generated(
+            &SecretString::default(),
+            false,
+            &dir.path().join("s"),
+            "KAVRO_JWT_SECRET",
+            || "abc".into(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("KAVRO_JWT_SECRET"));
+        let configured = SecretString::from("given".to_owned());
+        assert_eq!(
+            secret_or_generated(&configured, false, &dir.path().join("s"), "X", || "no".into())
+                .unwrap()
+                .expose(),
+            "given"
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! One behavioural test of [`Counters`], run against every backend (memory
+//! always, Redis when `KAVRO_TEST_REDIS_URL` is set). Time comes from the
+//! arguments, so nothing sleeps.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{Counters, Decision};
+use crate::config::{Lockout, Window};
+
+pub async fn run(counters: &dyn Counters, tag: &str) {
+    let t0 = Utc::now();
+    let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+    let window = Window {
+        max: 3,
+        per: Duration::from_secs(60),
+    };
+    let key = format!("rl:test:{tag}");
+
+    // Three hits pass, the fourth waits for the oldest to leave the window.
+    for s in 0..3 {
+        assert_eq!(counters.hit(&key, window, at(s)).await.unwrap(), Decision::Allowed);
+    }
+    match counters.hit(&key, window, at(10)).await.unwrap() {
+        Decision::Limited { retry_after } => assert_eq!(retry_after, Duration::from_secs(50)),
+        Decision::Allowed => panic!("4th hit in the window must be refused"),
+    }
+    // Refused hits are not recorded: after the first leaves, one more passes.
+    // The window is (now - 60 s, now]: at 60 s the hit at 0 s has left.
+    assert_eq!(counters.hit(&key, window, at(60)).await.unwrap(), Decision::Allowed);
+    assert!(matches!(
+        counters.hit(&key, window, at(60)).await.unwrap(),
+        Decision::Limited { .. }
+    ));
+    // Other keys are independent.
+    assert_eq!(
+        counters.hit(&format!("{key}:other"), window, at(61)).await.unwrap(),
+        Decision::Allowed
+    );
+
+    // Lockout: 3 failures within the window lock for 5 minutes.
+    let policy = Lockout {
+        failures: 3,
+        window: Duration::from_secs(300),
+        duration: Duration::from_secs(300),
+    };
+    let who = format!("user-{tag}");
+    assert_eq!(counters.lock_remaining(&who, at(0)).await.unwrap(), None);
+    assert_eq!(counters.record_failure(&who, &policy, at(0)).await.unwrap(), None);
+    assert_eq!(counters.record_failure(&who, &policy, at(1)).await.unwrap(), None);
+    // A success in between resets the count.
+    counters.clear_failures(&who).await.unwrap();
+    assert_eq!(counters.record_failure(&who, &policy, at(2)).await.unwrap(), None);
+    assert_eq!(counters.record_failure(&who, &policy, at(3)).await.unwrap(), None);
+    assert_eq!(
+        counters.record_failure(&who, &policy, at(4)).await.unwrap(),
+        Some(Duration::from_secs(300))
+    );
+    assert_eq!(
+        counters.lock_remaining(&who, at(100)).await.unwrap(),
+        Some(Duration::from_secs(204))
+    );
+    assert_eq!(counters.lock_remaining(&format!("{who}-2"), at(100)).await.unwrap(), None);
+    assert_eq!(counters.lock_remaining(&who, at(304)).await.unwrap(), None, "lock lifts");
+    // Failures spread wider than the window do not lock.
+    let slow = format!("slow-{tag}");
+    for s in [0, 200, 400, 600] {
+        assert_eq!(counters.record_failure(&slow, &policy, at(s)).await.unwrap(), None);
+    }
+
+    // Revocation.
+    let jti = format!("jti-{tag}");
+    assert!(!counters.is_revoked(&jti, at(0)).await.unwrap());
+    counters.revoke(&jti, at(3600), at(0)).await.unwrap();
+    assert!(counters.is_revoked(&jti, at(1)).await.unwrap());
+    assert!(!counters.is_revoked(&format!("{jti}x"), at(1)).await.unwrap());
+    counters.ping().await.unwrap();
+}

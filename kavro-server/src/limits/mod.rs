@@ -1,0 +1,250 @@
+//! Abuse controls (API.md part 3): request rate limits, the login lockout, and
+//! token revocation, all kept in [`Counters`] with two backends: [`redis`]
+//! (shared by every instance, one atomic round trip per check) and [`memory`]
+//! (this process only).
+//!
+//! When Redis stops answering, the [`Limiter`] decides per control:
+//! - request rate limits fall back to this instance's memory counters (the
+//!   limit then holds per instance rather than globally) and a warning is logged;
+//! - the login lockout and token revocation **fail closed**: login and
+//!   authenticated requests answer `503` until Redis is back, because a lockout
+//!   that silently turns off, or a revoked token that works again, is worse
+//!   than a short outage.
+
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::config::{Lockout, RateLimits, Window};
+
+/// The outcome of a rate-limit check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    /// Refused; the caller may retry after this long.
+    Limited { retry_after: Duration },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("counter backend unavailable: {0}")]
+pub struct CounterError(pub String);
+
+/// Storage of the counters. Every method is one atomic step, whatever the
+/// number of instances sharing the backend.
+#[async_trait]
+pub trait Counters: Send + Sync + 'static {
+    /// Sliding window: records a hit for `key` at `now` if fewer than
+    /// `window.max` hits fall within the last `window.per`.
+    async fn hit(&self, key: &str, window: Window, now: DateTime<Utc>)
+    -> Result<Decision, CounterError>;
+    /// How long `subject` stays locked, if it is.
+    async fn lock_remaining(
+        &self,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Duration>, CounterError>;
+    /// Records a failed login for `subject`; when `policy.failures` fall within
+    /// `policy.window`, locks it for `policy.duration` and returns that.
+    async fn record_failure(
+        &self,
+        subject: &str,
+        policy: &Lockout,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Duration>, CounterError>;
+    /// Forgets the failures of `subject` (after a successful login).
+    async fn clear_failures(&self, subject: &str) -> Result<(), CounterError>;
+    /// Marks a token id as revoked until `until` (its expiry).
+    async fn revoke(&self, jti: &str, until: DateTime<Utc>, now: DateTime<Utc>)
+    -> Result<(), CounterError>;
+    async fn is_revoked(&self, jti: &str, now: DateTime<Utc>) -> Result<bool, CounterError>;
+    /// A cheap round trip, for `/ready`.
+    async fn ping(&self) -> Result<(), CounterError>;
+    /// `memory` or `redis`.
+    fn backend(&self) -> &'static str;
+}
+
+/// The rate-limited operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Register,
+    Login,
+    Send,
+    Publish,
+    Lookup,
+    Inbox,
+    Ack,
+}
+
+impl Route {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Login => "login",
+            Self::Send => "send",
+            Self::Publish => "publish",
+            Self::Lookup => "lookup",
+            Self::Inbox => "inbox",
+            Self::Ack => "ack",
+        }
+    }
+
+    fn window(self, limits: &RateLimits) -> Option<Window> {
+        match self {
+            Self::Register => limits.register.0,
+            Self::Login => limits.login.0,
+            Self::Send => limits.send.0,
+            Self::Publish => limits.publish.0,
+            Self::Lookup => limits.lookup.0,
+            Self::Inbox => limits.inbox.0,
+            Self::Ack => limits.ack.0,
+        }
+    }
+}
+
+/// Why a controlled operation may not go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Over a limit or locked out: `429` with `Retry-After`.
+    Limited { retry_after: Duration },
+    /// The shared counters are down and this control fails closed: `503`.
+    Unavailable,
+}
+
+/// Applies the configured policy on top of [`Counters`].
+pub struct Limiter {
+    counters: Arc<dyn Counters>,
+    /// Used for rate limits while the shared counters are down.
+    fallback: Option<memory::MemoryCounters>,
+    limits: RateLimits,
+    enabled: bool,
+    lockout: Lockout,
+    clock: Arc<dyn Clock>,
+}
+
+impl Limiter {
+    pub fn new(
+        counters: Arc<dyn Counters>,
+        limits: RateLimits,
+        enabled: bool,
+        lockout: Lockout,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let fallback = (counters.backend() != "memory").then(memory::MemoryCounters::default);
+        Self {
+            counters,
+            fallback,
+            limits,
+            enabled,
+            lockout,
+            clock,
+        }
+    }
+
+    pub fn counters(&self) -> &dyn Counters {
+        self.counters.as_ref()
+    }
+
+    /// Counts one request of `route` by `subject` (a client IP or a user id).
+    pub async fn check(&self, route: Route, subject: &str) -> Result<(), Refusal> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let Some(window) = route.window(&self.limits) else {
+            return Ok(());
+        };
+        let key = format!("rl:{}:{subject}", route.name());
+        let now = self.clock.now();
+        let decision = match self.counters.hit(&key, window, now).await {
+            Ok(decision) => decision,
+            Err(err) => {
+                metrics::counter!("kavro_limiter_fallback_total").increment(1);
+                tracing::warn!(error = %err, route = route.name(), "rate limit counters unavailable; using this instance's memory");
+                match &self.fallback {
+                    Some(fallback) => fallback.hit(&key, window, now).await.unwrap_or(Decision::Allowed),
+                    None => Decision::Allowed,
+                }
+            }
+        };
+        match decision {
+            Decision::Allowed => Ok(()),
+            Decision::Limited { retry_after } => {
+                metrics::counter!("kavro_rate_limited_total", "route" => route.name()).increment(1);
+                Err(Refusal::Limited { retry_after })
+            }
+        }
+    }
+
+    /// Refuses a login for a locked account, whatever the password.
+    pub async fn check_lockout(&self, username: &str) -> Result<(), Refusal> {
+        match self
+            .counters
+            .lock_remaining(&lock_subject(username), self.clock.now())
+            .await
+        {
+            Ok(None) => Ok(()),
+            Ok(Some(retry_after)) => Err(Refusal::Limited { retry_after }),
+            Err(err) => {
+                tracing::error!(error = %err, "lockout counters unavailable; refusing logins");
+                Err(Refusal::Unavailable)
+            }
+        }
+    }
+
+    /// Records a failed login; returns the lock duration if this failure locked the account.
+    pub async fn login_failed(&self, username: &str) -> Result<Option<Duration>, Refusal> {
+        self.counters
+            .record_failure(&lock_subject(username), &self.lockout, self.clock.now())
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "lockout counters unavailable");
+                Refusal::Unavailable
+            })
+    }
+
+    /// A successful login resets the failure count.
+    pub async fn login_succeeded(&self, username: &str) {
+        if let Err(err) = self.counters.clear_failures(&lock_subject(username)).await {
+            tracing::warn!(error = %err, "could not reset failed-login count");
+        }
+    }
+
+    pub async fn revoke(&self, jti: &str, until: DateTime<Utc>) -> Result<(), Refusal> {
+        self.counters
+            .revoke(jti, until, self.clock.now())
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "cannot record token revocation");
+                Refusal::Unavailable
+            })
+    }
+
+    pub async fn is_revoked(&self, jti: &str) -> Result<bool, Refusal> {
+        self.counters
+            .is_revoked(jti, self.clock.now())
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "cannot check token revocation; refusing");
+                Refusal::Unavailable
+            })
+    }
+}
+
+/// Lockouts are per account, keyed by the normalized username (unknown names
+/// included, so a lockout does not reveal whether an account exists).
+fn lock_subject(username: &str) -> String {
+    kavro_proto::validate::normalize_username(username)
+}
+
+/// Milliseconds, at least 1, so `Retry-After` is never zero.
+pub(crate) fn wait_ms(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(1) as u64)
+}
+
+#[cfg(test)]
+pub(crate) mod contract;

@@ -1,0 +1,250 @@
+//! Counters in Redis, shared by every relay instance. Each check is one
+//! atomic round trip (a Lua script or a single command). Every script touches
+//! only keys with the same hash tag (`{…}`), so Redis Cluster works.
+//!
+//! Times come from the caller's clock (scores and stored deadlines), and Redis
+//! expiry is only used to clean up, so the logic is testable with an injected
+//! clock and does not depend on the Redis host's time.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use super::{CounterError, Counters, Decision, wait_ms};
+use crate::config::{Lockout, Window};
+
+/// Sliding-window log in a sorted set: drop entries older than the window,
+/// add this hit if there is room, else answer how long until the oldest leaves.
+const HIT: &str = r"
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local max = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < max then
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now)
+";
+
+/// Records a failed login; at the threshold, stores the lock deadline and
+/// forgets the failures. KEYS[1] = failures, KEYS[2] = lock deadline.
+const FAIL: &str = r"
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local max = tonumber(ARGV[3])
+local lock = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZADD', KEYS[1], now, ARGV[5])
+redis.call('PEXPIRE', KEYS[1], window)
+if redis.call('ZCARD', KEYS[1]) >= max then
+  redis.call('SET', KEYS[2], now + lock, 'PX', lock)
+  redis.call('DEL', KEYS[1])
+  return lock
+end
+return 0
+";
+
+pub struct RedisCounters {
+    conn: ConnectionManager,
+    prefix: String,
+    hit: Script,
+    fail: Script,
+}
+
+fn err(e: &redis::RedisError) -> CounterError {
+    CounterError(e.to_string())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A member unique per hit, so two hits in the same millisecond both count.
+fn member(now: i64) -> String {
+    format!("{now}-{:016x}", rand::random::<u64>())
+}
+
+impl RedisCounters {
+    /// Connects (failing fast when Redis is unreachable). Commands time out
+    /// after a second, so a stalled Redis turns into an error, not a hang.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+            hit: Script::new(HIT),
+            fail: Script::new(FAIL),
+        })
+    }
+
+    fn window_key(&self, key: &str) -> String {
+        format!("{}:{{{key}}}", self.prefix)
+    }
+
+    fn lock_keys(&self, subject: &str) -> (String, String) {
+        (
+            format!("{}:{{lock:{subject}}}:failures", self.prefix),
+            format!("{}:{{lock:{subject}}}:until", self.prefix),
+        )
+    }
+
+    fn revoked_key(&self, jti: &str) -> String {
+        format!("{}:{{revoked:{jti}}}", self.prefix)
+    }
+
+    /// Deletes every key under the prefix (tests).
+    pub async fn clear_prefix(&self) -> Result<(), CounterError> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = conn
+            .keys(format!("{}:*", self.prefix))
+            .await
+            .map_err(|e| err(&e))?;
+        if !keys.is_empty() {
+            let _: () = conn.del(keys).await.map_err(|e| err(&e))?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Counters for RedisCounters {
+    async fn hit(
+        &self,
+        key: &str,
+        window: Window,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, CounterError> {
+        let now = now.timestamp_millis();
+        let wait: i64 = self
+            .hit
+            .key(self.window_key(key))
+            .arg(now)
+            .arg(millis(window.per))
+            .arg(window.max)
+            .arg(member(now))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| err(&e))?;
+        Ok(if wait == 0 {
+            Decision::Allowed
+        } else {
+            Decision::Limited {
+                retry_after: wait_ms(wait),
+            }
+        })
+    }
+
+    async fn lock_remaining(
+        &self,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Duration>, CounterError> {
+        let (_, until_key) = self.lock_keys(subject);
+        let until: Option<i64> = self
+            .conn
+            .clone()
+            .get(until_key)
+            .await
+            .map_err(|e| err(&e))?;
+        let now = now.timestamp_millis();
+        Ok(until.filter(|&u| u > now).map(|u| wait_ms(u - now)))
+    }
+
+    async fn record_failure(
+        &self,
+        subject: &str,
+        policy: &Lockout,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Duration>, CounterError> {
+        let (failures, until) = self.lock_keys(subject);
+        let now = now.timestamp_millis();
+        let locked: i64 = self
+            .fail
+            .key(failures)
+            .key(until)
+            .arg(now)
+            .arg(millis(policy.window))
+            .arg(policy.failures)
+            .arg(millis(policy.duration))
+            .arg(member(now))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| err(&e))?;
+        Ok((locked > 0).then_some(policy.duration))
+    }
+
+    async fn clear_failures(&self, subject: &str) -> Result<(), CounterError> {
+        let (failures, _) = self.lock_keys(subject);
+        let _: () = self.conn.clone().del(failures).await.map_err(|e| err(&e))?;
+        Ok(())
+    }
+
+    async fn revoke(
+        &self,
+        jti: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CounterError> {
+        let ttl = (until - now).num_milliseconds().max(1);
+        let _: () = self
+            .conn
+            .clone()
+            .pset_ex(self.revoked_key(jti), 1, ttl as u64)
+            .await
+            .map_err(|e| err(&e))?;
+        Ok(())
+    }
+
+    async fn is_revoked(&self, jti: &str, _now: DateTime<Utc>) -> Result<bool, CounterError> {
+        self.conn
+            .clone()
+            .exists(self.revoked_key(jti))
+            .await
+            .map_err(|e| err(&e))
+    }
+
+    async fn ping(&self) -> Result<(), CounterError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| err(&e))?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::redis_url;
+
+    #[tokio::test]
+    async fn contract_holds_on_redis() {
+        let Some(url) = redis_url() else { return };
+        let prefix = format!("kavro-test-{}", uuid::Uuid::new_v4().simple());
+        let counters = RedisCounters::connect(&url, &prefix).await.unwrap();
+        super::super::contract::run(&counters, "redis").await;
+        counters.clear_prefix().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_fails_fast() {
+        // Nothing listens on port 1: connecting is an error the caller can report.
+        assert!(RedisCounters::connect("redis://127.0.0.1:1", "x").await.is_err());
+    }
+}

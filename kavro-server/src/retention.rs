@@ -1,0 +1,43 @@
+//! The retention sweep: drops the ciphertext of messages whose time to live
+//! ran out, and deletes receipts older than the receipt TTL. Acknowledged
+//! messages lose their ciphertext at once (in the ack itself).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::before;
+use crate::state::AppState;
+use crate::store::{StoreError, SweepReport};
+
+/// One sweep at the state's current time.
+pub async fn sweep_once(state: &AppState) -> Result<SweepReport, StoreError> {
+    let now = state.clock.now();
+    let report = state
+        .store
+        .sweep(now, before(now, state.settings.receipt_ttl))
+        .await?;
+    if report.expired > 0 || report.purged > 0 {
+        tracing::info!(expired = report.expired, purged = report.purged, "retention sweep");
+    }
+    metrics::counter!("kavro_messages_expired_total").increment(report.expired);
+    metrics::counter!("kavro_receipts_purged_total").increment(report.purged);
+    Ok(report)
+}
+
+/// Sweeps every `interval` until `stop` is cancelled.
+pub async fn run(state: Arc<AppState>, interval: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {
+                if let Err(err) = sweep_once(&state).await {
+                    tracing::warn!(error = %crate::error::error_chain(&err), "retention sweep failed; will retry");
+                }
+            }
+        }
+    }
+}

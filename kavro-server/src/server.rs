@@ -1,0 +1,108 @@
+//! Assembles the HTTP application and serves it until shutdown.
+//!
+//! Like mini-redis's `server::run`, [`serve`] takes its listener and its
+//! shutdown signal from the caller, so tests bind port 0 and stop it cleanly.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::middleware::{Cors, NormalizePath, TrailingSlash};
+use poem::listener::AcceptorExt as _;
+use poem::{EndpointExt, Route};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::http::body_limit::BodyLimit;
+use crate::http::headers::SecurityHeaders;
+use crate::http::metrics::RequestMetrics;
+use crate::state::AppState;
+
+/// The whole HTTP application for `state`.
+pub fn app(state: &Arc<AppState>, cors_origins: &[String]) -> poem::endpoint::BoxEndpoint<'static> {
+    let root = crate::api::service(state, "/");
+    let docs = root.swagger_ui();
+    let spec = root.spec_endpoint();
+    let v1 = crate::api::service(state, "/api/v1");
+    let v1_docs = v1.swagger_ui();
+    let v1_spec = v1.spec_endpoint();
+    let routes = Route::new()
+        .nest("/api/v1/docs", v1_docs)
+        .at("/api/v1/openapi.json", v1_spec)
+        .nest("/api/v1", v1)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .nest("/", root);
+    let app = routes
+        .with(RequestMetrics)
+        .catch_all_error(crate::http::errors::render)
+        .with(NormalizePath::new(TrailingSlash::Trim))
+        .with(BodyLimit {
+            max: kavro_proto::validate::MAX_BODY_BYTES,
+        })
+        .with(SecurityHeaders {
+            hsts: state.settings.tls,
+        })
+        .data(state.clone());
+    if cors_origins.is_empty() {
+        app.boxed()
+    } else {
+        let cors = cors_origins
+            .iter()
+            .fold(Cors::new(), |cors, origin| cors.allow_origin(origin.as_str()))
+            .allow_credentials(false);
+        app.with(cors).boxed()
+    }
+}
+
+/// Serves `state` on `acceptor` until `shutdown` resolves, then lets in-flight
+/// requests finish (up to `grace`), and answers open long-polls at once.
+pub async fn serve<A, F>(
+    acceptor: A,
+    state: Arc<AppState>,
+    config: &Config,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    A: Acceptor + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let stop = CancellationToken::new();
+    let sweeper = tokio::spawn(crate::retention::run(
+        state.clone(),
+        config.sweep_interval,
+        stop.clone(),
+    ));
+    let app = app(&state, &config.cors_origins);
+    let wake = state.wake.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        wake.shutdown();
+    };
+    let result = poem::Server::new_with_acceptor(acceptor)
+        .idle_timeout(Duration::from_secs(75))
+        .run_with_graceful_shutdown(app, signal, Some(config.shutdown_grace))
+        .await;
+    stop.cancel();
+    let _ = sweeper.await;
+    result
+}
+
+/// Binds the configured address (with TLS when configured).
+pub async fn bind(config: &Config) -> anyhow::Result<poem::listener::BoxAcceptor> {
+    use anyhow::Context as _;
+    let acceptor = TcpListener::bind(config.bind)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = crate::tls::TlsAcceptor::new(acceptor, cert, key)?;
+            Ok(tls.boxed())
+        }
+        _ => Ok(poem::listener::AcceptorExt::boxed(acceptor)),
+    }
+}
+

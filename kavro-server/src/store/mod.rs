@@ -1,0 +1,284 @@
+//! Persistence behind one narrow trait of domain operations ([`Store`]), with
+//! a backend per database: [`sqlite`] (the embedded default) and [`postgres`].
+//! Each backend keeps its own migrations in `migrations/<backend>/`.
+//!
+//! The store sees only opaque bytes: ciphertext as sent, and `device_name` /
+//! `metadata` already encrypted by [`crate::fieldcrypt`].
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kavro_proto::api::{DeliveryState, InboxOrder};
+use kavro_proto::{DeviceId, MessageId, UserId};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write (e.g. the username is taken).
+    #[error("already exists")]
+    Conflict,
+    /// A referenced row (e.g. the recipient) does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The recipient has too many undelivered messages.
+    #[error("recipient's pending-message quota is full")]
+    QuotaExceeded,
+    /// The database did not answer (down, pool exhausted, timed out).
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Backend(#[source] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict,
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => Self::NotFound,
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => Self::Unavailable(err),
+            _ => Self::Backend(err),
+        }
+    }
+}
+
+/// A new account.
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    /// As the user typed it (shown to others).
+    pub username: &'a str,
+    /// Lowercase form, unique.
+    pub username_normalized: &'a str,
+    /// PHC string of the Argon2id hash.
+    pub password_hash: &'a str,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub username: String,
+    pub password_hash: String,
+}
+
+/// A published identity key; `device_name` still encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub id: DeviceId,
+    pub user_id: UserId,
+    pub identity_pubkey: String,
+    pub device_name: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub sender_id: UserId,
+    pub recipient_id: UserId,
+    pub ciphertext: Vec<u8>,
+    pub ephemeral_pubkey: String,
+    /// Encrypted JSON, if any.
+    pub metadata: Option<Vec<u8>>,
+    pub client_msg_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Refuse with [`StoreError::QuotaExceeded`] when the recipient already
+    /// has this many undelivered messages.
+    pub max_pending: u32,
+}
+
+/// What a send did: stored a new message, or found the earlier one with the
+/// same `client_msg_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub id: MessageId,
+    pub created: bool,
+}
+
+/// An undelivered message; `metadata` still encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: MessageId,
+    pub sender_id: UserId,
+    pub recipient_id: UserId,
+    pub ciphertext: Vec<u8>,
+    pub ephemeral_pubkey: String,
+    pub metadata: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Now acknowledged; `newly` is false when it already was.
+    Acknowledged { newly: bool },
+    NotFound,
+    /// The message exists but belongs to someone else.
+    NotRecipient,
+}
+
+/// What a batch acknowledgement did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckCount {
+    /// Messages acknowledged by this call.
+    pub newly: u64,
+    /// The caller's messages among the ids that are now acknowledged,
+    /// including ones acknowledged before.
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub state: DeliveryState,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// What one retention sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Undelivered messages whose TTL ran out (ciphertext dropped, receipt kept).
+    pub expired: u64,
+    /// Receipts older than the receipt TTL, deleted.
+    pub purged: u64,
+}
+
+/// The relay's persistence, as domain operations. Every time comes from the
+/// caller's clock.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates an account; [`StoreError::Conflict`] when the normalized name is taken.
+    async fn create_user(&self, user: NewUser<'_>) -> Result<UserId, StoreError>;
+    async fn user_by_name(&self, normalized: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Publishes a key; publishing one the user already has changes nothing.
+    async fn add_device(
+        &self,
+        user: UserId,
+        identity_pubkey: &str,
+        device_name: Option<Vec<u8>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The user's keys, oldest first.
+    async fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError>;
+
+    /// Queues a message. [`StoreError::NotFound`] for an unknown recipient,
+    /// [`StoreError::QuotaExceeded`] when the recipient's queue is full.
+    async fn store_message(&self, message: NewMessage) -> Result<Stored, StoreError>;
+    /// Undelivered, unexpired messages of `recipient`.
+    async fn inbox(
+        &self,
+        recipient: UserId,
+        limit: u32,
+        order: InboxOrder,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// Acknowledges one message: its ciphertext is deleted, a receipt stays.
+    async fn ack(
+        &self,
+        recipient: UserId,
+        id: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<AckOutcome, StoreError>;
+    /// Acknowledges the caller's messages among `ids` (distinct); others' ids
+    /// and unknown ids are ignored.
+    async fn ack_many(
+        &self,
+        recipient: UserId,
+        ids: &[MessageId],
+        now: DateTime<Utc>,
+    ) -> Result<AckCount, StoreError>;
+    /// The delivery state of a message, for its sender only (`None` otherwise).
+    async fn receipt(
+        &self,
+        sender: UserId,
+        id: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Receipt>, StoreError>;
+    /// Drops the ciphertext of expired messages and deletes receipts older
+    /// than `receipts_before`. Safe to run on several instances at once.
+    async fn sweep(
+        &self,
+        now: DateTime<Utc>,
+        receipts_before: DateTime<Utc>,
+    ) -> Result<SweepReport, StoreError>;
+    /// Undelivered messages across all users (for metrics).
+    async fn pending_total(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Cheap round trip for `/ready`.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Open and idle connections, for metrics.
+    fn pool_status(&self) -> PoolStatus;
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// Connection settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: String,
+    pub read_url: Option<String>,
+    pub max_connections: u32,
+    /// Run pending migrations on connect.
+    pub migrate: bool,
+}
+
+/// Opens the backend the URL names (`sqlite:` or `postgres:`/`postgresql:`).
+pub async fn connect(options: &StoreOptions) -> Result<Arc<dyn Store>, ConnectError> {
+    let url = options.url.as_str();
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(options).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(postgres::PgStore::connect(options).await?))
+    } else {
+        Err(ConnectError::UnknownScheme(crate::config::redact_url(url)))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    UnknownScheme(String),
+    #[error("cannot open the database: {0}")]
+    Open(#[source] sqlx::Error),
+    #[error("cannot create the database directory {0}: {1}")]
+    Directory(String, #[source] std::io::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Which state a receipt row is in.
+pub(crate) fn receipt_state(
+    delivered_at: Option<DateTime<Utc>>,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Receipt {
+    let state = if delivered_at.is_some() {
+        DeliveryState::Delivered
+    } else if expires_at <= now {
+        DeliveryState::Expired
+    } else {
+        DeliveryState::Pending
+    };
+    Receipt {
+        state,
+        delivered_at,
+    }
+}
+
+/// Rows one sweep statement touches at most, so it never holds long locks.
+pub(crate) const SWEEP_BATCH: i64 = 1000;
+
+#[cfg(test)]
+pub(crate) mod story;
