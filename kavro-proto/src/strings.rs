@@ -12,6 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "openapi")]
 use crate::validate;
 
 macro_rules! checked_string {

@@ -100,7 +100,9 @@ pub fn pubkey_hex(text: &str) -> Result<[u8; 32], String> {
 /// A device name is optional and at most 64 characters, without control characters.
 pub fn device_name(name: &str) -> Result<(), String> {
     if name.chars().count() > MAX_DEVICE_NAME_CHARS {
-        return Err(format!("must be at most {MAX_DEVICE_NAME_CHARS} characters"));
+        return Err(format!(
+            "must be at most {MAX_DEVICE_NAME_CHARS} characters"
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err("must not contain control characters".to_owned());

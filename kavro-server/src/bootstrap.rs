@@ -68,10 +68,7 @@ pub async fn build_with(
             RedisCounters::connect(url, &config.redis_prefix)
                 .await
                 .with_context(|| {
-                    format!(
-                        "connecting to Redis at {}",
-                        crate::config::redact_url(url)
-                    )
+                    format!("connecting to Redis at {}", crate::config::redact_url(url))
                 })?,
         ),
         None => Arc::new(MemoryCounters::default()),
@@ -244,9 +241,10 @@ mod tests {
         assert!(err.to_string().contains("KAVRO_JWT_SECRET"));
         let configured = SecretString::from("given".to_owned());
         assert_eq!(
-            secret_or_generated(&configured, false, &dir.path().join("s"), "X", || "no".into())
-                .unwrap()
-                .expose(),
+            secret_or_generated(&configured, false, &dir.path().join("s"), "X", || "no"
+                .into())
+            .unwrap()
+            .expose(),
             "given"
         );
     }

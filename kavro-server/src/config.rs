@@ -147,9 +147,9 @@ impl FromStr for RateSpec {
         if text.eq_ignore_ascii_case("off") {
             return Ok(Self(None));
         }
-        let (max, per) = text
-            .split_once('/')
-            .ok_or_else(|| format!("rate limit {text:?} is not of the form N/duration (e.g. 30/1m) or off"))?;
+        let (max, per) = text.split_once('/').ok_or_else(|| {
+            format!("rate limit {text:?} is not of the form N/duration (e.g. 30/1m) or off")
+        })?;
         let max: u32 = max
             .trim()
             .parse()
@@ -157,7 +157,9 @@ impl FromStr for RateSpec {
         let per = humantime::parse_duration(per.trim())
             .map_err(|e| format!("rate limit {text:?}: bad duration: {e}"))?;
         if max == 0 || per.is_zero() {
-            return Err(format!("rate limit {text:?}: both the count and the duration must be above zero; use `off` to disable"));
+            return Err(format!(
+                "rate limit {text:?}: both the count and the duration must be above zero; use `off` to disable"
+            ));
         }
         Ok(Self::new(max, per))
     }
@@ -285,8 +287,10 @@ impl Default for Lockout {
 
 /// The platform data directory for the relay (e.g. `~/.local/share/kavro-server`).
 fn default_data_dir() -> PathBuf {
-    directories::ProjectDirs::from("", "", "kavro-server")
-        .map_or_else(|| PathBuf::from("kavro-data"), |d| d.data_dir().to_path_buf())
+    directories::ProjectDirs::from("", "", "kavro-server").map_or_else(
+        || PathBuf::from("kavro-data"),
+        |d| d.data_dir().to_path_buf(),
+    )
 }
 
 /// Overrides given on the command line (the top layer).
@@ -445,14 +449,23 @@ mod tests {
 
     #[test]
     fn rate_spec_parsing() {
-        assert_eq!("30/1m".parse(), Ok(RateSpec::new(30, Duration::from_secs(60))));
-        assert_eq!("3 / 1h".parse(), Ok(RateSpec::new(3, Duration::from_secs(3600))));
+        assert_eq!(
+            "30/1m".parse(),
+            Ok(RateSpec::new(30, Duration::from_secs(60)))
+        );
+        assert_eq!(
+            "3 / 1h".parse(),
+            Ok(RateSpec::new(3, Duration::from_secs(3600)))
+        );
         assert_eq!("off".parse(), Ok(RateSpec(None)));
         assert!("30".parse::<RateSpec>().is_err());
         assert!("0/1m".parse::<RateSpec>().is_err());
         assert!("x/1m".parse::<RateSpec>().is_err());
         assert!("5/soon".parse::<RateSpec>().is_err());
-        assert_eq!(RateSpec::new(30, Duration::from_secs(60)).to_string(), "30/1m");
+        assert_eq!(
+            RateSpec::new(30, Duration::from_secs(60)).to_string(),
+            "30/1m"
+        );
     }
 
     #[test]
@@ -482,10 +495,17 @@ mod tests {
             let config = Config::load(Some(Path::new("server.toml")), &flags)?;
             assert_eq!(config.bind.port(), 9000, "file over default");
             assert_eq!(config.redis_url, "redis://plain-env", "env over file");
-            assert_eq!(config.limits.send, RateSpec::new(12, Duration::from_secs(60)));
+            assert_eq!(
+                config.limits.send,
+                RateSpec::new(12, Duration::from_secs(60))
+            );
             assert_eq!(config.lockout.failures, 7);
             assert_eq!(config.log_format, LogFormat::Text, "flag over file");
-            assert_eq!(config.jwt_secret.expose(), "12345", "numeric-looking secrets stay text");
+            assert_eq!(
+                config.jwt_secret.expose(),
+                "12345",
+                "numeric-looking secrets stay text"
+            );
             assert_eq!(config.trusted_proxies.len(), 2);
             jail.set_env("KAVRO_REDIS_URL", "redis://kavro-env");
             let config = Config::load(Some(Path::new("server.toml")), &flags)?;
@@ -528,10 +548,16 @@ mod tests {
         let defaults = toml::Value::try_from(Config::default()).expect("serialize defaults");
         let example: toml::Value = toml::from_str(example).expect("toml");
         for (key, value) in defaults.as_table().expect("table") {
-            assert!(example.get(key).is_some(), "server.example.toml lacks `{key}`");
+            assert!(
+                example.get(key).is_some(),
+                "server.example.toml lacks `{key}`"
+            );
             if let Some(table) = value.as_table() {
                 for sub in table.keys() {
-                    assert!(example[key].get(sub).is_some(), "server.example.toml lacks `{key}.{sub}`");
+                    assert!(
+                        example[key].get(sub).is_some(),
+                        "server.example.toml lacks `{key}.{sub}`"
+                    );
                 }
             }
         }
@@ -545,7 +571,10 @@ mod tests {
             ..Config::default()
         };
         let text = format!("{config:?}");
-        assert!(!text.contains("topsecretjwt") && !text.contains("hunter2"), "{text}");
+        assert!(
+            !text.contains("topsecretjwt") && !text.contains("hunter2"),
+            "{text}"
+        );
         assert!(text.contains("kavro:***@db"));
     }
 

@@ -47,7 +47,9 @@ impl FieldCrypt {
 
     pub fn decrypt(&self, stored: &[u8]) -> Result<Vec<u8>, FieldCryptError> {
         let token = std::str::from_utf8(stored).map_err(|_| FieldCryptError::Decrypt)?;
-        self.keys.decrypt(token).map_err(|_| FieldCryptError::Decrypt)
+        self.keys
+            .decrypt(token)
+            .map_err(|_| FieldCryptError::Decrypt)
     }
 
     pub fn encrypt_str(&self, plain: &str) -> Vec<u8> {
@@ -81,7 +83,10 @@ mod tests {
         let rotated = FieldCrypt::new(&format!("{new},{old}")).unwrap();
         assert_eq!(rotated.decrypt_string(&stored).unwrap(), "laptop");
         let json = serde_json::json!({"a": [1, 2, {"b": null}]});
-        assert_eq!(rotated.decrypt_json(&rotated.encrypt_json(&json)).unwrap(), json);
+        assert_eq!(
+            rotated.decrypt_json(&rotated.encrypt_json(&json)).unwrap(),
+            json
+        );
         let other = FieldCrypt::new(&FieldCrypt::generate_key()).unwrap();
         assert!(other.decrypt(&stored).is_err());
         assert!(other.decrypt(b"\xff\xfe").is_err());
@@ -90,6 +95,9 @@ mod tests {
     #[test]
     fn bad_keys_are_refused() {
         assert!(matches!(FieldCrypt::new(""), Err(FieldCryptError::NoKey)));
-        assert!(matches!(FieldCrypt::new("short"), Err(FieldCryptError::BadKey(1))));
+        assert!(matches!(
+            FieldCrypt::new("short"),
+            Err(FieldCryptError::BadKey(1))
+        ));
     }
 }

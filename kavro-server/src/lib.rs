@@ -20,5 +20,5 @@ pub mod store;
 pub mod tls;
 pub mod wake;
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[doc(hidden)]
+pub mod testing;

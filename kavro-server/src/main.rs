@@ -170,7 +170,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let state = kavro_server::bootstrap::build(&config).await?;
     let acceptor = kavro_server::server::bind(&config).await?;
-    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     for addr in acceptor.local_addr() {
         if let Some(addr) = addr.as_socket_addr() {
             tracing::info!(%addr, database = %kavro_server::config::redact_url(&config.effective_database_url()), redis = config.redis_url().is_some(), "kavro-server listening");

@@ -19,7 +19,11 @@ pub async fn sweep_once(state: &AppState) -> Result<SweepReport, StoreError> {
         .sweep(now, before(now, state.settings.receipt_ttl))
         .await?;
     if report.expired > 0 || report.purged > 0 {
-        tracing::info!(expired = report.expired, purged = report.purged, "retention sweep");
+        tracing::info!(
+            expired = report.expired,
+            purged = report.purged,
+            "retention sweep"
+        );
     }
     metrics::counter!("kavro_messages_expired_total").increment(report.expired);
     metrics::counter!("kavro_receipts_purged_total").increment(report.purged);

@@ -7,9 +7,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use poem::listener::AcceptorExt as _;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::{Cors, NormalizePath, TrailingSlash};
-use poem::listener::AcceptorExt as _;
 use poem::{EndpointExt, Route};
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +21,8 @@ use crate::state::AppState;
 
 /// The whole HTTP application for `state`.
 pub fn app(state: &Arc<AppState>, cors_origins: &[String]) -> poem::endpoint::BoxEndpoint<'static> {
+    // Install the metrics recorder before the first request is counted.
+    crate::http::metrics::handle();
     let root = crate::api::service(state, "/");
     let docs = root.swagger_ui();
     let spec = root.spec_endpoint();
@@ -35,8 +37,8 @@ pub fn app(state: &Arc<AppState>, cors_origins: &[String]) -> poem::endpoint::Bo
         .at("/openapi.json", spec)
         .nest("/", root);
     let app = routes
-        .with(RequestMetrics)
         .catch_all_error(crate::http::errors::render)
+        .with(RequestMetrics)
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(BodyLimit {
             max: kavro_proto::validate::MAX_BODY_BYTES,
@@ -50,7 +52,9 @@ pub fn app(state: &Arc<AppState>, cors_origins: &[String]) -> poem::endpoint::Bo
     } else {
         let cors = cors_origins
             .iter()
-            .fold(Cors::new(), |cors, origin| cors.allow_origin(origin.as_str()))
+            .fold(Cors::new(), |cors, origin| {
+                cors.allow_origin(origin.as_str())
+            })
             .allow_credentials(false);
         app.with(cors).boxed()
     }
@@ -105,4 +109,3 @@ pub async fn bind(config: &Config) -> anyhow::Result<poem::listener::BoxAcceptor
         _ => Ok(poem::listener::AcceptorExt::boxed(acceptor)),
     }
 }
-

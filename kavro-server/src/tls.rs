@@ -11,9 +11,9 @@ use std::task::{Context, Poll};
 use anyhow::Context as _;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
+use poem::http::uri::Scheme;
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
-use poem::http::uri::Scheme;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::server::TlsStream;
@@ -49,7 +49,11 @@ fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("parsing TLS certificate {}", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "no certificate found in {}", path.display());
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "no certificate found in {}",
+        path.display()
+    );
     Ok(certs)
 }
 
@@ -70,7 +74,12 @@ impl<A: Acceptor> Acceptor for TlsAcceptor<A> {
     async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
         let (stream, local, remote, _) = self.inner.accept().await?;
         let handshake = self.tls.accept(stream).boxed();
-        Ok((LazyTls::Handshaking(handshake), local, remote, Scheme::HTTPS))
+        Ok((
+            LazyTls::Handshaking(handshake),
+            local,
+            remote,
+            Scheme::HTTPS,
+        ))
     }
 }
 

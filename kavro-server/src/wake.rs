@@ -118,9 +118,7 @@ impl WakeHub {
     /// Registers interest in `user`'s inbox; at most `max` at once per user.
     pub fn subscribe(&self, user: UserId, max: u32) -> Result<Subscription, TooManyWaiters> {
         let mut channels = self.waiters.lock();
-        let sender = channels
-            .entry(user)
-            .or_insert_with(|| watch::channel(0).0);
+        let sender = channels.entry(user).or_insert_with(|| watch::channel(0).0);
         if sender.receiver_count() >= max as usize {
             return Err(TooManyWaiters);
         }
@@ -140,11 +138,7 @@ impl WakeHub {
     pub async fn notify(&self, user: UserId) {
         self.waiters.wake(user);
         if let Some(link) = &self.redis {
-            let result: Result<(), _> = link
-                .publisher
-                .clone()
-                .publish(&link.channel, user.0)
-                .await;
+            let result: Result<(), _> = link.publisher.clone().publish(&link.channel, user.0).await;
             if let Err(err) = result {
                 // Other instances' waiters then find the message at their
                 // timeout; the message itself is safely stored.
@@ -272,7 +266,10 @@ mod tests {
         let mut bob = hub.subscribe(UserId(2), 4).unwrap();
         hub.notify(UserId(1)).await;
         assert_eq!(alice.wait(Duration::from_secs(30)).await, WakeReason::Woken);
-        assert_eq!(bob.wait(Duration::from_secs(30)).await, WakeReason::TimedOut);
+        assert_eq!(
+            bob.wait(Duration::from_secs(30)).await,
+            WakeReason::TimedOut
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -301,12 +298,17 @@ mod tests {
         let hub = WakeHub::local();
         let mut sub = hub.subscribe(UserId(1), 4).unwrap();
         hub.shutdown();
-        assert_eq!(sub.wait(Duration::from_secs(60)).await, WakeReason::Shutdown);
+        assert_eq!(
+            sub.wait(Duration::from_secs(60)).await,
+            WakeReason::Shutdown
+        );
     }
 
     #[tokio::test]
     async fn wakes_across_instances_through_redis() {
-        let Some(url) = crate::testing::redis_url() else { return };
+        let Some(url) = crate::testing::redis_url() else {
+            return;
+        };
         let prefix = format!("kavro-test-{}", uuid::Uuid::new_v4().simple());
         let a = WakeHub::with_redis(&url, &prefix).await.unwrap();
         let b = WakeHub::with_redis(&url, &prefix).await.unwrap();

@@ -141,6 +141,12 @@ pub(crate) fn open(
         .split_first_chunk::<NONCE_LEN>()
         .ok_or(OpenError::EnvelopeNotAuthentic)?;
 
+    // X25519 ignores the top bit, so a key with it set would open the inner
+    // box like its canonical twin yet compare unequal to the pinned key. No
+    // real public key has it set: refuse it, so `sender_key` is canonical.
+    if sender_key[KEY_LEN - 1] & 0x80 != 0 {
+        return Err(OpenError::EnvelopeNotAuthentic);
+    }
     let sender_key = IdentityPublic::from_bytes(*sender_key);
     let inner = nacl::open(
         recipient.secret().as_x25519(),
@@ -211,6 +217,15 @@ mod tests {
         let mut bytes = seal(&alice, bob.public(), &payload("hi"), &[9; 24]).unwrap();
         bytes[5..37].copy_from_slice(bob.public().as_bytes());
         assert_eq!(open(&alice, &bytes), Err(OpenError::EnvelopeNotAuthentic));
+    }
+
+    #[test]
+    fn sender_key_with_top_bit_set_is_refused() {
+        let (alice, bob) = (pair(1), pair(2));
+        let mut bytes = seal(&alice, bob.public(), &payload("hi"), &[9; 24]).unwrap();
+        assert!(open(&bob, &bytes).is_ok());
+        bytes[5 + KEY_LEN - 1] ^= 0x80;
+        assert_eq!(open(&bob, &bytes), Err(OpenError::EnvelopeNotAuthentic));
     }
 
     #[test]

@@ -86,6 +86,8 @@ def open_message(secret, ciphertext_b64, eph_hex):
     if len(plain) < 61:
         raise Refused("envelope_not_authentic")
     sender_key, inner_nonce, inner_box = plain[5:37], plain[37:61], plain[61:]
+    if sender_key[31] & 0x80:  # non-canonical: X25519 would ignore the bit
+        raise Refused("envelope_not_authentic")
     inner = box_open(inner_box, inner_nonce, sender_key, secret)
     if inner is None:
         raise Refused("envelope_not_authentic")

@@ -72,16 +72,29 @@ impl AuthApi {
     /// Username: 3–30 of `A-Z a-z 0-9 _ -`, unique ignoring case. Password:
     /// 8–128 characters with an uppercase letter, a lowercase letter and a digit.
     #[oai(path = "/auth/register", method = "post", operation_id = "register")]
-    async fn register(&self, req: &Request, body: Json<Credentials>) -> Result<Registered, ApiError> {
+    async fn register(
+        &self,
+        req: &Request,
+        body: Json<Credentials>,
+    ) -> Result<Registered, ApiError> {
         let ip = client_ip(&self.state, req);
-        self.state.limiter.check(Route::Register, &ip_subject(ip)).await?;
+        self.state
+            .limiter
+            .check(Route::Register, &ip_subject(ip))
+            .await?;
         let Credentials { username, password } = body.0;
         let mut details = Vec::new();
         if let Err(message) = validate::username(username.as_str()) {
-            details.push(FieldError { field: "username".into(), message });
+            details.push(FieldError {
+                field: "username".into(),
+                message,
+            });
         }
         if let Err(message) = validate::password(password.as_str()) {
-            details.push(FieldError { field: "password".into(), message });
+            details.push(FieldError {
+                field: "password".into(),
+                message,
+            });
         }
         if !details.is_empty() {
             return Err(ApiError::validation(details));

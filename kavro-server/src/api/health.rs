@@ -62,7 +62,11 @@ impl HealthApi {
         let database_ok = self.state.store.ping().await.is_ok();
         let counters = self.state.limiter.counters();
         let redis = if counters.backend() == "redis" {
-            if counters.ping().await.is_ok() { OK } else { DOWN }
+            if counters.ping().await.is_ok() {
+                OK
+            } else {
+                DOWN
+            }
         } else {
             "not configured"
         };

@@ -111,7 +111,10 @@ impl KeysApi {
         #[oai(name = "user_id")] user_id: Path<i64>,
     ) -> Result<DevicesResponse, ApiError> {
         let ip = client_ip(&self.state, req);
-        self.state.limiter.check(Route::Lookup, &ip_subject(ip)).await?;
+        self.state
+            .limiter
+            .check(Route::Lookup, &ip_subject(ip))
+            .await?;
         let devices = devices(&self.state, UserId(user_id.0)).await?;
         Ok(DevicesResponse::Ok(Json(Devices { devices })))
     }

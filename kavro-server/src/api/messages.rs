@@ -69,7 +69,9 @@ impl MessagesApi {
             self.state
                 .fields
                 .decrypt_json(&stored)
-                .map_err(|e| tracing::warn!(message = record.id.0, error = %e, "metadata unreadable"))
+                .map_err(
+                    |e| tracing::warn!(message = record.id.0, error = %e, "metadata unreadable"),
+                )
                 .ok()
         });
         InboxMessage {
@@ -109,13 +111,17 @@ impl MessagesApi {
     async fn send(&self, auth: BearerAuth, body: Json<SendMessage>) -> Result<Sent, ApiError> {
         let sender = auth.0.user_id;
         let state = &self.state;
-        state.limiter.check(Route::Send, &sender.to_string()).await?;
+        state
+            .limiter
+            .check(Route::Send, &sender.to_string())
+            .await?;
         let message = body.0;
-        let ciphertext = validate::ciphertext(message.ciphertext.as_str()).map_err(|e| match e {
-            CiphertextError::InvalidBase64 => ApiError::bad_request(e.to_string()),
-            CiphertextError::TooLarge => ApiError::too_large(e.to_string()),
-            CiphertextError::Empty => ApiError::invalid_field("ciphertext", e.to_string()),
-        })?;
+        let ciphertext =
+            validate::ciphertext(message.ciphertext.as_str()).map_err(|e| match e {
+                CiphertextError::InvalidBase64 => ApiError::bad_request(e.to_string()),
+                CiphertextError::TooLarge => ApiError::too_large(e.to_string()),
+                CiphertextError::Empty => ApiError::invalid_field("ciphertext", e.to_string()),
+            })?;
         let ephemeral = validate::pubkey_hex(message.ephemeral_pubkey.as_str())
             .map_err(|m| ApiError::invalid_field("ephemeral_pubkey", m))?;
         let now = state.clock.now();
@@ -126,7 +132,10 @@ impl MessagesApi {
                 recipient_id: message.recipient_id,
                 ciphertext,
                 ephemeral_pubkey: hex::encode(ephemeral),
-                metadata: message.metadata.as_ref().map(|m| state.fields.encrypt_json(m)),
+                metadata: message
+                    .metadata
+                    .as_ref()
+                    .map(|m| state.fields.encrypt_json(m)),
                 client_msg_id: message.client_msg_id,
                 created_at: now,
                 expires_at: after(now, state.settings.message_ttl),
@@ -166,7 +175,10 @@ impl MessagesApi {
         req: &Request,
         auth: BearerAuth,
         /// Most messages to return (1–200).
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "200")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "200"))
+        )]
         limit: Query<u32>,
         /// `desc` (newest first, default) or `asc` (oldest first).
         #[oai(default)]
@@ -189,7 +201,10 @@ impl MessagesApi {
             .subscribe(user, state.settings.max_long_polls_per_user)
             .map_err(|_| {
                 ApiError::too_many(
-                    format!("Too many open long-polls from {}", ip_subject(client_ip(state, req))),
+                    format!(
+                        "Too many open long-polls from {}",
+                        ip_subject(client_ip(state, req))
+                    ),
                     Duration::from_secs(1),
                 )
             })?;
@@ -216,7 +231,11 @@ impl MessagesApi {
     /// Acknowledge a message
     ///
     /// Deletes its ciphertext from the relay. Idempotent.
-    #[oai(path = "/messages/:id/ack", method = "post", operation_id = "ack_message")]
+    #[oai(
+        path = "/messages/:id/ack",
+        method = "post",
+        operation_id = "ack_message"
+    )]
     async fn ack(
         &self,
         auth: BearerAuth,
@@ -266,10 +285,7 @@ impl MessagesApi {
             ));
         }
         let ids: Vec<MessageId> = ids.into_iter().collect();
-        let count = state
-            .store
-            .ack_many(user, &ids, state.clock.now())
-            .await?;
+        let count = state.store.ack_many(user, &ids, state.clock.now()).await?;
         metrics::counter!("kavro_messages_delivered_total").increment(count.newly);
         Ok(BatchAcked::Ok(Json(BatchAckResponse {
             acknowledged: count.total,
@@ -280,7 +296,11 @@ impl MessagesApi {
     ///
     /// `pending`, `delivered` (with `delivered_at`) or `expired`. Only the
     /// sender may ask; the receipt is kept for the retention period.
-    #[oai(path = "/messages/:id/status", method = "get", operation_id = "message_status")]
+    #[oai(
+        path = "/messages/:id/status",
+        method = "get",
+        operation_id = "message_status"
+    )]
     async fn status(
         &self,
         req: &Request,

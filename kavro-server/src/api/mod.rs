@@ -58,7 +58,12 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
             TokenError::Expired => ApiError::unauthorized("Token has expired; log in again"),
             TokenError::Invalid => ApiError::unauthorized("Invalid token"),
         })?;
-    if state.limiter.is_revoked(&claims.jti).await.map_err(ApiError::from)? {
+    if state
+        .limiter
+        .is_revoked(&claims.jti)
+        .await
+        .map_err(ApiError::from)?
+    {
         return Err(ApiError::unauthorized("Token has been revoked; log in again").into());
     }
     Ok(Caller {

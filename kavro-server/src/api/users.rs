@@ -41,7 +41,10 @@ impl UsersApi {
         #[oai(name = "username")] username: Path<String>,
     ) -> Result<UserResponse, ApiError> {
         let ip = client_ip(&self.state, req);
-        self.state.limiter.check(Route::Lookup, &ip_subject(ip)).await?;
+        self.state
+            .limiter
+            .check(Route::Lookup, &ip_subject(ip))
+            .await?;
         let not_found = || ApiError::not_found("No such user");
         if validate::username(&username.0).is_err() {
             return Err(not_found());

@@ -35,8 +35,12 @@ impl Passwords {
     /// Cheap parameters for tests that create many accounts.
     pub fn fast_for_tests() -> Self {
         let params = argon2::Params::new(1024, 1, 1, None).unwrap_or_default();
-        Self::with(Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params))
-            .unwrap_or_else(|_| Self::new().unwrap_or_else(|_| unreachable!()))
+        Self::with(Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            params,
+        ))
+        .unwrap_or_else(|_| Self::new().unwrap_or_else(|_| unreachable!()))
     }
 
     fn with(argon: Argon2<'static>) -> Result<Self, PasswordError> {
@@ -99,10 +103,25 @@ mod tests {
         let passwords = Passwords::fast_for_tests();
         let hash = passwords.hash("Passw0rd!".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(passwords.verify("Passw0rd!".into(), Some(hash.clone())).await.unwrap());
-        assert!(!passwords.verify("passw0rd!".into(), Some(hash)).await.unwrap());
+        assert!(
+            passwords
+                .verify("Passw0rd!".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !passwords
+                .verify("passw0rd!".into(), Some(hash))
+                .await
+                .unwrap()
+        );
         assert!(!passwords.verify("Passw0rd!".into(), None).await.unwrap());
-        assert!(!passwords.verify("x".into(), Some("garbage".into())).await.unwrap());
+        assert!(
+            !passwords
+                .verify("x".into(), Some("garbage".into()))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
@@ -111,6 +130,11 @@ mod tests {
         let passwords = Passwords::fast_for_tests();
         let base = "A1".to_owned() + &"a".repeat(80);
         let hash = passwords.hash(format!("{base}X")).await.unwrap();
-        assert!(!passwords.verify(format!("{base}Y"), Some(hash)).await.unwrap());
+        assert!(
+            !passwords
+                .verify(format!("{base}Y"), Some(hash))
+                .await
+                .unwrap()
+        );
     }
 }

@@ -53,7 +53,10 @@ impl Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.validate_exp = false; // checked against our clock below
-        validation.required_spec_claims = ["sub", "exp", "iat"].into_iter().map(String::from).collect();
+        validation.required_spec_claims = ["sub", "exp", "iat"]
+            .into_iter()
+            .map(String::from)
+            .collect();
         Ok(Self {
             encoding: EncodingKey::from_secret(secret).map_err(|_| WeakSecret)?,
             decoding: DecodingKey::from_secret(secret).map_err(|_| WeakSecret)?,

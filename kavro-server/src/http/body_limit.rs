@@ -16,7 +16,10 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
     type Output = BodyLimitEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        BodyLimitEndpoint { inner: ep, max: self.max }
+        BodyLimitEndpoint {
+            inner: ep,
+            max: self.max,
+        }
     }
 }
 
@@ -38,16 +41,21 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
                 .to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| poem::Error::from(ApiError::bad_request("Invalid Content-Length")))?;
+                .ok_or_else(|| {
+                    poem::Error::from(ApiError::bad_request("Invalid Content-Length"))
+                })?;
             if declared > self.max as u64 {
                 return Err(too_large(self.max));
             }
         } else if has_body(&req) {
             let body = req.take_body();
-            let bytes = body.into_bytes_limit(self.max).await.map_err(|err| match err {
-                poem::error::ReadBodyError::PayloadTooLarge => too_large(self.max),
-                _ => ApiError::bad_request("Could not read the request body").into(),
-            })?;
+            let bytes = body
+                .into_bytes_limit(self.max)
+                .await
+                .map_err(|err| match err {
+                    poem::error::ReadBodyError::PayloadTooLarge => too_large(self.max),
+                    _ => ApiError::bad_request("Could not read the request body").into(),
+                })?;
             req.set_body(bytes);
         }
         self.inner.call(req).await.map(IntoResponse::into_response)
@@ -56,5 +64,6 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
 
 /// A request without `Content-Length` may still stream a chunked body.
 fn has_body(req: &Request) -> bool {
-    req.headers().contains_key(poem::http::header::TRANSFER_ENCODING)
+    req.headers()
+        .contains_key(poem::http::header::TRANSFER_ENCODING)
 }

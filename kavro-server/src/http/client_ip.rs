@@ -9,7 +9,10 @@ use ipnet::IpNet;
 use poem::Request;
 
 pub fn client_ip(req: &Request, trusted: &[IpNet]) -> Option<IpAddr> {
-    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip().to_canonical())?;
+    let peer = req
+        .remote_addr()
+        .as_socket_addr()
+        .map(|a| a.ip().to_canonical())?;
     if !is_trusted(peer, trusted) {
         return Some(peer);
     }
@@ -68,7 +71,10 @@ mod tests {
     #[test]
     fn untrusted_peer_header_is_ignored() {
         let req = request("203.0.113.9:5000", Some("1.2.3.4"));
-        assert_eq!(client_ip(&req, &nets(&["10.0.0.0/8"])), "203.0.113.9".parse().ok());
+        assert_eq!(
+            client_ip(&req, &nets(&["10.0.0.0/8"])),
+            "203.0.113.9".parse().ok()
+        );
         assert_eq!(client_ip(&req, &[]), "203.0.113.9".parse().ok());
     }
 

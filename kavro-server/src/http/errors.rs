@@ -5,18 +5,18 @@
 
 use kavro_proto::api::FieldError;
 use poem::{IntoResponse, Response};
-use poem_openapi::error::{
-    AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
-    ParseRequestPayloadError,
-};
 use poem_openapi::OperationId;
+use poem_openapi::error::{
+    AuthorizationError, ContentTypeError, ParseParamError, ParsePathError, ParseRequestPayloadError,
+};
 
 use crate::error::ApiError;
 
 pub async fn render(err: poem::Error) -> Response {
     // Keep the operation name for the request metrics.
     let operation = err.data::<OperationId>().map(|op| OperationId(op.0));
-    let mut response = to_api_error(err).map_or_else(|response| response, IntoResponse::into_response);
+    let mut response = to_api_error(err, operation.as_ref().map(|op| op.0))
+        .map_or_else(|response| response, IntoResponse::into_response);
     if let Some(operation) = operation {
         response.set_data(operation);
     }
@@ -25,7 +25,7 @@ pub async fn render(err: poem::Error) -> Response {
 
 /// Maps a framework error to an [`ApiError`]; a response a handler already
 /// built passes through unchanged (`Err`).
-fn to_api_error(err: poem::Error) -> Result<ApiError, Response> {
+fn to_api_error(err: poem::Error, operation: Option<&str>) -> Result<ApiError, Response> {
     if err.is_from_response() {
         return Err(err.into_response());
     }
@@ -39,7 +39,8 @@ fn to_api_error(err: poem::Error) -> Result<ApiError, Response> {
         return Ok(ApiError::invalid_field(e.name, clean(&e.reason)));
     }
     if let Some(e) = err.downcast_ref::<ParsePathError>() {
-        return Ok(ApiError::invalid_field(e.name, clean(&e.reason)));
+        let name = operation.and_then(path_param_name).unwrap_or(e.name);
+        return Ok(ApiError::invalid_field(name, clean(&e.reason)));
     }
     if let Some(e) = err.downcast_ref::<ContentTypeError>() {
         return Ok(ApiError::unsupported_media_type(format!(
@@ -60,7 +61,10 @@ fn to_api_error(err: poem::Error) -> Result<ApiError, Response> {
         return Ok(ApiError::internal(&err));
     }
     // Any other client error: keep its status, give it our shape.
-    let message = status.canonical_reason().unwrap_or("Bad request").to_owned();
+    let message = status
+        .canonical_reason()
+        .unwrap_or("Bad request")
+        .to_owned();
     let mut response = ApiError::bad_request(message.clone()).into_response();
     response.set_status(status);
     let body = kavro_proto::api::ErrorBody {
@@ -70,6 +74,16 @@ fn to_api_error(err: poem::Error) -> Result<ApiError, Response> {
     };
     response.set_body(serde_json::to_vec(&body).unwrap_or_default());
     Err(response)
+}
+
+/// poem-openapi calls every path parameter `param0`; name it as the route does.
+fn path_param_name(operation: &str) -> Option<&'static str> {
+    match operation {
+        "get_keys" => Some("user_id"),
+        "ack_message" | "message_status" => Some("id"),
+        "get_user" => Some("username"),
+        _ => None,
+    }
 }
 
 /// poem-openapi's reasons quote Rust type names; keep them short and readable.

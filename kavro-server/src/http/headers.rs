@@ -19,7 +19,10 @@ impl<E: Endpoint> Middleware<E> for SecurityHeaders {
     type Output = SecurityHeadersEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        SecurityHeadersEndpoint { inner: ep, hsts: self.hsts }
+        SecurityHeadersEndpoint {
+            inner: ep,
+            hsts: self.hsts,
+        }
     }
 }
 
@@ -43,7 +46,10 @@ impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
             Err(err) => err.into_response(),
         };
         let headers = response.headers_mut();
-        headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+        headers.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
         headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
         headers.insert(
             "referrer-policy",

@@ -20,7 +20,10 @@ pub async fn run(counters: &dyn Counters, tag: &str) {
 
     // Three hits pass, the fourth waits for the oldest to leave the window.
     for s in 0..3 {
-        assert_eq!(counters.hit(&key, window, at(s)).await.unwrap(), Decision::Allowed);
+        assert_eq!(
+            counters.hit(&key, window, at(s)).await.unwrap(),
+            Decision::Allowed
+        );
     }
     match counters.hit(&key, window, at(10)).await.unwrap() {
         Decision::Limited { retry_after } => assert_eq!(retry_after, Duration::from_secs(50)),
@@ -28,14 +31,20 @@ pub async fn run(counters: &dyn Counters, tag: &str) {
     }
     // Refused hits are not recorded: after the first leaves, one more passes.
     // The window is (now - 60 s, now]: at 60 s the hit at 0 s has left.
-    assert_eq!(counters.hit(&key, window, at(60)).await.unwrap(), Decision::Allowed);
+    assert_eq!(
+        counters.hit(&key, window, at(60)).await.unwrap(),
+        Decision::Allowed
+    );
     assert!(matches!(
         counters.hit(&key, window, at(60)).await.unwrap(),
         Decision::Limited { .. }
     ));
     // Other keys are independent.
     assert_eq!(
-        counters.hit(&format!("{key}:other"), window, at(61)).await.unwrap(),
+        counters
+            .hit(&format!("{key}:other"), window, at(61))
+            .await
+            .unwrap(),
         Decision::Allowed
     );
 
@@ -47,12 +56,24 @@ pub async fn run(counters: &dyn Counters, tag: &str) {
     };
     let who = format!("user-{tag}");
     assert_eq!(counters.lock_remaining(&who, at(0)).await.unwrap(), None);
-    assert_eq!(counters.record_failure(&who, &policy, at(0)).await.unwrap(), None);
-    assert_eq!(counters.record_failure(&who, &policy, at(1)).await.unwrap(), None);
+    assert_eq!(
+        counters.record_failure(&who, &policy, at(0)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        counters.record_failure(&who, &policy, at(1)).await.unwrap(),
+        None
+    );
     // A success in between resets the count.
     counters.clear_failures(&who).await.unwrap();
-    assert_eq!(counters.record_failure(&who, &policy, at(2)).await.unwrap(), None);
-    assert_eq!(counters.record_failure(&who, &policy, at(3)).await.unwrap(), None);
+    assert_eq!(
+        counters.record_failure(&who, &policy, at(2)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        counters.record_failure(&who, &policy, at(3)).await.unwrap(),
+        None
+    );
     assert_eq!(
         counters.record_failure(&who, &policy, at(4)).await.unwrap(),
         Some(Duration::from_secs(300))
@@ -61,12 +82,28 @@ pub async fn run(counters: &dyn Counters, tag: &str) {
         counters.lock_remaining(&who, at(100)).await.unwrap(),
         Some(Duration::from_secs(204))
     );
-    assert_eq!(counters.lock_remaining(&format!("{who}-2"), at(100)).await.unwrap(), None);
-    assert_eq!(counters.lock_remaining(&who, at(304)).await.unwrap(), None, "lock lifts");
+    assert_eq!(
+        counters
+            .lock_remaining(&format!("{who}-2"), at(100))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        counters.lock_remaining(&who, at(304)).await.unwrap(),
+        None,
+        "lock lifts"
+    );
     // Failures spread wider than the window do not lock.
     let slow = format!("slow-{tag}");
     for s in [0, 200, 400, 600] {
-        assert_eq!(counters.record_failure(&slow, &policy, at(s)).await.unwrap(), None);
+        assert_eq!(
+            counters
+                .record_failure(&slow, &policy, at(s))
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     // Revocation.
@@ -74,6 +111,11 @@ pub async fn run(counters: &dyn Counters, tag: &str) {
     assert!(!counters.is_revoked(&jti, at(0)).await.unwrap());
     counters.revoke(&jti, at(3600), at(0)).await.unwrap();
     assert!(counters.is_revoked(&jti, at(1)).await.unwrap());
-    assert!(!counters.is_revoked(&format!("{jti}x"), at(1)).await.unwrap());
+    assert!(
+        !counters
+            .is_revoked(&format!("{jti}x"), at(1))
+            .await
+            .unwrap()
+    );
     counters.ping().await.unwrap();
 }

@@ -28,7 +28,9 @@ use crate::config::{Lockout, RateLimits, Window};
 pub enum Decision {
     Allowed,
     /// Refused; the caller may retry after this long.
-    Limited { retry_after: Duration },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +43,12 @@ pub struct CounterError(pub String);
 pub trait Counters: Send + Sync + 'static {
     /// Sliding window: records a hit for `key` at `now` if fewer than
     /// `window.max` hits fall within the last `window.per`.
-    async fn hit(&self, key: &str, window: Window, now: DateTime<Utc>)
-    -> Result<Decision, CounterError>;
+    async fn hit(
+        &self,
+        key: &str,
+        window: Window,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, CounterError>;
     /// How long `subject` stays locked, if it is.
     async fn lock_remaining(
         &self,
@@ -60,8 +66,12 @@ pub trait Counters: Send + Sync + 'static {
     /// Forgets the failures of `subject` (after a successful login).
     async fn clear_failures(&self, subject: &str) -> Result<(), CounterError>;
     /// Marks a token id as revoked until `until` (its expiry).
-    async fn revoke(&self, jti: &str, until: DateTime<Utc>, now: DateTime<Utc>)
-    -> Result<(), CounterError>;
+    async fn revoke(
+        &self,
+        jti: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CounterError>;
     async fn is_revoked(&self, jti: &str, now: DateTime<Utc>) -> Result<bool, CounterError>;
     /// A cheap round trip, for `/ready`.
     async fn ping(&self) -> Result<(), CounterError>;
@@ -166,7 +176,10 @@ impl Limiter {
                 metrics::counter!("kavro_limiter_fallback_total").increment(1);
                 tracing::warn!(error = %err, route = route.name(), "rate limit counters unavailable; using this instance's memory");
                 match &self.fallback {
-                    Some(fallback) => fallback.hit(&key, window, now).await.unwrap_or(Decision::Allowed),
+                    Some(fallback) => fallback
+                        .hit(&key, window, now)
+                        .await
+                        .unwrap_or(Decision::Allowed),
                     None => Decision::Allowed,
                 }
             }

@@ -245,6 +245,10 @@ mod tests {
     #[tokio::test]
     async fn unreachable_redis_fails_fast() {
         // Nothing listens on port 1: connecting is an error the caller can report.
-        assert!(RedisCounters::connect("redis://127.0.0.1:1", "x").await.is_err());
+        assert!(
+            RedisCounters::connect("redis://127.0.0.1:1", "x")
+                .await
+                .is_err()
+        );
     }
 }

@@ -118,7 +118,9 @@ pub struct MessageRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckOutcome {
     /// Now acknowledged; `newly` is false when it already was.
-    Acknowledged { newly: bool },
+    Acknowledged {
+        newly: bool,
+    },
     NotFound,
     /// The message exists but belongs to someone else.
     NotRecipient,

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kavro_proto::api::InboxOrder;
 use kavro_proto::{DeviceId, MessageId, UserId};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use super::{
     AckCount, AckOutcome, ConnectError, DeviceRecord, MessageRecord, NewMessage, NewUser,

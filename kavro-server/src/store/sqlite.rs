@@ -15,9 +15,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    AckCount, AckOutcome, ConnectError, DeviceRecord, MessageRecord, NewMessage, NewUser, PoolStatus,
-    Receipt, SWEEP_BATCH, Store, StoreError, StoreOptions, Stored, SweepReport, UserRecord,
-    receipt_state,
+    AckCount, AckOutcome, ConnectError, DeviceRecord, MessageRecord, NewMessage, NewUser,
+    PoolStatus, Receipt, SWEEP_BATCH, Store, StoreError, StoreOptions, Stored, SweepReport,
+    UserRecord, receipt_state,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -62,14 +62,20 @@ pub async fn story(store: &dyn Store) {
     ));
     let found = store.user_by_name("alice").await.unwrap().unwrap();
     assert_eq!((found.id, found.username.as_str()), (alice, "Alice"));
-    assert_eq!(store.user_by_id(evil).await.unwrap().unwrap().username, evil_name);
+    assert_eq!(
+        store.user_by_id(evil).await.unwrap().unwrap().username,
+        evil_name
+    );
     assert!(store.user_by_name("nobody").await.unwrap().is_none());
     assert!(store.user_by_id(UserId(i64::MAX)).await.unwrap().is_none());
 
     // Devices: idempotent, oldest first, names opaque bytes.
     let key1 = "11".repeat(32);
     let key2 = "22".repeat(32);
-    store.add_device(bob, &key1, Some(b"enc-name".to_vec()), at(1)).await.unwrap();
+    store
+        .add_device(bob, &key1, Some(b"enc-name".to_vec()), at(1))
+        .await
+        .unwrap();
     store.add_device(bob, &key1, None, at(2)).await.unwrap();
     store.add_device(bob, &key2, None, at(3)).await.unwrap();
     let devices = store.devices(bob).await.unwrap();
@@ -81,23 +87,49 @@ pub async fn story(store: &dyn Store) {
     assert!(store.devices(UserId(i64::MAX)).await.unwrap().is_empty());
 
     // Messages: stored, listed in both orders, limited.
-    let m1 = store.store_message(message(alice, bob, "one", at(10))).await.unwrap();
-    let m2 = store.store_message(message(alice, bob, "two", at(11))).await.unwrap();
-    let m3 = store.store_message(message(evil, bob, "three", at(12))).await.unwrap();
+    let m1 = store
+        .store_message(message(alice, bob, "one", at(10)))
+        .await
+        .unwrap();
+    let m2 = store
+        .store_message(message(alice, bob, "two", at(11)))
+        .await
+        .unwrap();
+    let m3 = store
+        .store_message(message(evil, bob, "three", at(12)))
+        .await
+        .unwrap();
     assert!(m1.created && m2.created && m3.created);
     assert!(m1.id < m2.id && m2.id < m3.id);
-    let desc = store.inbox(bob, 50, InboxOrder::Desc, at(20)).await.unwrap();
-    assert_eq!(desc.iter().map(|m| m.id).collect::<Vec<_>>(), vec![m3.id, m2.id, m1.id]);
+    let desc = store
+        .inbox(bob, 50, InboxOrder::Desc, at(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        desc.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![m3.id, m2.id, m1.id]
+    );
     assert_eq!(desc[2].ciphertext, b"one");
     assert_eq!(desc[2].created_at, at(10));
     assert_eq!(desc[2].sender_id, alice);
     let asc = store.inbox(bob, 2, InboxOrder::Asc, at(20)).await.unwrap();
-    assert_eq!(asc.iter().map(|m| m.id).collect::<Vec<_>>(), vec![m1.id, m2.id]);
-    assert!(store.inbox(alice, 50, InboxOrder::Desc, at(20)).await.unwrap().is_empty());
+    assert_eq!(
+        asc.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![m1.id, m2.id]
+    );
+    assert!(
+        store
+            .inbox(alice, 50, InboxOrder::Desc, at(20))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Unknown recipient.
     assert!(matches!(
-        store.store_message(message(alice, UserId(i64::MAX), "x", at(10))).await,
+        store
+            .store_message(message(alice, UserId(i64::MAX), "x", at(10)))
+            .await,
         Err(StoreError::NotFound)
     ));
 
@@ -113,15 +145,26 @@ pub async fn story(store: &dyn Store) {
     let mut other = first.clone();
     other.sender_id = evil;
     assert!(store.store_message(other).await.unwrap().created);
-    let inbox = store.inbox(bob, 50, InboxOrder::Desc, at(20)).await.unwrap();
+    let inbox = store
+        .inbox(bob, 50, InboxOrder::Desc, at(20))
+        .await
+        .unwrap();
     assert_eq!(inbox.len(), 5);
     assert_eq!(
-        inbox.iter().find(|m| m.id == a.id).unwrap().metadata.as_deref(),
+        inbox
+            .iter()
+            .find(|m| m.id == a.id)
+            .unwrap()
+            .metadata
+            .as_deref(),
         Some(&b"meta"[..])
     );
 
     // Acks: only the recipient; idempotent; ciphertext gone; receipt stays.
-    assert_eq!(store.ack(alice, m1.id, at(21)).await.unwrap(), AckOutcome::NotRecipient);
+    assert_eq!(
+        store.ack(alice, m1.id, at(21)).await.unwrap(),
+        AckOutcome::NotRecipient
+    );
     assert_eq!(
         store.ack(bob, MessageId(i64::MAX), at(21)).await.unwrap(),
         AckOutcome::NotFound
@@ -134,7 +177,10 @@ pub async fn story(store: &dyn Store) {
         store.ack(bob, m1.id, at(22)).await.unwrap(),
         AckOutcome::Acknowledged { newly: false }
     );
-    let inbox = store.inbox(bob, 50, InboxOrder::Desc, at(22)).await.unwrap();
+    let inbox = store
+        .inbox(bob, 50, InboxOrder::Desc, at(22))
+        .await
+        .unwrap();
     assert!(inbox.iter().all(|m| m.id != m1.id));
 
     // Receipts: for the sender only.
@@ -142,7 +188,12 @@ pub async fn story(store: &dyn Store) {
     assert_eq!(receipt.state, DeliveryState::Delivered);
     assert_eq!(receipt.delivered_at, Some(at(21)));
     assert_eq!(
-        store.receipt(alice, m2.id, at(22)).await.unwrap().unwrap().state,
+        store
+            .receipt(alice, m2.id, at(22))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
         DeliveryState::Pending
     );
     assert!(store.receipt(bob, m1.id, at(22)).await.unwrap().is_none());
@@ -155,9 +206,23 @@ pub async fn story(store: &dyn Store) {
         .unwrap();
     assert_eq!(count, AckCount { newly: 1, total: 2 });
     let count = store.ack_many(alice, &[m3.id], at(23)).await.unwrap();
-    assert_eq!(count, AckCount { newly: 0, total: 0 }, "not alice's message");
-    assert_eq!(store.ack_many(bob, &[], at(23)).await.unwrap(), AckCount::default());
-    assert_eq!(store.inbox(bob, 50, InboxOrder::Desc, at(23)).await.unwrap().len(), 3);
+    assert_eq!(
+        count,
+        AckCount { newly: 0, total: 0 },
+        "not alice's message"
+    );
+    assert_eq!(
+        store.ack_many(bob, &[], at(23)).await.unwrap(),
+        AckCount::default()
+    );
+    assert_eq!(
+        store
+            .inbox(bob, 50, InboxOrder::Desc, at(23))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 
     // Pending quota per recipient.
     let carol = user(store, "carol", t0).await;
@@ -193,23 +258,60 @@ pub async fn story(store: &dyn Store) {
             .all(|m| m.id != expiring.id)
     );
     assert_eq!(
-        store.receipt(alice, expiring.id, later).await.unwrap().unwrap().state,
+        store
+            .receipt(alice, expiring.id, later)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
         DeliveryState::Expired
     );
     let swept = store.sweep(later, t0).await.unwrap();
     assert_eq!(swept.expired, 1, "only the message whose TTL ran out");
     assert_eq!(swept.purged, 0);
-    assert_eq!(store.sweep(later, t0).await.unwrap().expired, 0, "nothing twice");
+    assert_eq!(
+        store.sweep(later, t0).await.unwrap().expired,
+        0,
+        "nothing twice"
+    );
     // Receipts older than the cut-off are purged: m1 and m2 (delivered at 21
     // and 23) and the expired one (its receipt runs from its expiry at 100).
     let swept = store.sweep(at(102), at(102)).await.unwrap();
-    assert_eq!(swept, super::SweepReport { expired: 0, purged: 3 });
-    assert!(store.receipt(alice, m1.id, at(102)).await.unwrap().is_none());
-    assert!(store.receipt(alice, expiring.id, at(102)).await.unwrap().is_none());
-    assert_eq!(store.ack(bob, m1.id, at(102)).await.unwrap(), AckOutcome::NotFound);
+    assert_eq!(
+        swept,
+        super::SweepReport {
+            expired: 0,
+            purged: 3
+        }
+    );
+    assert!(
+        store
+            .receipt(alice, m1.id, at(102))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .receipt(alice, expiring.id, at(102))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.ack(bob, m1.id, at(102)).await.unwrap(),
+        AckOutcome::NotFound
+    );
     // Undelivered, unexpired messages are untouched.
     assert_eq!(store.pending_total(at(102)).await.unwrap(), 5);
-    assert_eq!(store.inbox(bob, 50, InboxOrder::Desc, at(102)).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .inbox(bob, 50, InboxOrder::Desc, at(102))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     let status = store.pool_status();
     assert!(status.max >= 1);
 }
@@ -237,11 +339,21 @@ async fn sqlite_data_survives_reopen() {
     {
         let store = super::connect(&sqlite_options(dir.path())).await.unwrap();
         let a = user(store.as_ref(), "a1x", now).await;
-        store.store_message(message(a, a, "keep", now)).await.unwrap();
+        store
+            .store_message(message(a, a, "keep", now))
+            .await
+            .unwrap();
     }
     let store = super::connect(&sqlite_options(dir.path())).await.unwrap();
     let a = store.user_by_name("a1x").await.unwrap().unwrap().id;
-    assert_eq!(store.inbox(a, 10, InboxOrder::Asc, now).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .inbox(a, 10, InboxOrder::Asc, now)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]

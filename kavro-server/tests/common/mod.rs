@@ -1,0 +1,278 @@
+//! A relay running in this test process on a free loopback port, with a
+//! manual clock, fast password hashing, and a backend chosen by the test.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kavro_server::auth::password::Passwords;
+use kavro_server::clock::ManualClock;
+use kavro_server::config::Config;
+use kavro_server::state::AppState;
+use kavro_server::testing::{TestDatabase, redis_url};
+use poem::listener::{Acceptor as _, Listener as _, TcpListener};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counters {
+    Memory,
+    Redis,
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub state: Arc<AppState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+    _db: Option<TestDatabase>,
+    redis_prefix: Option<String>,
+}
+
+/// Rate limits off unless a test turns them on; 127.0.0.1 is a trusted
+/// proxy, so a test can pose as several client IPs with `X-Forwarded-For`.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..Config::default()
+    };
+    config.rate_limits = kavro_server::config::Toggle::Off;
+    config
+}
+
+impl TestServer {
+    /// `None` when the backend's service is not configured (the test skips).
+    pub async fn start(
+        db: Db,
+        counters: Counters,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Option<Self> {
+        Self::start_with(db, counters, Passwords::fast_for_tests(), tweak).await
+    }
+
+    pub async fn start_with(
+        db: Db,
+        counters: Counters,
+        passwords: Passwords,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Option<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        let mut test_db = None;
+        if db == Db::Postgres {
+            let created = TestDatabase::create().await?;
+            config.database_url = created.url.clone();
+            config.jwt_secret = "a-test-secret-of-at-least-32-bytes!!".to_owned().into();
+            config.fernet_keys = kavro_server::fieldcrypt::FieldCrypt::generate_key().into();
+            test_db = Some(created);
+        }
+        let mut redis_prefix = None;
+        if counters == Counters::Redis {
+            config.redis_url = redis_url()?;
+            let prefix = format!("kavro-test-{}", uuid::Uuid::new_v4().simple());
+            config.redis_prefix = prefix.clone();
+            redis_prefix = Some(prefix);
+        }
+        tweak(&mut config);
+        let clock = Arc::new(ManualClock::default());
+        let state = kavro_server::bootstrap::build_with(&config, clock.clone(), passwords)
+            .await
+            .unwrap();
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let addr: SocketAddr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let serve_state = state.clone();
+        let task = tokio::spawn(async move {
+            kavro_server::server::serve(acceptor, serve_state, &config, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Some(Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            clock,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+            _dir: dir,
+            _db: test_db,
+            redis_prefix,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// Sends and decodes: (status, JSON body or Null).
+    pub async fn call(&self, builder: RequestBuilder) -> (StatusCode, Value) {
+        let response = builder.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut builder = self.request(Method::POST, path).json(&body);
+        if let Some(token) = token {
+            builder = builder.bearer_auth(token);
+        }
+        self.call(builder).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut builder = self.request(Method::GET, path);
+        if let Some(token) = token {
+            builder = builder.bearer_auth(token);
+        }
+        self.call(builder).await
+    }
+
+    /// Registers `name` with a valid password; returns (token, user id).
+    pub async fn register(&self, name: &str) -> (String, i64) {
+        let (status, body) = self
+            .post(
+                "/auth/register",
+                None,
+                json!({"username": name, "password": "Passw0rd!"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let token = body["access_token"].as_str().unwrap().to_owned();
+        let (_, me) = self.get("/auth/me", Some(&token)).await;
+        (token, me["user_id"].as_i64().unwrap())
+    }
+
+    /// Logs `name` in (password as [`TestServer::register`] sets it).
+    pub async fn login(&self, name: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/auth/login",
+                None,
+                json!({"username": name, "password": "Passw0rd!"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Writes raw bytes on a fresh connection (ignoring a write refused after
+    /// the server answered early) and parses the response.
+    pub async fn raw(&self, request: &[u8]) -> (StatusCode, Value) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let addr = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = stream.write_all(request).await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        let text = String::from_utf8_lossy(&response);
+        let status: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        (
+            StatusCode::from_u16(status).unwrap(),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown_now().await;
+    }
+
+    async fn shutdown_now(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(prefix) = self.redis_prefix.take() {
+            if let Some(url) = redis_url() {
+                if let Ok(counters) =
+                    kavro_server::limits::redis::RedisCounters::connect(&url, &prefix).await
+                {
+                    let _ = counters.clear_prefix().await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A well-formed message body: 40 bytes of "ciphertext", a valid key.
+pub fn message_body(recipient: i64) -> Value {
+    json!({
+        "recipient_id": recipient,
+        "ciphertext": kavro_proto::validate::base64_encode(&[7u8; 40]),
+        "ephemeral_pubkey": "ab".repeat(32),
+    })
+}
+
+/// Asserts the contract's error shape and returns the message.
+pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) -> String {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(
+        body["status_code"].as_u64(),
+        Some(u64::from(expected.as_u16())),
+        "{body}"
+    );
+    body["error"].as_str().expect("error text").to_owned()
+}
+
+/// Runs an async test body on SQLite and, when configured, PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let Some(server) = TestServer::start(Db::Sqlite, Counters::Memory, |_| {}).await
+                else {
+                    return;
+                };
+                ($body)(server).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(server) = TestServer::start(Db::Postgres, Counters::Memory, |_| {}).await
+                else {
+                    return;
+                };
+                ($body)(server).await;
+            }
+        }
+    };
+}
