@@ -1,1 +1,299 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests: start the real `kavro-server` binary on a
+//! free loopback port with a private data directory, and run the real `kavro`
+//! client as separate users (each with its own config and data directories).
+//!
+//! The binaries are the ones `cargo test --workspace` builds next to the test
+//! executable (`target/<profile>/`); `KAVRO_SERVER_BIN` / `KAVRO_BIN` override.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// `target/<profile>/<name>`, found from the running test executable
+/// (`target/<profile>/deps/<test>`).
+pub fn binary(name: &str, override_var: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(override_var) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        path.display()
+    );
+    path
+}
+
+/// A running `kavro-server`; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data_dir: tempfile::TempDir,
+    stderr_log: PathBuf,
+}
+
+/// How to start a server.
+pub struct ServerOptions {
+    /// Extra environment (e.g. `KAVRO_DATABASE_URL`).
+    pub env: Vec<(String, String)>,
+    /// Keep the default rate limits (off unless asked: tests register many users from one IP).
+    pub rate_limits: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            env: Vec::new(),
+            rate_limits: false,
+        }
+    }
+}
+
+impl Server {
+    pub fn start() -> Self {
+        Self::start_with(&ServerOptions::default())
+    }
+
+    pub fn start_with(options: &ServerOptions) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(data_dir, options)
+    }
+
+    /// Starts on an existing data directory (to test restarts).
+    pub fn start_in(data_dir: tempfile::TempDir, options: &ServerOptions) -> Self {
+        let stderr_log = data_dir.path().join("server.log");
+        let log = std::fs::File::create(&stderr_log).expect("server log file");
+        let mut command = Command::new(binary("kavro-server", "KAVRO_SERVER_BIN"));
+        command
+            .args(["--bind", "127.0.0.1:0"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", data_dir.path())
+            .env("KAVRO_DATA_DIR", data_dir.path())
+            .env("KAVRO_LOG_LEVEL", "info")
+            .env(
+                "KAVRO_RATE_LIMITS",
+                if options.rate_limits { "on" } else { "off" },
+            )
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start kavro-server");
+        let stdout = child.stdout.take().expect("server stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("kavro-server listening on ") {
+                        break url.trim().to_owned();
+                    }
+                }
+                _ => {
+                    let _ = child.wait();
+                    panic!(
+                        "kavro-server exited before listening:\n{}",
+                        std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                    );
+                }
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            url,
+            data_dir,
+            stderr_log,
+        }
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM (graceful) and waits up to `timeout` for exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Stops the process and hands back its data directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.data_dir, placeholder)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking JSON client for talking to the relay directly.
+pub struct Http {
+    client: reqwest::blocking::Client,
+    base: String,
+}
+
+impl Http {
+    pub fn new(base: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Self {
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            base: base.to_owned(),
+        }
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Self::finish(request)
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self.client.post(format!("{}{path}", self.base)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Self::finish(request)
+    }
+
+    fn finish(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
+        let response = request.send().expect("request");
+        let status = response.status().as_u16();
+        let body = response.json().unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Registers and returns (token, user id).
+    pub fn register(&self, username: &str, password: &str) -> (String, i64) {
+        let (status, body) = self.post(
+            "/auth/register",
+            None,
+            &serde_json::json!({"username": username, "password": password}),
+        );
+        assert_eq!(status, 201, "register {username}: {body}");
+        let token = body["access_token"].as_str().expect("token").to_owned();
+        let (_, me) = self.get("/auth/me", Some(&token));
+        (token, me["user_id"].as_i64().expect("user id"))
+    }
+}
+
+/// One person using the `kavro` client: private config and data directories,
+/// the file key store, and a password in the environment.
+pub struct User {
+    pub name: String,
+    pub password: String,
+    pub config_dir: tempfile::TempDir,
+    pub data_dir: tempfile::TempDir,
+    pub server: String,
+}
+
+impl User {
+    pub fn new(name: &str, server: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            password: "Corr3ct-horse".to_owned(),
+            config_dir: tempfile::tempdir().expect("temp dir"),
+            data_dir: tempfile::tempdir().expect("temp dir"),
+            server: server.to_owned(),
+        }
+    }
+
+    /// A `kavro` command for this user (not yet run).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary("kavro", "KAVRO_BIN"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.data_dir.path())
+            .env("KAVRO_SERVER", &self.server)
+            .env("KAVRO_CONFIG_DIR", self.config_dir.path())
+            .env("KAVRO_DATA_DIR", self.data_dir.path())
+            .env("KAVRO_KEY_STORE", "file")
+            .env("KAVRO_PASSWORD", &self.password)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `kavro <args>` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run kavro")
+    }
+
+    /// Runs with `stdin` as standard input.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kavro");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("kavro output")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "kavro {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+/// Whether an optional external tool may be skipped: prints the reason, or
+/// fails when `KAVRO_REQUIRE_SERVICES=1` (CI).
+pub fn skip_unless(available: bool, what: &str) -> bool {
+    if available {
+        return false;
+    }
+    assert!(
+        std::env::var("KAVRO_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "{what} is not available but KAVRO_REQUIRE_SERVICES=1"
+    );
+    eprintln!("skipping: {what} is not available");
+    true
+}
