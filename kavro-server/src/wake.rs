@@ -124,7 +124,6 @@ impl WakeHub {
         }
         let receiver = sender.subscribe();
         drop(channels);
-        metrics::gauge!("kavro_long_polls_open").increment(1);
         Ok(Subscription {
             receiver,
             user,
@@ -175,10 +174,8 @@ impl Subscription {
             return WakeReason::Shutdown;
         }
         tokio::select! {
-            changed = self.receiver.changed() => match changed {
-                Ok(()) => WakeReason::Woken,
-                Err(_) => WakeReason::Woken,
-            },
+            // A closed channel (cannot happen while we hold the hub) also means "re-check".
+            _ = self.receiver.changed() => WakeReason::Woken,
             () = tokio::time::sleep(timeout) => WakeReason::TimedOut,
             () = self.shutdown.cancelled() => WakeReason::Shutdown,
         }
@@ -187,7 +184,6 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        metrics::gauge!("kavro_long_polls_open").decrement(1);
         let mut channels = self.waiters.lock();
         // This receiver still counts until dropped, hence `<= 1`.
         if channels

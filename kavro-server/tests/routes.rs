@@ -1,6 +1,9 @@
 //! Every route, at the root and under `/api/v1`: success and each documented
 //! error. Each scenario runs on SQLite and (in CI) on PostgreSQL.
 
+// Scenario helpers outside #[test] fns unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Counters, Db, TestServer, assert_error, message_body};
@@ -101,7 +104,7 @@ async fn bad_registrations(s: TestServer) {
         assert_eq!(body["details"][0]["field"], "password");
         let why = body["details"][0]["message"].as_str().unwrap();
         assert!(
-            why.contains("uppercase") && why.contains("digit") && why.contains("8"),
+            why.contains("uppercase") && why.contains("digit") && why.contains('8'),
             "{why}"
         );
 
@@ -491,7 +494,7 @@ async fn acks(s: TestServer) {
         assert_eq!(status, StatusCode::OK, "idempotent");
         let (status, body) = s
             .post(
-                &format!("{prefix}/messages/99999999/ack"),
+                &format!("{prefix}/messages/99_999_999/ack"),
                 Some(&bob),
                 json!({}),
             )
@@ -510,7 +513,7 @@ async fn acks(s: TestServer) {
         .post(
             "/api/v1/messages/ack",
             Some(&bob),
-            json!({"ids": [ids[0], ids[2], ids[3], 99999999]}),
+            json!({"ids": [ids[0], ids[2], ids[3], 99_999_999]}),
         )
         .await;
     assert_eq!((status, body), (StatusCode::OK, json!({"acknowledged": 3})));
@@ -833,7 +836,11 @@ async fn sql_metacharacters(s: TestServer) {
 }
 
 fn urlencode(text: &str) -> String {
-    text.bytes().map(|b| format!("%{b:02X}")).collect()
+    use std::fmt::Write as _;
+    text.bytes().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "%{b:02X}");
+        out
+    })
 }
 
 async fn encrypted_at_rest(s: TestServer) {

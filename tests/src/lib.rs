@@ -41,20 +41,12 @@ pub struct Server {
 }
 
 /// How to start a server.
+#[derive(Default)]
 pub struct ServerOptions {
     /// Extra environment (e.g. `KAVRO_DATABASE_URL`).
     pub env: Vec<(String, String)>,
     /// Keep the default rate limits (off unless asked: tests register many users from one IP).
     pub rate_limits: bool,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        Self {
-            env: Vec::new(),
-            rate_limits: false,
-        }
-    }
 }
 
 impl Server {
@@ -92,19 +84,15 @@ impl Server {
         let stdout = child.stdout.take().expect("server stdout");
         let mut lines = BufReader::new(stdout).lines();
         let url = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(url) = line.strip_prefix("kavro-server listening on ") {
-                        break url.trim().to_owned();
-                    }
-                }
-                _ => {
-                    let _ = child.wait();
-                    panic!(
-                        "kavro-server exited before listening:\n{}",
-                        std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                    );
-                }
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.wait();
+                panic!(
+                    "kavro-server exited before listening:\n{}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
+            };
+            if let Some(url) = line.strip_prefix("kavro-server listening on ") {
+                break url.trim().to_owned();
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.

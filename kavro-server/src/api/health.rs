@@ -48,6 +48,7 @@ const DOWN: &str = "unavailable";
 impl HealthApi {
     /// Liveness: the process answers
     #[oai(path = "/health", method = "get", operation_id = "health")]
+    #[allow(clippy::unused_async)] // poem-openapi handlers are async
     async fn health(&self) -> HealthResponse {
         HealthResponse::Ok(Json(Health {
             status: OK.to_owned(),
@@ -99,7 +100,7 @@ impl HealthApi {
         metrics::gauge!("kavro_db_pool_connections").set(f64::from(pool.size));
         metrics::gauge!("kavro_db_pool_idle").set(f64::from(pool.idle));
         metrics::gauge!("kavro_db_pool_max").set(f64::from(pool.max));
-        metrics::gauge!("kavro_long_polls_open_instance").set(state.wake.open_waiters() as f64);
+        metrics::gauge!("kavro_long_polls_open").set(state.wake.open_waiters() as f64);
         MetricsResponse::Ok(PlainText(crate::http::metrics::handle().render()))
     }
 }

@@ -29,7 +29,7 @@ pub struct BodyLimitEndpoint<E> {
 }
 
 fn too_large(max: usize) -> poem::Error {
-    ApiError::too_large(format!("Request body is larger than {} bytes", max)).into()
+    ApiError::too_large(format!("Request body is larger than {max} bytes")).into()
 }
 
 impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {

@@ -1,7 +1,7 @@
 //! A relay running in this test process on a free loopback port, with a
 //! manual clock, fast password hashing, and a backend chosen by the test.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,7 +73,7 @@ impl TestServer {
         let mut test_db = None;
         if db == Db::Postgres {
             let created = TestDatabase::create().await?;
-            config.database_url = created.url.clone();
+            config.database_url.clone_from(&created.url);
             config.jwt_secret = "a-test-secret-of-at-least-32-bytes!!".to_owned().into();
             config.fernet_keys = kavro_server::fieldcrypt::FieldCrypt::generate_key().into();
             test_db = Some(created);
@@ -82,7 +82,7 @@ impl TestServer {
         if counters == Counters::Redis {
             config.redis_url = redis_url()?;
             let prefix = format!("kavro-test-{}", uuid::Uuid::new_v4().simple());
-            config.redis_prefix = prefix.clone();
+            config.redis_prefix.clone_from(&prefix);
             redis_prefix = Some(prefix);
         }
         tweak(&mut config);
@@ -211,14 +211,12 @@ impl TestServer {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        if let Some(prefix) = self.redis_prefix.take() {
-            if let Some(url) = redis_url() {
-                if let Ok(counters) =
-                    kavro_server::limits::redis::RedisCounters::connect(&url, &prefix).await
-                {
-                    let _ = counters.clear_prefix().await;
-                }
-            }
+        if let Some(prefix) = self.redis_prefix.take()
+            && let Some(url) = redis_url()
+            && let Ok(counters) =
+                kavro_server::limits::redis::RedisCounters::connect(&url, &prefix).await
+        {
+            let _ = counters.clear_prefix().await;
         }
     }
 }

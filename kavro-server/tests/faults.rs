@@ -1,0 +1,214 @@
+//! Behaviour under faults and load that a careless relay gets wrong: Redis
+//! going away mid-run, logins hashing while `/health` must stay responsive,
+//! and the TLS mode.
+
+// Scenario helpers outside #[test] fns unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Counters, Db, TestServer};
+use kavro_server::auth::password::Passwords;
+use kavro_server::config::Toggle;
+use poem::listener::Acceptor as _;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+/// A private `redis-server` on a free port (never the machine's shared one).
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start_on(port: u16) -> Option<Self> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Self { child, port });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let started = Self::start_on(port);
+        if started.is_none() {
+            assert!(
+                std::env::var("KAVRO_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "redis-server is not available but KAVRO_REQUIRE_SERVICES=1"
+            );
+            eprintln!("skipping: cannot start redis-server");
+        }
+        started
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// While Redis is down: request limits fall back to this instance's memory
+/// (sends still work and are still limited), while login (lockout) and
+/// authenticated requests (revocation) fail closed with 503. Everything
+/// recovers by itself when Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_is_survived_as_documented() {
+    let Some(mut redis) = PrivateRedis::start() else { return };
+    let url = redis.url();
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
+        c.redis_url = url.clone();
+        c.rate_limits = Toggle::On;
+    })
+    .await
+    else {
+        return;
+    };
+    let (alice, _) = s.register("alice").await;
+    let (bob, bob_id) = s.register("bob").await;
+    assert_eq!(s.get("/ready", None).await.0, StatusCode::OK);
+
+    redis.stop();
+    let (status, body) = s.get("/auth/me", Some(&alice)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "revocation cannot be checked: {body}");
+    assert_eq!(body["status_code"], 503);
+    let (status, _) = s
+        .post("/auth/login", None, json!({"username": "alice", "password": "Passw0rd!"}))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "the lockout must not silently turn off");
+    let (status, ready) = s.get("/ready", None).await;
+    assert_eq!((status, ready["redis"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")));
+    // Public routes keep working and keep being limited (per instance now).
+    let mut statuses = Vec::new();
+    for _ in 0..31 {
+        statuses.push(s.get("/keys/1", None).await.0);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 30);
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
+
+    // Redis comes back on the same address: the relay recovers on its own.
+    let _redis = PrivateRedis::start_on(redis.port).expect("restart redis");
+    let mut recovered = false;
+    for _ in 0..100 {
+        if s.get("/auth/me", Some(&bob)).await.0 == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "authenticated requests work again once Redis is back");
+    let (status, _) = s.post("/messages", Some(&alice), common::message_body(bob_id)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(s.get("/ready", None).await.0, StatusCode::OK);
+}
+
+/// Password hashing runs on the blocking pool: with a single async worker,
+/// `/health` is answered while a burst of real-cost logins is still hashing.
+/// (An ordering check, not a timing one: if hashing ran on the async worker,
+/// `/health` could not be answered until every hash was done.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn logins_do_not_block_health() {
+    const LOGINS: usize = 24;
+    let passwords = Passwords::new().unwrap();
+    let Some(s) = TestServer::start_with(Db::Sqlite, Counters::Memory, passwords, |_| {}).await else {
+        return;
+    };
+    s.register("hasher").await;
+    let s = std::sync::Arc::new(s);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let logins: Vec<_> = (0..LOGINS)
+        .map(|_| {
+            let (s, done) = (s.clone(), done.clone());
+            tokio::spawn(async move {
+                let (status, _) = s
+                    .post("/auth/login", None, json!({"username": "hasher", "password": "Passw0rd!"}))
+                    .await;
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                status
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (status, _) = s.get("/health", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(finished < LOGINS, "health answered while logins were still hashing ({finished} done)");
+    for login in logins {
+        assert_eq!(login.await.unwrap(), StatusCode::OK);
+    }
+}
+
+/// With a certificate and key, the relay speaks HTTPS and sends HSTS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mode_serves_https() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let config = kavro_server::config::Config {
+        data_dir: dir.path().join("data"),
+        tls_cert: Some(cert_path),
+        tls_key: Some(key_path),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..kavro_server::config::Config::default()
+    };
+    let state = kavro_server::bootstrap::build_with(
+        &config,
+        std::sync::Arc::new(kavro_server::clock::SystemClock),
+        Passwords::fast_for_tests(),
+    )
+    .await
+    .unwrap();
+    let acceptor = kavro_server::server::bind(&config).await.unwrap();
+    let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        kavro_server::server::serve(acceptor, state, &config, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let response = client
+        .request(Method::GET, format!("https://localhost:{port}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["strict-transport-security"].to_str().unwrap().contains("max-age"));
+    // Plain HTTP on the TLS port gets nowhere.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    let _ = tx.send(());
+    server.await.unwrap().unwrap();
+}
