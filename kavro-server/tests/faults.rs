@@ -26,7 +26,16 @@ struct PrivateRedis {
 impl PrivateRedis {
     fn start_on(port: u16) -> Option<Self> {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -41,7 +50,11 @@ impl PrivateRedis {
     }
 
     fn start() -> Option<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let started = Self::start_on(port);
         if started.is_none() {
             assert!(
@@ -75,7 +88,9 @@ impl Drop for PrivateRedis {
 /// recovers by itself when Redis is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_is_survived_as_documented() {
-    let Some(mut redis) = PrivateRedis::start() else { return };
+    let Some(mut redis) = PrivateRedis::start() else {
+        return;
+    };
     let url = redis.url();
     let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
         c.redis_url = url.clone();
@@ -91,20 +106,38 @@ async fn redis_outage_is_survived_as_documented() {
 
     redis.stop();
     let (status, body) = s.get("/auth/me", Some(&alice)).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "revocation cannot be checked: {body}");
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "revocation cannot be checked: {body}"
+    );
     assert_eq!(body["status_code"], 503);
     let (status, _) = s
-        .post("/auth/login", None, json!({"username": "alice", "password": "Passw0rd!"}))
+        .post(
+            "/auth/login",
+            None,
+            json!({"username": "alice", "password": "Passw0rd!"}),
+        )
         .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "the lockout must not silently turn off");
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the lockout must not silently turn off"
+    );
     let (status, ready) = s.get("/ready", None).await;
-    assert_eq!((status, ready["redis"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")));
+    assert_eq!(
+        (status, ready["redis"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
+    );
     // Public routes keep working and keep being limited (per instance now).
     let mut statuses = Vec::new();
     for _ in 0..31 {
         statuses.push(s.get("/keys/1", None).await.0);
     }
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 30);
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        30
+    );
     assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
 
     // Redis comes back on the same address: the relay recovers on its own.
@@ -117,8 +150,13 @@ async fn redis_outage_is_survived_as_documented() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(recovered, "authenticated requests work again once Redis is back");
-    let (status, _) = s.post("/messages", Some(&alice), common::message_body(bob_id)).await;
+    assert!(
+        recovered,
+        "authenticated requests work again once Redis is back"
+    );
+    let (status, _) = s
+        .post("/messages", Some(&alice), common::message_body(bob_id))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(s.get("/ready", None).await.0, StatusCode::OK);
 }
@@ -131,7 +169,8 @@ async fn redis_outage_is_survived_as_documented() {
 async fn logins_do_not_block_health() {
     const LOGINS: usize = 24;
     let passwords = Passwords::new().unwrap();
-    let Some(s) = TestServer::start_with(Db::Sqlite, Counters::Memory, passwords, |_| {}).await else {
+    let Some(s) = TestServer::start_with(Db::Sqlite, Counters::Memory, passwords, |_| {}).await
+    else {
         return;
     };
     s.register("hasher").await;
@@ -142,7 +181,11 @@ async fn logins_do_not_block_health() {
             let (s, done) = (s.clone(), done.clone());
             tokio::spawn(async move {
                 let (status, _) = s
-                    .post("/auth/login", None, json!({"username": "hasher", "password": "Passw0rd!"}))
+                    .post(
+                        "/auth/login",
+                        None,
+                        json!({"username": "hasher", "password": "Passw0rd!"}),
+                    )
                     .await;
                 done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 status
@@ -153,7 +196,10 @@ async fn logins_do_not_block_health() {
     let (status, _) = s.get("/health", None).await;
     assert_eq!(status, StatusCode::OK);
     let finished = done.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(finished < LOGINS, "health answered while logins were still hashing ({finished} done)");
+    assert!(
+        finished < LOGINS,
+        "health answered while logins were still hashing ({finished} done)"
+    );
     for login in logins {
         assert_eq!(login.await.unwrap(), StatusCode::OK);
     }
@@ -202,7 +248,12 @@ async fn tls_mode_serves_https() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()["strict-transport-security"].to_str().unwrap().contains("max-age"));
+    assert!(
+        response.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
     // Plain HTTP on the TLS port gets nowhere.
     let plain = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/health"))

@@ -52,14 +52,21 @@ fn from(s: &TestServer, method: Method, path: &str, ip: &str) -> reqwest::Reques
     s.request(method, path).header("x-forwarded-for", ip)
 }
 
-async fn register_from(s: &TestServer, name: &str, ip: &str) -> (StatusCode, serde_json::Value, Option<String>) {
+async fn register_from(
+    s: &TestServer,
+    name: &str,
+    ip: &str,
+) -> (StatusCode, serde_json::Value, Option<String>) {
     let response = from(s, Method::POST, "/auth/register", ip)
         .json(&json!({"username": name, "password": "Passw0rd!"}))
         .send()
         .await
         .unwrap();
     let status = response.status();
-    let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
     (status, response.json().await.unwrap(), retry)
 }
 
@@ -95,11 +102,23 @@ async fn login_limit(s: TestServer) {
         assert_eq!(response.status(), StatusCode::OK);
     }
     let response = login_from(&s, "lim", "Passw0rd!", "198.51.100.7").await;
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "6th login in 15 minutes");
-    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "6th login in 15 minutes"
+    );
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=900).contains(&retry));
     let response = login_from(&s, "lim", "Passw0rd!", "198.51.100.8").await;
-    assert_eq!(response.status(), StatusCode::OK, "other addresses unaffected");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "other addresses unaffected"
+    );
     // A client cannot dodge the limit by prepending a made-up address: the
     // trusted proxy (127.0.0.1) appended the real one, which is what counts.
     let response = login_from(&s, "lim", "Passw0rd!", "1.2.3.4, 198.51.100.7").await;
@@ -110,7 +129,9 @@ async fn send_limit(s: TestServer) {
     let (alice, _) = s.register("alice").await;
     let (_, bob_id) = s.register("bob").await;
     for i in 0..30 {
-        let (status, body) = s.post("/messages", Some(&alice), message_body(bob_id)).await;
+        let (status, body) = s
+            .post("/messages", Some(&alice), message_body(bob_id))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "message {i}: {body}");
     }
     let response = s
@@ -120,13 +141,19 @@ async fn send_limit(s: TestServer) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "31st message in a minute");
+    assert_eq!(
+        response.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "31st message in a minute"
+    );
     assert!(response.headers().contains_key("retry-after"));
     let (bob2, _) = s.register("bob2").await;
     let (status, _) = s.post("/messages", Some(&bob2), message_body(bob_id)).await;
     assert_eq!(status, StatusCode::CREATED, "limits are per user");
     s.clock.advance(Duration::from_secs(60));
-    let (status, _) = s.post("/messages", Some(&alice), message_body(bob_id)).await;
+    let (status, _) = s
+        .post("/messages", Some(&alice), message_body(bob_id))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "a minute later");
 }
 
@@ -139,8 +166,16 @@ async fn lockout(s: TestServer) {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
     let response = login_from(&s, "VICTIM", "Passw0rd!", "203.0.113.50").await;
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "locked even with the right password");
-    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "locked even with the right password"
+    );
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((295..=300).contains(&retry), "{retry}");
     let body: serde_json::Value = response.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("locked"));
@@ -148,7 +183,11 @@ async fn lockout(s: TestServer) {
     assert_eq!(response.status(), StatusCode::OK, "other accounts log in");
     s.clock.advance(Duration::from_secs(300));
     let response = login_from(&s, "victim", "Passw0rd!", "203.0.113.52").await;
-    assert_eq!(response.status(), StatusCode::OK, "unlocked after five minutes");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "unlocked after five minutes"
+    );
     // A success resets the count: four more failures do not lock.
     for i in 0..4 {
         login_from(&s, "victim", "Wrong-pass1", &format!("203.0.113.6{i}")).await;
@@ -170,7 +209,11 @@ async fn concurrent_burst(s: TestServer) {
         .map(|_| {
             let s = s.clone();
             tokio::spawn(async move {
-                from(&s, Method::GET, "/keys/1", "192.0.2.33").send().await.unwrap().status()
+                from(&s, Method::GET, "/keys/1", "192.0.2.33")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
             })
         })
         .collect();
@@ -196,31 +239,53 @@ async fn revocation_is_shared(s: TestServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_quota_refuses_senders() {
-    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| c.max_pending_per_recipient = 3).await else {
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
+        c.max_pending_per_recipient = 3
+    })
+    .await
+    else {
         return;
     };
     let (alice, _) = s.register("alice").await;
     let (bob, bob_id) = s.register("bob").await;
     for _ in 0..3 {
-        assert_eq!(s.post("/messages", Some(&alice), message_body(bob_id)).await.0, StatusCode::CREATED);
+        assert_eq!(
+            s.post("/messages", Some(&alice), message_body(bob_id))
+                .await
+                .0,
+            StatusCode::CREATED
+        );
     }
-    let (status, body) = s.post("/messages", Some(&alice), message_body(bob_id)).await;
+    let (status, body) = s
+        .post("/messages", Some(&alice), message_body(bob_id))
+        .await;
     assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS);
     // Once Bob acknowledges one, there is room again.
     let (_, inbox) = s.get("/messages/inbox", Some(&bob)).await;
     let id = inbox["messages"][0]["id"].as_i64().unwrap();
-    s.post(&format!("/messages/{id}/ack"), Some(&bob), json!({})).await;
-    assert_eq!(s.post("/messages", Some(&alice), message_body(bob_id)).await.0, StatusCode::CREATED);
+    s.post(&format!("/messages/{id}/ack"), Some(&bob), json!({}))
+        .await;
+    assert_eq!(
+        s.post("/messages", Some(&alice), message_body(bob_id))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_off_keeps_the_lockout() {
-    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| c.rate_limits = Toggle::Off).await else {
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
+        c.rate_limits = Toggle::Off
+    })
+    .await
+    else {
         return;
     };
     s.register("v1ctim").await;
     for _ in 0..10 {
-        s.register(&format!("n{}", uuid::Uuid::new_v4().simple())[..20]).await;
+        s.register(&format!("n{}", uuid::Uuid::new_v4().simple())[..20])
+            .await;
     }
     for _ in 0..5 {
         login_from(&s, "v1ctim", "Wrong-pass1", "198.51.100.1").await;
