@@ -174,6 +174,15 @@ impl Http {
         Self::finish(request)
     }
 
+    /// A plain-text GET (e.g. `/metrics`).
+    pub fn text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .and_then(reqwest::blocking::Response::text)
+            .unwrap_or_default()
+    }
+
     fn finish(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
         let response = request.send().expect("request");
         let status = response.status().as_u16();

@@ -1,0 +1,180 @@
+//! Scale-out: two `kavro-server` processes on different ports share one
+//! PostgreSQL database and one Redis. A long-poll on B is answered by a send
+//! through A; a token revoked on A is refused on B; a rate limit is counted
+//! across both; the retention sweeps of both delete nothing twice and lose
+//! nothing. Needs KAVRO_TEST_DATABASE_URL and KAVRO_TEST_REDIS_URL.
+
+use std::time::{Duration, Instant};
+
+use kavro_e2e::{Http, Server, ServerOptions};
+use kavro_server::testing::{TestDatabase, redis_url};
+use serde_json::json;
+
+struct Cluster {
+    a: Server,
+    b: Server,
+    _db: TestDatabase,
+}
+
+fn cluster(extra: &[(&str, &str)]) -> Option<Cluster> {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDatabase::create())?;
+    let redis = redis_url()?;
+    let prefix = format!("kavro-scaleout-{}", std::process::id());
+    let mut env = vec![
+        ("KAVRO_DATABASE_URL".to_owned(), db.url.clone()),
+        ("KAVRO_REDIS_URL".to_owned(), redis),
+        (
+            "KAVRO_REDIS_PREFIX".to_owned(),
+            format!("{prefix}-{}", rand_suffix()),
+        ),
+        (
+            "KAVRO_JWT_SECRET".to_owned(),
+            "scale-out-test-secret-of-32-bytes-or-more".to_owned(),
+        ),
+        (
+            "KAVRO_FERNET_KEYS".to_owned(),
+            kavro_server::fieldcrypt::FieldCrypt::generate_key(),
+        ),
+    ];
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let options = ServerOptions {
+        env,
+        rate_limits: true,
+    };
+    let a = Server::start_with(&options);
+    let b = Server::start_with(&options);
+    Some(Cluster { a, b, _db: db })
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The value of an unlabelled Prometheus sample, 0 when absent.
+fn metric(http: &Http, name: &str) -> f64 {
+    let text = http.text("/metrics");
+    text.lines()
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == name).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn two_instances_share_one_database_and_one_redis() {
+    let Some(cluster) = cluster(&[]) else { return };
+    let a = Http::new(&cluster.a.url);
+    let b = Http::new(&cluster.b.url);
+    let (alice, _) = a.register("alice", "Passw0rd-a");
+    let (bob, bob_id) = b.register("bob", "Passw0rd-b");
+
+    // A long-poll held by B is answered by a send through A.
+    let b_url = cluster.b.url.clone();
+    let bob_token = bob.clone();
+    let poll = std::thread::spawn(move || {
+        let started = Instant::now();
+        let answer = Http::new(&b_url).get("/messages/inbox?wait=30", Some(&bob_token));
+        (answer, started.elapsed())
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&b, "kavro_long_polls_open") < 1.0 {
+        assert!(Instant::now() < deadline, "the long-poll never opened on B");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let body = json!({"recipient_id": bob_id, "ciphertext": "aGVsbG8gZnJvbSBBIHRvIEIgYWNyb3NzIGluc3RhbmNlcw==", "ephemeral_pubkey": "cd".repeat(32)});
+    let (status, sent) = a.post("/messages", Some(&alice), &body);
+    assert_eq!(status, 201);
+    let ((status, inbox), waited) = poll.join().expect("poll thread");
+    assert_eq!(status, 200);
+    assert_eq!(
+        inbox["messages"][0]["id"], sent["id"],
+        "answered with the message (waited {waited:?})"
+    );
+
+    // A token revoked on A is refused on B.
+    let (status, _) = a.post("/auth/logout", Some(&alice), &json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(b.get("/auth/me", Some(&alice)).0, 401);
+    assert_eq!(a.get("/auth/me", Some(&alice)).0, 401);
+
+    // The lookup limit (30 per 30 s per client address) counts requests on both.
+    let mut limited_at = None;
+    for i in 0..40 {
+        let http = if i % 2 == 0 { &a } else { &b };
+        if http.get("/keys/1", None).0 == 429 {
+            limited_at = Some(i);
+            break;
+        }
+    }
+    assert_eq!(
+        limited_at,
+        Some(30),
+        "the 31st lookup across both instances is refused"
+    );
+}
+
+#[test]
+fn retention_on_both_instances_deletes_nothing_twice_and_loses_nothing() {
+    let Some(cluster) = cluster(&[
+        ("KAVRO_MESSAGE_TTL", "2s"),
+        ("KAVRO_SWEEP_INTERVAL", "100ms"),
+        ("KAVRO_RATE_LIMITS", "off"),
+    ]) else {
+        return;
+    };
+    let a = Http::new(&cluster.a.url);
+    let b = Http::new(&cluster.b.url);
+    let (alice, _) = a.register("alice", "Passw0rd-a");
+    let (bob, bob_id) = a.register("bob", "Passw0rd-b");
+    let body = |n: usize| json!({"recipient_id": bob_id, "ciphertext": kavro_proto::validate::base64_encode(format!("message number {n:04}").as_bytes()), "ephemeral_pubkey": "cd".repeat(32)});
+    // 40 messages that will expire undelivered, through both instances.
+    for n in 0..40 {
+        let http = if n % 2 == 0 { &a } else { &b };
+        assert_eq!(http.post("/messages", Some(&alice), &body(n)).0, 201);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let expired =
+            metric(&a, "kavro_messages_expired_total") + metric(&b, "kavro_messages_expired_total");
+        if expired >= 40.0 {
+            // Both sweeps ran many times over the same rows: each row counted once.
+            std::thread::sleep(Duration::from_millis(500));
+            let expired = metric(&a, "kavro_messages_expired_total")
+                + metric(&b, "kavro_messages_expired_total");
+            assert!(
+                (expired - 40.0).abs() < f64::EPSILON,
+                "expired {expired} times for 40 messages"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sweeps never expired the messages ({expired})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Fresh messages sent while both sweep are all delivered.
+    let mut ids = Vec::new();
+    for n in 100..120 {
+        let http = if n % 2 == 0 { &b } else { &a };
+        let (status, sent) = http.post("/messages", Some(&alice), &body(n));
+        assert_eq!(status, 201);
+        ids.push(sent["id"].as_i64().expect("id"));
+    }
+    let (_, inbox) = b.get("/messages/inbox?limit=200&order=asc", Some(&bob));
+    let got: Vec<i64> = inbox["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["id"].as_i64())
+        .collect();
+    assert_eq!(got, ids, "nothing lost, nothing from the expired batch");
+}
