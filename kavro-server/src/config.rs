@@ -76,6 +76,9 @@ pub struct Config {
     /// Read timeout for request headers (slow clients are cut off).
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
+    /// Time allowed for a request body to arrive.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
     /// Connections served at once; further ones wait in the accept queue.
     pub max_connections: usize,
     /// Long-polls one user may hold open at once.
@@ -254,6 +257,7 @@ impl Default for Config {
             max_pending_per_recipient: 10_000,
             shutdown_grace: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_long_polls_per_user: 4,
         }
@@ -400,6 +404,9 @@ impl Config {
         }
         if self.max_pending_per_recipient == 0 {
             return Err("max_pending_per_recipient must be at least 1".to_owned());
+        }
+        if self.header_timeout.is_zero() || self.body_timeout.is_zero() {
+            return Err("header_timeout and body_timeout must be above zero".to_owned());
         }
         if self.sweep_interval.is_zero() {
             return Err("sweep_interval must be above zero".to_owned());

@@ -31,6 +31,9 @@ pub enum ApiError {
     NotFound(Json<ErrorBody>),
     #[oai(status = 405)]
     MethodNotAllowed(Json<ErrorBody>),
+    /// The request body did not arrive in time.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
     /// The body is over 1 MiB, or the ciphertext over 64 KiB.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
@@ -77,6 +80,10 @@ impl ApiError {
 
     pub fn method_not_allowed() -> Self {
         Self::MethodNotAllowed(body(405, "Method not allowed"))
+    }
+
+    pub fn request_timeout() -> Self {
+        Self::RequestTimeout(body(408, "The request body did not arrive in time"))
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
@@ -129,6 +136,7 @@ impl ApiError {
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed(_) => 405,
+            Self::RequestTimeout(_) => 408,
             Self::PayloadTooLarge(_) => 413,
             Self::UnsupportedMediaType(_) => 415,
             Self::Validation(_) => 422,

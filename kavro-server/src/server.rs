@@ -15,12 +15,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::http::body_limit::BodyLimit;
+use crate::http::conn_guard::GuardedAcceptor;
 use crate::http::headers::SecurityHeaders;
 use crate::http::metrics::RequestMetrics;
 use crate::state::AppState;
 
 /// The whole HTTP application for `state`.
-pub fn app(state: &Arc<AppState>, cors_origins: &[String]) -> poem::endpoint::BoxEndpoint<'static> {
+pub fn app(
+    state: &Arc<AppState>,
+    cors_origins: &[String],
+    body_timeout: Duration,
+) -> poem::endpoint::BoxEndpoint<'static> {
     // Install the metrics recorder before the first request is counted.
     crate::http::metrics::handle();
     let root = crate::api::service(state, "/");
@@ -42,6 +47,7 @@ pub fn app(state: &Arc<AppState>, cors_origins: &[String]) -> poem::endpoint::Bo
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(BodyLimit {
             max: kavro_proto::validate::MAX_BODY_BYTES,
+            timeout: body_timeout,
         })
         .with(SecurityHeaders {
             hsts: state.settings.tls,
@@ -78,13 +84,14 @@ where
         config.sweep_interval,
         stop.clone(),
     ));
-    let app = app(&state, &config.cors_origins);
+    let app = app(&state, &config.cors_origins, config.body_timeout);
     let wake = state.wake.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
         wake.shutdown();
     };
+    let acceptor = GuardedAcceptor::new(acceptor, config.max_connections, config.header_timeout);
     let result = poem::Server::new_with_acceptor(acceptor)
         .idle_timeout(Duration::from_secs(75))
         .run_with_graceful_shutdown(app, signal, Some(config.shutdown_grace))

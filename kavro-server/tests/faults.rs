@@ -263,3 +263,93 @@ async fn tls_mode_serves_https() {
     let _ = tx.send(());
     server.await.unwrap().unwrap();
 }
+
+/// Slow and abusive clients: a request head that never ends is cut off after
+/// `header_timeout`; a body that never arrives gets `408` after
+/// `body_timeout`; a long-poll, which sends nothing while it waits, is not
+/// mistaken for a slow client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
+        c.header_timeout = Duration::from_secs(1);
+        c.body_timeout = Duration::from_secs(1);
+    })
+    .await
+    else {
+        return;
+    };
+    let addr = s.base.trim_start_matches("http://").to_owned();
+
+    // Headers dribbled and never finished: the connection is closed.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "closed without an answer: {read:?} {buf:?}"
+    );
+
+    // A body that never comes: 408.
+    let (alice, _) = s.register("alice").await;
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"recip"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&response[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+
+    // A long-poll outlives the header timeout.
+    let (status, body) = s.get("/messages/inbox?wait=2", Some(&alice)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"messages": []})));
+}
+
+/// At `max_connections`, the relay stops accepting; a waiting client is
+/// served as soon as a slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_cap_queues_the_rest() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| c.max_connections = 2).await
+    else {
+        return;
+    };
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    first
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    second
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let early = tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "the third connection waits while two hold the slots"
+    );
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(20), third.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    drop(second);
+}

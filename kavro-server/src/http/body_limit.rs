@@ -1,7 +1,9 @@
 //! Caps request bodies at 1 MiB: a declared `Content-Length` over the cap is
 //! refused before reading; a chunked body is read up to the cap and refused
 //! the moment it passes it. (poem's own `SizeLimit` answers 411 to any request
-//! without `Content-Length`, GETs included, so it does not fit.)
+//! without `Content-Length`, GETs included, so it does not fit.) The body
+//! must also arrive within a deadline, so a client cannot hold a connection
+//! by trickling it (`408`).
 
 use poem::http::header::CONTENT_LENGTH;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
@@ -10,6 +12,7 @@ use crate::error::ApiError;
 
 pub struct BodyLimit {
     pub max: usize,
+    pub timeout: std::time::Duration,
 }
 
 impl<E: Endpoint> Middleware<E> for BodyLimit {
@@ -19,6 +22,7 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
         BodyLimitEndpoint {
             inner: ep,
             max: self.max,
+            timeout: self.timeout,
         }
     }
 }
@@ -26,6 +30,7 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
 pub struct BodyLimitEndpoint<E> {
     inner: E,
     max: usize,
+    timeout: std::time::Duration,
 }
 
 fn too_large(max: usize) -> poem::Error {
@@ -36,6 +41,7 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        let mut has_body = has_chunked_body(&req);
         if let Some(len) = req.headers().get(CONTENT_LENGTH) {
             let declared = len
                 .to_str()
@@ -47,11 +53,13 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             if declared > self.max as u64 {
                 return Err(too_large(self.max));
             }
-        } else if has_body(&req) {
+            has_body = declared > 0;
+        }
+        if has_body {
             let body = req.take_body();
-            let bytes = body
-                .into_bytes_limit(self.max)
+            let bytes = tokio::time::timeout(self.timeout, body.into_bytes_limit(self.max))
                 .await
+                .map_err(|_| poem::Error::from(ApiError::request_timeout()))?
                 .map_err(|err| match err {
                     poem::error::ReadBodyError::PayloadTooLarge => too_large(self.max),
                     _ => ApiError::bad_request("Could not read the request body").into(),
@@ -63,7 +71,7 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
 }
 
 /// A request without `Content-Length` may still stream a chunked body.
-fn has_body(req: &Request) -> bool {
+fn has_chunked_body(req: &Request) -> bool {
     req.headers()
         .contains_key(poem::http::header::TRANSFER_ENCODING)
 }

@@ -4,6 +4,7 @@
 
 pub mod body_limit;
 pub mod client_ip;
+pub mod conn_guard;
 pub mod errors;
 pub mod headers;
 pub mod metrics;
