@@ -9,7 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::ids::{DeviceId, MessageId, UserId};
-use crate::strings::{Base64Ciphertext, Password, PublicKeyHex, Username};
+use crate::strings::{Base64Ciphertext, DeviceName, Password, PublicKeyHex, Username};
 
 /// Body of `POST /auth/register` and `POST /auth/login`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,7 +51,8 @@ pub struct PublishKey {
     pub identity_pubkey: PublicKeyHex,
     /// Optional label, at most 64 characters; stored encrypted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_name: Option<String>,
+    #[cfg_attr(feature = "openapi", oai(nullable))]
+    pub device_name: Option<DeviceName>,
 }
 
 /// A published identity key.
@@ -62,6 +63,7 @@ pub struct Device {
     pub user_id: UserId,
     /// Lowercase hex of the 32-byte X25519 public key.
     pub identity_pubkey: String,
+    #[cfg_attr(feature = "openapi", oai(nullable))]
     pub device_name: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -96,6 +98,7 @@ pub struct SendMessage {
     /// Makes the send idempotent: a retry with the same id returns the first
     /// message's id and stores nothing new.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", oai(nullable))]
     pub client_msg_id: Option<Uuid>,
 }
 
@@ -118,6 +121,7 @@ pub struct InboxMessage {
     /// Exactly the base64 the sender sent.
     pub ciphertext: String,
     pub ephemeral_pubkey: String,
+    #[cfg_attr(feature = "openapi", oai(nullable))]
     pub metadata: Option<Value>,
     pub created_at: DateTime<Utc>,
 }
@@ -178,6 +182,7 @@ pub enum DeliveryState {
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 pub struct DeliveryStatus {
     pub status: DeliveryState,
+    #[cfg_attr(feature = "openapi", oai(nullable))]
     pub delivered_at: Option<DateTime<Utc>>,
 }
 

@@ -129,10 +129,10 @@ checked_string!(
     Password,
     || {
         let mut schema = string_schema(
-            "8 to 128 characters, with at least one uppercase letter, one lowercase letter and one digit.",
+            "8 to 128 characters, with at least one uppercase letter (A-Z), one lowercase letter (a-z) and one digit.",
             Some(validate::PASSWORD_MIN),
             Some(validate::PASSWORD_MAX),
-            None,
+            Some(validate::PASSWORD_PATTERN),
         );
         schema.format = Some("password");
         schema
@@ -151,6 +151,17 @@ checked_string!(
 );
 
 checked_string!(
+    /// A device's label: at most 64 characters, no control characters.
+    DeviceName,
+    || string_schema(
+        "Optional label of the device, at most 64 characters, no control characters; stored encrypted.",
+        None,
+        Some(validate::MAX_DEVICE_NAME_CHARS),
+        Some("^[^\\u0000-\\u001F\\u007F-\\u009F]*$"),
+    )
+);
+
+checked_string!(
     /// Opaque ciphertext, strict base64 (standard alphabet, padded).
     Base64Ciphertext,
     || {
@@ -158,7 +169,7 @@ checked_string!(
             "Opaque ciphertext: standard base64 with padding, at most 64 KiB once decoded. \
              Our clients put nonce(24) || crypto_box here.",
             Some(4),
-            Some((validate::MAX_CIPHERTEXT_BYTES / 3 + 1) * 4),
+            Some(validate::MAX_CIPHERTEXT_B64_CHARS),
             Some("^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"),
         );
         schema.format = Some("byte");
@@ -167,6 +178,12 @@ checked_string!(
 );
 
 impl fmt::Debug for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for DeviceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.0, f)
     }

@@ -26,11 +26,17 @@ pub const INBOX_LIMIT_DEFAULT: u32 = 50;
 pub const INBOX_WAIT_MAX: u32 = 60;
 /// Most ids in one batch acknowledgement.
 pub const BATCH_ACK_MAX: usize = 500;
+/// Longest base64 text of a ciphertext: the encoding of 64 KiB.
+pub const MAX_CIPHERTEXT_B64_CHARS: usize = MAX_CIPHERTEXT_BYTES.div_ceil(3) * 4;
 /// Length of a hex-encoded X25519 public key.
 pub const PUBKEY_HEX_LEN: usize = 64;
 
 /// The username pattern, as documented in the OpenAPI spec.
 pub const USERNAME_PATTERN: &str = "^[A-Za-z0-9_-]{3,30}$";
+/// The password classes as a pattern without look-ahead (so every schema
+/// tool can use it): the three classes in any order. Length is `minLength` /
+/// `maxLength` beside it.
+pub const PASSWORD_PATTERN: &str = "^(?:[\\s\\S]*[A-Z][\\s\\S]*[a-z][\\s\\S]*[0-9]|[\\s\\S]*[A-Z][\\s\\S]*[0-9][\\s\\S]*[a-z]|[\\s\\S]*[a-z][\\s\\S]*[A-Z][\\s\\S]*[0-9]|[\\s\\S]*[a-z][\\s\\S]*[0-9][\\s\\S]*[A-Z]|[\\s\\S]*[0-9][\\s\\S]*[A-Z][\\s\\S]*[a-z]|[\\s\\S]*[0-9][\\s\\S]*[a-z][\\s\\S]*[A-Z])[\\s\\S]*$";
 
 /// A username is 3–30 characters of `[A-Za-z0-9_-]`.
 pub fn username(name: &str) -> Result<(), String> {
@@ -56,8 +62,8 @@ pub fn normalize_username(name: &str) -> String {
     name.to_ascii_lowercase()
 }
 
-/// A password is 8–128 characters with an uppercase letter, a lowercase letter
-/// and a digit. The reason names everything that is missing.
+/// A password is 8–128 characters with an uppercase letter (A-Z), a lowercase
+/// letter (a-z) and a digit (0-9). The reason names everything that is missing.
 pub fn password(password: &str) -> Result<(), String> {
     let len = password.chars().count();
     let mut missing = Vec::new();
@@ -67,10 +73,10 @@ pub fn password(password: &str) -> Result<(), String> {
     if len > PASSWORD_MAX {
         return Err(format!("must be at most {PASSWORD_MAX} characters long"));
     }
-    if !password.chars().any(char::is_uppercase) {
+    if !password.chars().any(|c| c.is_ascii_uppercase()) {
         missing.push("an uppercase letter".to_owned());
     }
-    if !password.chars().any(char::is_lowercase) {
+    if !password.chars().any(|c| c.is_ascii_lowercase()) {
         missing.push("a lowercase letter".to_owned());
     }
     if !password.chars().any(|c| c.is_ascii_digit()) {
@@ -115,6 +121,9 @@ pub fn device_name(name: &str) -> Result<(), String> {
 pub enum CiphertextError {
     #[error("ciphertext is not valid base64 (standard alphabet, padded, no whitespace)")]
     InvalidBase64,
+    /// Longer than any base64 of 64 KiB can be (a schema violation).
+    #[error("ciphertext is longer than {MAX_CIPHERTEXT_B64_CHARS} characters")]
+    TooLong,
     #[error("ciphertext is larger than {MAX_CIPHERTEXT_BYTES} bytes once decoded")]
     TooLarge,
     #[error("ciphertext is empty")]
@@ -134,9 +143,9 @@ pub fn base64_encode(bytes: &[u8]) -> String {
 
 /// Decodes and bounds a message ciphertext.
 pub fn ciphertext(text: &str) -> Result<Vec<u8>, CiphertextError> {
-    // A quick bound before decoding: base64 is 4 characters per 3 bytes.
-    if text.len() > (MAX_CIPHERTEXT_BYTES / 3 + 1) * 4 {
-        return Err(CiphertextError::TooLarge);
+    // A bound before decoding: base64 is 4 characters per 3 bytes.
+    if text.len() > MAX_CIPHERTEXT_B64_CHARS {
+        return Err(CiphertextError::TooLong);
     }
     let bytes = base64_strict(text).ok_or(CiphertextError::InvalidBase64)?;
     if bytes.is_empty() {
@@ -175,6 +184,59 @@ mod tests {
         assert!(err.contains("at least 8"), "{err}");
         assert!(password(&format!("Aa1{}", "x".repeat(126))).is_err());
         assert!(password(&format!("Aa1{}", "x".repeat(125))).is_ok());
+        assert!(
+            password("ÉMILE1234é").is_err(),
+            "the classes are ASCII, as documented"
+        );
+    }
+
+    #[test]
+    fn password_pattern_agrees_with_the_rule() {
+        let pattern = regex::Regex::new(PASSWORD_PATTERN).unwrap();
+        let within_length = |p: &str| (PASSWORD_MIN..=PASSWORD_MAX).contains(&p.chars().count());
+        for sample in [
+            "Passw0rd",
+            "0aA00000",
+            "aaaaaaaA1",
+            "1\nAa....",
+            "ÉMILE1234é",
+            "password",
+            "PASSWORD1",
+            "12345678",
+            "aB3",
+            "Ab1 with spaces",
+            "日本語Aa1日本語",
+        ] {
+            assert_eq!(
+                password(sample).is_ok(),
+                pattern.is_match(sample) && within_length(sample),
+                "{sample:?}"
+            );
+        }
+        let names = regex::Regex::new(USERNAME_PATTERN).unwrap();
+        for sample in [
+            "alice",
+            "ab",
+            "a-b_c",
+            "x".repeat(31).as_str(),
+            "é1234",
+            "bad name",
+        ] {
+            assert_eq!(
+                username(sample).is_ok(),
+                names.is_match(sample),
+                "{sample:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn password_pattern_matches_the_rule_on_any_text(text in "[a-zA-Z0-9 é\\n]{0,40}") {
+            let pattern = regex::Regex::new(PASSWORD_PATTERN).unwrap();
+            let length_ok = (PASSWORD_MIN..=PASSWORD_MAX).contains(&text.chars().count());
+            proptest::prop_assert_eq!(password(&text).is_ok(), pattern.is_match(&text) && length_ok);
+        }
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub async fn build_with(
             max_pending_per_recipient: config.max_pending_per_recipient,
             trusted_proxies: config.trusted_proxies.clone(),
             max_long_polls_per_user: config.max_long_polls_per_user,
+            max_wait: config.max_wait,
             tls: config.tls_cert.is_some(),
         },
     }))

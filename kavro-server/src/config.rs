@@ -83,6 +83,10 @@ pub struct Config {
     pub max_connections: usize,
     /// Long-polls one user may hold open at once.
     pub max_long_polls_per_user: u32,
+    /// Longest a long-poll is held, whatever the client asks (at most 60 s by
+    /// the API; lower it to fit a load balancer's idle timeout).
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
 }
 
 /// Per-route request limits (API.md part 3).
@@ -260,6 +264,7 @@ impl Default for Config {
             body_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_long_polls_per_user: 4,
+            max_wait: Duration::from_secs(60),
         }
     }
 }

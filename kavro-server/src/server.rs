@@ -14,6 +14,7 @@ use poem::{EndpointExt, Route};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::http::allow::{AllowHeader, AllowedMethods};
 use crate::http::body_limit::BodyLimit;
 use crate::http::conn_guard::GuardedAcceptor;
 use crate::http::headers::SecurityHeaders;
@@ -29,6 +30,7 @@ pub fn app(
     // Install the metrics recorder before the first request is counted.
     crate::http::metrics::handle();
     let root = crate::api::service(state, "/");
+    let allowed = AllowedMethods::from_spec(&root.spec());
     let docs = root.swagger_ui();
     let spec = root.spec_endpoint();
     let v1 = crate::api::service(state, "/api/v1");
@@ -43,6 +45,7 @@ pub fn app(
         .nest("/", root);
     let app = routes
         .catch_all_error(crate::http::errors::render)
+        .with(AllowHeader(allowed))
         .with(RequestMetrics)
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(BodyLimit {

@@ -23,6 +23,8 @@ pub struct Settings {
     pub max_pending_per_recipient: u32,
     pub trusted_proxies: Vec<IpNet>,
     pub max_long_polls_per_user: u32,
+    /// Longest long-poll this relay holds (shorter than the client asks, if set so).
+    pub max_wait: Duration,
     pub tls: bool,
 }
 

@@ -240,7 +240,7 @@ async fn revocation_is_shared(s: TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_quota_refuses_senders() {
     let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
-        c.max_pending_per_recipient = 3
+        c.max_pending_per_recipient = 3;
     })
     .await
     else {
@@ -276,7 +276,7 @@ async fn pending_quota_refuses_senders() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_off_keeps_the_lockout() {
     let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
-        c.rate_limits = Toggle::Off
+        c.rate_limits = Toggle::Off;
     })
     .await
     else {

@@ -142,8 +142,13 @@ async fn bad_registrations(s: TestServer) {
             .call(s.request(Method::POST, &url).body("username=a"))
             .await;
         assert_error(status, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        let (status, body) = s.get(&url, None).await;
-        assert_error(status, &body, StatusCode::METHOD_NOT_ALLOWED);
+        let response = s.request(Method::GET, &url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            response.headers()["allow"],
+            "POST",
+            "RFC 9110 wants the allowed methods"
+        );
     }
 }
 
@@ -429,6 +434,12 @@ async fn send_errors(s: TestServer) {
         ]));
         let (status, body) = s.post(&url, Some(&alice), big).await;
         assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE);
+        let mut too_long = message_body(bob_id);
+        too_long["ciphertext"] =
+            json!("A".repeat(kavro_proto::validate::MAX_CIPHERTEXT_B64_CHARS + 4));
+        let (status, body) = s.post(&url, Some(&alice), too_long).await;
+        assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["details"][0]["field"], "ciphertext");
         let mut max = message_body(bob_id);
         max["ciphertext"] = json!(kavro_proto::validate::base64_encode(&vec![1u8; 64 * 1024]));
         let (status, _) = s.post(&url, Some(&alice), max).await;
@@ -494,7 +505,7 @@ async fn acks(s: TestServer) {
         assert_eq!(status, StatusCode::OK, "idempotent");
         let (status, body) = s
             .post(
-                &format!("{prefix}/messages/99_999_999/ack"),
+                &format!("{prefix}/messages/99999999/ack"),
                 Some(&bob),
                 json!({}),
             )

@@ -178,7 +178,7 @@ pub fn open(
         IdentityPublic::from_hex(ephemeral_pubkey_hex).map_err(OpenError::InvalidEphemeralKey)?;
     let wire = validate::ciphertext(ciphertext_b64).map_err(|err| match err {
         CiphertextError::InvalidBase64 => OpenError::InvalidBase64,
-        CiphertextError::TooLarge => OpenError::TooLarge,
+        CiphertextError::TooLarge | CiphertextError::TooLong => OpenError::TooLarge,
         // Zero bytes cannot hold a nonce and a tag: just a box that fails.
         CiphertextError::Empty => OpenError::DecryptionFailed,
     })?;

@@ -84,6 +84,7 @@ impl KeysApi {
         } = body.0;
         let key = validate::pubkey_hex(identity_pubkey.as_str())
             .map_err(|m| ApiError::invalid_field("identity_pubkey", m))?;
+        let device_name = device_name.map(kavro_proto::strings::DeviceName::into_inner);
         if let Some(name) = &device_name {
             validate::device_name(name).map_err(|m| ApiError::invalid_field("device_name", m))?;
         }

@@ -120,7 +120,9 @@ impl MessagesApi {
             validate::ciphertext(message.ciphertext.as_str()).map_err(|e| match e {
                 CiphertextError::InvalidBase64 => ApiError::bad_request(e.to_string()),
                 CiphertextError::TooLarge => ApiError::too_large(e.to_string()),
-                CiphertextError::Empty => ApiError::invalid_field("ciphertext", e.to_string()),
+                CiphertextError::Empty | CiphertextError::TooLong => {
+                    ApiError::invalid_field("ciphertext", e.to_string())
+                }
             })?;
         let ephemeral = validate::pubkey_hex(message.ephemeral_pubkey.as_str())
             .map_err(|m| ApiError::invalid_field("ephemeral_pubkey", m))?;
@@ -184,14 +186,14 @@ impl MessagesApi {
         #[oai(default)]
         order: Query<InboxOrder>,
         /// Long-poll: seconds to wait when nothing is pending (0–60).
-        #[oai(default, validator(maximum(value = "60")))]
+        #[oai(default, validator(minimum(value = "0"), maximum(value = "60")))]
         wait: Query<u32>,
     ) -> Result<InboxResponse, ApiError> {
         let user = auth.0.user_id;
         let state = &self.state;
         state.limiter.check(Route::Inbox, &user.to_string()).await?;
         let (limit, order, wait) = (limit.0, order.0, wait.0);
-        if wait == 0 {
+        if wait == 0 || state.settings.max_wait.is_zero() {
             let messages = self.read_inbox(user, limit, order).await?;
             return Ok(InboxResponse::Ok(Json(Inbox { messages })));
         }
@@ -208,7 +210,8 @@ impl MessagesApi {
                     Duration::from_secs(1),
                 )
             })?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
+        let wait = Duration::from_secs(u64::from(wait)).min(state.settings.max_wait);
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let messages = self.read_inbox(user, limit, order).await?;
             if !messages.is_empty() {

@@ -2,6 +2,7 @@
 //! client address behind trusted proxies, request metrics, and the rendering
 //! of framework errors in the contract's JSON shape.
 
+pub mod allow;
 pub mod body_limit;
 pub mod client_ip;
 pub mod conn_guard;
