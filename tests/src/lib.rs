@@ -124,6 +124,12 @@ impl Server {
         None
     }
 
+    /// `kill -9`: no chance to finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops the process and hands back its data directory.
     pub fn stop(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
@@ -172,6 +178,31 @@ impl Http {
             request = request.bearer_auth(token);
         }
         Self::finish(request)
+    }
+
+    /// Like [`Http::post`], but `None` when no answer came (server gone).
+    pub fn try_post(&self, path: &str, token: Option<&str>, body: &Value) -> Option<(u16, Value)> {
+        let mut request = self.client.post(format!("{}{path}", self.base)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Self::try_finish(request)
+    }
+
+    /// Like [`Http::get`], but `None` when no answer came.
+    pub fn try_get(&self, path: &str, token: Option<&str>) -> Option<(u16, Value)> {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Self::try_finish(request)
+    }
+
+    fn try_finish(request: reqwest::blocking::RequestBuilder) -> Option<(u16, Value)> {
+        let response = request.send().ok()?;
+        let status = response.status().as_u16();
+        let text = response.text().ok()?;
+        Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
     /// A plain-text GET (e.g. `/metrics`).
@@ -293,4 +324,104 @@ pub fn skip_unless(available: bool, what: &str) -> bool {
     );
     eprintln!("skipping: {what} is not available");
     true
+}
+
+/// Logging in directly (as an existing client would), for tests that play
+/// a second client or a misbehaving relay.
+impl Http {
+    /// Logs in and returns (token, user id).
+    pub fn login(&self, username: &str, password: &str) -> (String, i64) {
+        let (status, body) = self.post(
+            "/auth/login",
+            None,
+            &serde_json::json!({"username": username, "password": password}),
+        );
+        assert_eq!(status, 200, "login {username}: {body}");
+        let token = body["access_token"].as_str().expect("token").to_owned();
+        let (_, me) = self.get("/auth/me", Some(&token));
+        (token, me["user_id"].as_i64().expect("user id"))
+    }
+}
+
+/// What a `kavro` run printed, and its exit code.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from_output(output: &Output) -> Self {
+        Self {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Each stdout line parsed as JSON (for `--json`).
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{self:?}"))
+            })
+            .collect()
+    }
+}
+
+impl User {
+    /// Runs `kavro <args>` and captures code, stdout and stderr.
+    pub fn exec(&self, args: &[&str]) -> Run {
+        Run::from_output(&self.run(args))
+    }
+
+    /// Runs `kavro --json <args>`, asserts success, parses each stdout line.
+    pub fn json(&self, args: &[&str]) -> Vec<Value> {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let run = self.exec(&all);
+        assert_eq!(run.code, Some(0), "kavro {all:?}: {run:?}");
+        run.json_lines()
+    }
+
+    /// The file key store of the default profile (`KAVRO_KEY_STORE=file`).
+    /// Format (kavro-tui/src/keystore/file.rs): `{"format": "kavro-secrets-v1",
+    /// "accounts": {"<username>@<server>": {"identity_secret": "<64 hex>",
+    /// "access_token": "<JWT>" | null}}}`.
+    pub fn secrets_file(&self) -> PathBuf {
+        self.data_dir
+            .path()
+            .join("profiles")
+            .join("default")
+            .join("secrets.json")
+    }
+
+    /// This user's stored account record from the key file.
+    pub fn stored_secrets(&self) -> Value {
+        let text = std::fs::read_to_string(self.secrets_file()).expect("key file");
+        let file: Value = serde_json::from_str(&text).expect("key file is JSON");
+        assert_eq!(file["format"], "kavro-secrets-v1");
+        let key = format!("{}@{}", self.name.to_ascii_lowercase(), self.server);
+        file["accounts"][&key].clone()
+    }
+
+    /// The identity secret key (64 hex digits) from the key file.
+    pub fn identity_secret_hex(&self) -> String {
+        self.stored_secrets()["identity_secret"]
+            .as_str()
+            .expect("identity_secret")
+            .to_owned()
+    }
+
+    /// The relay access token from the key file.
+    pub fn token(&self) -> String {
+        self.stored_secrets()["access_token"]
+            .as_str()
+            .expect("access_token (logged in)")
+            .to_owned()
+    }
 }
