@@ -41,13 +41,26 @@ impl From<sqlx::Error> for StoreError {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict,
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => Self::NotFound,
+            sqlx::Error::Database(db) if is_transient(db.code().as_deref()) => {
+                Self::Unavailable(err)
+            }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => Self::Unavailable(err),
             _ => Self::Backend(err),
         }
     }
+}
+
+/// Database error codes that mean "not now" rather than "wrong": PostgreSQL
+/// classes 08 (connection), 53 (resources), 57 (shutdown, admin), and
+/// SQLite's busy / locked (5, 6) after the busy timeout.
+fn is_transient(code: Option<&str>) -> bool {
+    code.is_some_and(|c| {
+        c.starts_with("08") || c.starts_with("53") || c.starts_with("57") || c == "5" || c == "6"
+    })
 }
 
 /// A new account.
