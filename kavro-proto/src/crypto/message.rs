@@ -148,6 +148,20 @@ pub fn seal_legacy_with_fixed_randomness(
     seal_outer(recipient, text.as_bytes(), ephemeral_secret, nonce)
 }
 
+/// Seals arbitrary plaintext bytes in the outer box, with no envelope: only
+/// for the fuzzer (`cargo fuzz` sets `cfg(fuzzing)`), which must reach the
+/// envelope parser behind a valid outer box.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn seal_raw_for_fuzzing(
+    recipient: &IdentityPublic,
+    plaintext: &[u8],
+    ephemeral_secret: &[u8; KEY_LEN],
+    nonce: &[u8; NONCE_LEN],
+) -> Result<SealedMessage, SealError> {
+    seal_outer(recipient, plaintext, ephemeral_secret, nonce)
+}
+
 fn seal_outer(
     recipient: &IdentityPublic,
     plaintext: &[u8],

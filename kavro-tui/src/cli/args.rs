@@ -1,0 +1,311 @@
+//! The command line, as clap definitions: global flags (usable before or
+//! after the subcommand), the subcommands, and the help texts.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ENV_PROFILE, ENV_SERVER};
+
+const ABOUT: &str = "End-to-end encrypted messages through a Kavro relay";
+
+const LONG_ABOUT: &str = "\
+End-to-end encrypted messages through a Kavro relay.
+
+Messages are encrypted on this device to the recipient's identity key; the relay only ever \
+stores ciphertext. Contacts' keys are pinned on first use: if the relay later shows another \
+key, `send` refuses and reads warn until you compare safety numbers and run `kavro trust`.
+
+Quick start:
+  kavro register alice            create an account and an identity key
+  kavro send bob 'hello'          encrypt and send (or pipe the text in)
+  kavro inbox                     fetch, verify, decrypt, store and print
+  kavro fingerprint bob           the safety number to compare with bob's
+
+Environment:
+  KAVRO_SERVER       relay URL (default: the profile's, else http://127.0.0.1:8000)
+  KAVRO_PROFILE      profile name (default: default)
+  KAVRO_CONFIG_DIR   config directory (profiles/<profile>.toml)
+  KAVRO_DATA_DIR     data directory (profiles/<profile>/: history, key file)
+  KAVRO_KEY_STORE    keyring | file: where new identity keys and tokens are kept
+  KAVRO_PASSWORD     the password, for scripts (or use --password-stdin)
+  NO_COLOR           kavro prints no colour in any case";
+
+/// Documented in `kavro --help`; kept in step with `cli::exit`.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  any other error
+  2  usage error (bad arguments or input)
+  3  not logged in, or the relay refused the password or session
+  4  a contact's key changed (compare safety numbers, then `kavro trust`) or has no usable key
+  5  relay unreachable or rate limiting (the message says how long to wait)
+  6  no such user";
+
+/// `kavro`: see the long help.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kavro",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXIT_CODES,
+    max_term_width = 100,
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[arg(
+        long,
+        help = "Relay URL, e.g. https://relay.example.org",
+        global = true,
+        env = ENV_SERVER,
+        hide_env_values = true,
+        value_name = "URL",
+        display_order = 900
+    )]
+    pub server: Option<String>,
+
+    /// Profile: one account with its own keys and history
+    #[arg(
+        long,
+        global = true,
+        env = ENV_PROFILE,
+        hide_env_values = true,
+        default_value = crate::paths::ProfileName::DEFAULT,
+        value_name = "NAME",
+        display_order = 901
+    )]
+    pub profile: String,
+
+    /// Print one JSON object per line instead of text
+    #[arg(long, global = true, display_order = 902)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an account, generate an identity key and publish it
+    Register(Credentials),
+    /// Log in; on a device without a key for the account, generate and publish a new one
+    Login(Credentials),
+    /// Revoke the session token on the relay and forget it here (the key stays)
+    Logout,
+    /// Show the account, the relay and your key's fingerprint
+    Whoami,
+    /// Encrypt a message and send it
+    #[command(
+        long_about = "Encrypt a message to a contact's identity key and hand it to the relay. \
+                      Exits 0 once the relay stored it.\n\n\
+                      The first time, the contact's key is pinned (trust on first use). If the \
+                      relay later shows another key, nothing is sent and kavro exits with 4: \
+                      compare safety numbers (`kavro fingerprint USER`), then `kavro trust USER`."
+    )]
+    Send(SendArgs),
+    /// Fetch, verify, decrypt, store, acknowledge and print new messages
+    #[command(
+        long_about = "Fetch new messages, open and verify them, store them in the local \
+                      history, acknowledge them on the relay (after they are stored) and print \
+                      them, oldest first.\n\n\
+                      A message is `verified` only if it was made with the key pinned for its \
+                      sender, names you as recipient, and comes from the account the relay says \
+                      sent it. Others are printed with their state (unverified, key_mismatch, \
+                      undecryptable) and an explanation; none is dropped."
+    )]
+    Inbox(InboxArgs),
+    /// Show the messages exchanged with a contact (from the local history)
+    History(HistoryArgs),
+    /// List contacts and the state of their keys (pinned, verified, CHANGED)
+    Contacts,
+    /// Show the safety number with a contact, or your own key's fingerprint
+    #[command(
+        long_about = "With a username: the safety number of your key and theirs, the same on \
+                      both sides. Compare it with theirs in person or over another channel; if \
+                      it matches, run `kavro trust USER`.\n\n\
+                      Without: your own key's fingerprint."
+    )]
+    Fingerprint {
+        /// The contact (omit for your own key)
+        username: Option<String>,
+    },
+    /// Accept a contact's current key after comparing safety numbers
+    Trust {
+        /// The contact
+        username: String,
+    },
+    /// Print a shell completion script
+    #[command(long_about = "Print a shell completion script, e.g.\n  \
+                      kavro completions bash > ~/.local/share/bash-completion/completions/kavro\n  \
+                      kavro completions zsh > ~/.zfunc/_kavro")]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Username and how to get the password.
+#[derive(Debug, Args)]
+pub struct Credentials {
+    /// 3 to 30 characters of A-Z, a-z, 0-9, '_' and '-'
+    pub username: String,
+
+    /// Read the password from the first line of standard input (else
+    /// KAVRO_PASSWORD, else a prompt)
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `kavro send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The recipient
+    pub username: String,
+
+    /// The message; without it, or with '-', it is read from standard input
+    #[arg(value_name = "TEXT|-")]
+    pub text: Option<String>,
+
+    /// After sending, wait until the recipient has fetched the message
+    #[arg(long)]
+    pub wait_delivered: bool,
+
+    /// Seconds to wait with --wait-delivered (exit 1 if not delivered by then)
+    #[arg(
+        long,
+        requires = "wait_delivered",
+        value_name = "SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub timeout: u64,
+}
+
+/// `kavro inbox`.
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// Store and print, but leave the messages on the relay (not acknowledged)
+    #[arg(long, conflicts_with = "watch")]
+    pub no_ack: bool,
+
+    /// Keep waiting for new messages and print them as they arrive (Ctrl-C stops)
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Process at most N messages (default: all that are waiting)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+}
+
+/// `kavro history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The contact
+    pub username: String,
+
+    /// Show the last N messages
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kavro").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_before_and_after_the_command() {
+        let before = parse(&["--json", "--profile", "work", "inbox"]).unwrap();
+        let after = parse(&["inbox", "--json", "--profile", "work"]).unwrap();
+        for cli in [before, after] {
+            assert!(cli.json);
+            assert_eq!(cli.profile, "work");
+            assert!(matches!(cli.command, Command::Inbox(_)));
+        }
+        let cli = parse(&["send", "bob", "hi", "--server", "http://x:1"]).unwrap();
+        assert_eq!(cli.server.as_deref(), Some("http://x:1"));
+    }
+
+    #[test]
+    fn send_arguments() {
+        let cli = parse(&["send", "bob"]).unwrap();
+        let Command::Send(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.text, None);
+        assert!(!args.wait_delivered);
+        let cli = parse(&["send", "bob", "-", "--wait-delivered", "--timeout", "5"]).unwrap();
+        let Command::Send(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.text.as_deref(), Some("-"));
+        assert_eq!(args.timeout, 5);
+        let err = parse(&["send", "bob", "hi", "--timeout", "5"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        for args in [
+            &["frobnicate"][..],
+            &["send"],
+            &["inbox", "--limit", "0"],
+            &["inbox", "--watch", "--no-ack"],
+            &["completions", "tcsh"],
+            &[],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+        assert_eq!(parse(&["--help"]).unwrap_err().exit_code(), 0);
+        assert_eq!(parse(&["--version"]).unwrap_err().exit_code(), 0);
+    }
+
+    #[test]
+    fn every_command_has_help() {
+        let mut command = Cli::command();
+        command.build(); // propagates the global flags
+        for sub in command
+            .get_subcommands_mut()
+            .filter(|sub| sub.get_name() != "help")
+        {
+            assert!(sub.get_about().is_some(), "{}", sub.get_name());
+            let help = sub.render_long_help().to_string();
+            assert!(
+                help.contains("--json"),
+                "{}: global flags in help",
+                sub.get_name()
+            );
+        }
+    }
+
+    /// What `kavro ARGS --help` prints, at a fixed width.
+    fn help(args: &[&str]) -> String {
+        let err = Cli::command()
+            .term_width(100)
+            .try_get_matches_from(std::iter::once("kavro").chain(args.iter().copied()))
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        err.render().to_string()
+    }
+
+    #[test]
+    fn golden_help() {
+        let main = help(&["--help"]);
+        assert!(main.contains("Exit codes:"), "{main}");
+        insta::assert_snapshot!("help", main);
+        insta::assert_snapshot!("help_send", help(&["send", "--help"]));
+        insta::assert_snapshot!("help_inbox", help(&["inbox", "--help"]));
+    }
+}

@@ -1,0 +1,311 @@
+//! [`Relay`] over HTTP with reqwest (rustls with the ring provider, the
+//! platform's certificate verifier). Connect timeout 5 s, request timeout
+//! 30 s; a long-poll gets its `wait` plus 15 s, so the relay answers first.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kavro_proto::api::{
+    BatchAck, BatchAckResponse, Credentials, DeliveryStatus, Device, Devices, ErrorBody, Health,
+    Inbox, InboxMessage, InboxOrder, Me, PublishKey, Ready, SendMessage, SendResponse,
+    TokenResponse, UserInfo,
+};
+use kavro_proto::{MessageId, UserId, validate};
+use reqwest::header::RETRY_AFTER;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::{InboxQuery, Relay, RelayError};
+use crate::config::ServerUrl;
+use crate::keystore::AccessToken;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Added to a long-poll's `wait` for the request timeout.
+const LONG_POLL_GRACE: Duration = Duration::from_secs(15);
+
+/// A relay reached over HTTP(S).
+#[derive(Clone)]
+pub struct HttpRelay {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl HttpRelay {
+    pub fn new(server: &ServerUrl) -> Result<Self, RelayError> {
+        // reqwest is built without a default crypto provider: without this,
+        // building the client panics. Installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("kavro/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RelayError::Unreachable {
+                server: server.to_string(),
+                detail: format!("cannot set up HTTP: {}", innermost(&e)),
+            })?;
+        Ok(Self {
+            client,
+            base: server.as_str().to_owned(),
+        })
+    }
+
+    fn request(&self, method: Method, path: &str, token: Option<&AccessToken>) -> RequestBuilder {
+        let builder = self.client.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(token) => builder.bearer_auth(token.expose()),
+            None => builder,
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, RelayError> {
+        let response = request.send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+            serde_json::from_slice(&bytes).map_err(|e| RelayError::InvalidResponse(e.to_string()))
+        } else {
+            Err(error_from(response).await)
+        }
+    }
+
+    fn transport(&self, err: &reqwest::Error) -> RelayError {
+        let detail = if err.is_timeout() {
+            "no answer in time (timed out)".to_owned()
+        } else {
+            innermost(err)
+        };
+        RelayError::Unreachable {
+            server: self.base.clone(),
+            detail,
+        }
+    }
+}
+
+/// The most specific message in an error's chain ("Connection refused
+/// (os error 111)" rather than "error sending request").
+fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+fn retry_after(response: &Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Maps a non-2xx answer, reading the contract's `{"error", "status_code"}` body.
+async fn error_from(response: Response) -> RelayError {
+    let status = response.status();
+    let retry = retry_after(&response);
+    let body: Option<ErrorBody> = response
+        .bytes()
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let (message, details) = match body {
+        Some(body) => (body.error, body.details.unwrap_or_default()),
+        None => (
+            status
+                .canonical_reason()
+                .unwrap_or("unexpected answer")
+                .to_owned(),
+            Vec::new(),
+        ),
+    };
+    match status {
+        StatusCode::UNAUTHORIZED => RelayError::Unauthorized(message),
+        StatusCode::FORBIDDEN => RelayError::Forbidden(message),
+        StatusCode::NOT_FOUND => RelayError::NotFound(message),
+        StatusCode::TOO_MANY_REQUESTS => RelayError::RateLimited {
+            retry_after: retry,
+            message,
+        },
+        s if s.is_server_error() => RelayError::Server {
+            status: s.as_u16(),
+            message,
+            retry_after: retry,
+        },
+        s => RelayError::Rejected {
+            status: s.as_u16(),
+            message,
+            details,
+        },
+    }
+}
+
+#[async_trait]
+impl Relay for HttpRelay {
+    fn server(&self) -> &str {
+        &self.base
+    }
+
+    async fn health(&self) -> Result<Health, RelayError> {
+        self.call(self.request(Method::GET, "/health", None)).await
+    }
+
+    async fn ready(&self) -> Result<Ready, RelayError> {
+        self.call(self.request(Method::GET, "/ready", None)).await
+    }
+
+    async fn register(&self, credentials: &Credentials) -> Result<AccessToken, RelayError> {
+        let body: TokenResponse = self
+            .call(
+                self.request(Method::POST, "/auth/register", None)
+                    .json(credentials),
+            )
+            .await?;
+        Ok(AccessToken::new(body.access_token))
+    }
+
+    async fn login(&self, credentials: &Credentials) -> Result<AccessToken, RelayError> {
+        let body: TokenResponse = self
+            .call(
+                self.request(Method::POST, "/auth/login", None)
+                    .json(credentials),
+            )
+            .await?;
+        Ok(AccessToken::new(body.access_token))
+    }
+
+    async fn logout(&self, token: &AccessToken) -> Result<(), RelayError> {
+        let _: serde_json::Value = self
+            .call(self.request(Method::POST, "/auth/logout", Some(token)))
+            .await?;
+        Ok(())
+    }
+
+    async fn me(&self, token: &AccessToken) -> Result<Me, RelayError> {
+        self.call(self.request(Method::GET, "/auth/me", Some(token)))
+            .await
+    }
+
+    async fn publish_key(&self, token: &AccessToken, key: &PublishKey) -> Result<(), RelayError> {
+        let _: serde_json::Value = self
+            .call(
+                self.request(Method::POST, "/keys/publish", Some(token))
+                    .json(key),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn user_by_name(
+        &self,
+        token: &AccessToken,
+        username: &str,
+    ) -> Result<UserInfo, RelayError> {
+        // Only valid usernames go into the path: they need no escaping.
+        if validate::username(username).is_err() {
+            return Err(RelayError::NotFound("No such user".to_owned()));
+        }
+        self.call(self.request(Method::GET, &format!("/users/{username}"), Some(token)))
+            .await
+    }
+
+    async fn keys(&self, user: UserId) -> Result<Vec<Device>, RelayError> {
+        let body: Devices = self
+            .call(self.request(Method::GET, &format!("/keys/{user}"), None))
+            .await?;
+        Ok(body.devices)
+    }
+
+    async fn send(
+        &self,
+        token: &AccessToken,
+        message: &SendMessage,
+    ) -> Result<MessageId, RelayError> {
+        let body: SendResponse = self
+            .call(
+                self.request(Method::POST, "/messages/", Some(token))
+                    .json(message),
+            )
+            .await?;
+        Ok(body.id)
+    }
+
+    async fn inbox(
+        &self,
+        token: &AccessToken,
+        query: InboxQuery,
+    ) -> Result<Vec<InboxMessage>, RelayError> {
+        let order = match query.order {
+            InboxOrder::Asc => "asc",
+            InboxOrder::Desc => "desc",
+        };
+        // Numbers and a fixed word only: nothing to escape.
+        let path = format!(
+            "/messages/inbox?limit={}&order={order}&wait={}",
+            query.limit, query.wait
+        );
+        let mut request = self.request(Method::GET, &path, Some(token));
+        if query.wait > 0 {
+            request = request.timeout(Duration::from_secs(u64::from(query.wait)) + LONG_POLL_GRACE);
+        }
+        let body: Inbox = self.call(request).await?;
+        Ok(body.messages)
+    }
+
+    async fn ack(&self, token: &AccessToken, id: MessageId) -> Result<(), RelayError> {
+        let _: serde_json::Value = self
+            .call(self.request(Method::POST, &format!("/messages/{id}/ack"), Some(token)))
+            .await?;
+        Ok(())
+    }
+
+    async fn ack_many(&self, token: &AccessToken, ids: &[MessageId]) -> Result<u64, RelayError> {
+        let body: BatchAckResponse = self
+            .call(
+                self.request(Method::POST, "/messages/ack", Some(token))
+                    .json(&BatchAck { ids: ids.to_vec() }),
+            )
+            .await?;
+        Ok(body.acknowledged)
+    }
+
+    async fn message_status(
+        &self,
+        token: &AccessToken,
+        id: MessageId,
+    ) -> Result<DeliveryStatus, RelayError> {
+        self.call(self.request(Method::GET, &format!("/messages/{id}/status"), Some(token)))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_relay_is_reported_as_such() {
+        // Bind and drop a listener: nothing listens on that port afterwards.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = ServerUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let relay = HttpRelay::new(&server).unwrap();
+        let err = relay.health().await.unwrap_err();
+        match &err {
+            RelayError::Unreachable { server: s, detail } => {
+                assert_eq!(s, server.as_str());
+                assert!(detail.to_lowercase().contains("refused"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.is_transient());
+    }
+}

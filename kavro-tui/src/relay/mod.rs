@@ -1,0 +1,161 @@
+//! The relay's HTTP API as the client sees it: one async [`Relay`] trait with
+//! a method per route the client uses, and [`RelayError`], which keeps what a
+//! caller needs to decide (retry later, log in again, no such user, ...).
+//!
+//! [`HttpRelay`] speaks to a real relay; [`MemoryRelay`] is an in-process
+//! relay for tests of code built on the core (the session's tests, the chat
+//! app's). Wire types come from `kavro_proto::api`, shared with the server.
+
+mod http;
+mod memory;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kavro_proto::api::{
+    Credentials, DeliveryStatus, Device, FieldError, Health, InboxMessage, InboxOrder, Me,
+    PublishKey, Ready, SendMessage, UserInfo,
+};
+use kavro_proto::{MessageId, UserId};
+
+pub use self::http::HttpRelay;
+pub use self::memory::MemoryRelay;
+use crate::keystore::AccessToken;
+
+/// How the relay, or the way to it, said no.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayError {
+    /// No answer: connection refused, DNS failure, TLS failure, timeout.
+    #[error("cannot reach the Kavro relay at {server}: {detail}")]
+    Unreachable { server: String, detail: String },
+    /// `429`: wait `retry_after` (when the relay said) and try again.
+    #[error("the relay is rate limiting requests ({message})")]
+    RateLimited {
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    /// `401`: wrong credentials, or the token is expired or revoked.
+    #[error("the relay refused the credentials: {0}")]
+    Unauthorized(String),
+    /// `403`.
+    #[error("the relay refused: {0}")]
+    Forbidden(String),
+    /// `404`: no such user or message.
+    #[error("not found on the relay: {0}")]
+    NotFound(String),
+    /// Another `4xx` (`400`, `413`, `422`): the request was refused as it is.
+    #[error("the relay refused the request ({status}): {message}")]
+    Rejected {
+        status: u16,
+        message: String,
+        details: Vec<FieldError>,
+    },
+    /// A `5xx`: the relay is broken or overloaded; try again later.
+    #[error("the relay failed ({status}): {message}")]
+    Server {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The answer was not what the API promises.
+    #[error("the relay sent an answer this client does not understand: {0}")]
+    InvalidResponse(String),
+}
+
+impl RelayError {
+    /// Worth retrying the same request later (the outbox keeps such sends).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. } | Self::RateLimited { .. } | Self::Server { .. }
+        )
+    }
+
+    /// The message text with the field details of a `422`, if any.
+    pub fn describe_details(&self) -> String {
+        match self {
+            Self::Rejected {
+                message, details, ..
+            } if !details.is_empty() => {
+                let fields: Vec<String> = details
+                    .iter()
+                    .map(|d| format!("{}: {}", d.field, d.message))
+                    .collect();
+                format!("{message} ({})", fields.join("; "))
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// `GET /messages/inbox` parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxQuery {
+    /// 1–200.
+    pub limit: u32,
+    pub order: InboxOrder,
+    /// Long-poll for up to this many seconds (0–60) when nothing is pending.
+    pub wait: u32,
+}
+
+impl Default for InboxQuery {
+    fn default() -> Self {
+        Self {
+            limit: kavro_proto::validate::INBOX_LIMIT_DEFAULT,
+            order: InboxOrder::Asc,
+            wait: 0,
+        }
+    }
+}
+
+/// Every relay route the client uses. Tokens are passed per call, so one
+/// relay value can serve any account and holds no secret.
+#[async_trait]
+pub trait Relay: Send + Sync {
+    /// The base URL, for messages.
+    fn server(&self) -> &str;
+    /// `GET /health`.
+    async fn health(&self) -> Result<Health, RelayError>;
+    /// `GET /ready`.
+    async fn ready(&self) -> Result<Ready, RelayError>;
+    /// `POST /auth/register`.
+    async fn register(&self, credentials: &Credentials) -> Result<AccessToken, RelayError>;
+    /// `POST /auth/login`.
+    async fn login(&self, credentials: &Credentials) -> Result<AccessToken, RelayError>;
+    /// `POST /auth/logout`: revokes `token`.
+    async fn logout(&self, token: &AccessToken) -> Result<(), RelayError>;
+    /// `GET /auth/me`.
+    async fn me(&self, token: &AccessToken) -> Result<Me, RelayError>;
+    /// `POST /keys/publish` (idempotent).
+    async fn publish_key(&self, token: &AccessToken, key: &PublishKey) -> Result<(), RelayError>;
+    /// `GET /users/{username}`: `NotFound` for no such user.
+    async fn user_by_name(
+        &self,
+        token: &AccessToken,
+        username: &str,
+    ) -> Result<UserInfo, RelayError>;
+    /// `GET /keys/{user_id}`, oldest first.
+    async fn keys(&self, user: UserId) -> Result<Vec<Device>, RelayError>;
+    /// `POST /messages/`; with `client_msg_id` a retry returns the first id.
+    async fn send(
+        &self,
+        token: &AccessToken,
+        message: &SendMessage,
+    ) -> Result<MessageId, RelayError>;
+    /// `GET /messages/inbox`: unacknowledged messages.
+    async fn inbox(
+        &self,
+        token: &AccessToken,
+        query: InboxQuery,
+    ) -> Result<Vec<InboxMessage>, RelayError>;
+    /// `POST /messages/{id}/ack`.
+    async fn ack(&self, token: &AccessToken, id: MessageId) -> Result<(), RelayError>;
+    /// `POST /messages/ack` (at most 500 ids): how many are now acknowledged.
+    async fn ack_many(&self, token: &AccessToken, ids: &[MessageId]) -> Result<u64, RelayError>;
+    /// `GET /messages/{id}/status`, for the sender.
+    async fn message_status(
+        &self,
+        token: &AccessToken,
+        id: MessageId,
+    ) -> Result<DeliveryStatus, RelayError>;
+}

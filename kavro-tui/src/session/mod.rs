@@ -1,0 +1,242 @@
+//! The client's operations, shared by the scripted subcommands and the chat
+//! app, free of terminal code: accounts ([`Session::register`],
+//! [`Session::login`], [`Session::logout`], [`Session::whoami`]), messages
+//! ([`Session::send`], [`Session::sync_inbox`], [`Session::history`]) and keys
+//! ([`Session::contacts`], [`Session::contact_keys`], [`Session::trust`]).
+//!
+//! A session is one profile: its config, its secret store, its local history
+//! and a [`Relay`]. Nothing here prints; results are plain data.
+
+mod accounts;
+mod contacts;
+mod error;
+mod inbox;
+mod outgoing;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use kavro_proto::api::UserInfo;
+use kavro_proto::crypto::{IdentityKeypair, IdentityPublic};
+use kavro_proto::validate;
+
+pub use self::accounts::{AccountSummary, LogoutOutcome, WhoAmI};
+pub use self::contacts::{ContactKeys, OwnKey, TrustOutcome};
+pub use self::error::SessionError;
+pub use self::inbox::{Received, SyncBatch, SyncOptions};
+pub use self::outgoing::{DeliveryOutcome, FlushReport, SentMessage};
+use crate::config::{AccountConfig, Profile};
+use crate::history::History;
+use crate::keystore::{AccessToken, AccountKey, Keystores, SecretStore};
+use crate::paths::ensure_private_dir;
+use crate::relay::{Relay, RelayError};
+
+/// One profile's client.
+pub struct Session {
+    profile: Profile,
+    relay: Arc<dyn Relay>,
+    keystores: Keystores,
+    history: History,
+}
+
+/// A logged-in account with its secrets loaded.
+pub(crate) struct Unlocked {
+    pub account: AccountConfig,
+    pub keypair: IdentityKeypair,
+    pub token: AccessToken,
+}
+
+impl Session {
+    /// Opens profile `profile`'s history (creating its private data
+    /// directory) and talks to `relay`. Secrets are read only when needed.
+    pub async fn open(
+        profile: Profile,
+        relay: Arc<dyn Relay>,
+        keystores: Keystores,
+    ) -> Result<Self, SessionError> {
+        let data_dir = &profile.paths().data_dir;
+        ensure_private_dir(data_dir).map_err(|source| {
+            SessionError::Config(crate::config::ConfigError::Write {
+                path: data_dir.display().to_string(),
+                source,
+            })
+        })?;
+        let history = History::open(&profile.paths().history_db()).await?;
+        Ok(Self {
+            profile,
+            relay,
+            keystores,
+            history,
+        })
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    pub fn relay(&self) -> &Arc<dyn Relay> {
+        &self.relay
+    }
+
+    /// The local store, for readers such as the chat app.
+    pub fn local_history(&self) -> &History {
+        &self.history
+    }
+
+    /// Closes the local database cleanly.
+    pub async fn close(self) {
+        self.history.close().await;
+    }
+
+    /// The profile's account, if it is set up for the relay this session talks to.
+    pub fn account(&self) -> Result<&AccountConfig, SessionError> {
+        let name = self.profile.name();
+        match self.profile.account() {
+            None => Err(SessionError::NotLoggedIn(format!(
+                "not logged in (profile `{name}`); run `kavro login <username>`, or `kavro register <username>` to create an account"
+            ))),
+            Some(account) if &account.server != self.profile.server() => {
+                Err(SessionError::NotLoggedIn(format!(
+                    "profile `{name}` is set up for {} on {}, not for {}; drop --server / KAVRO_SERVER, or use another profile (`kavro --profile NAME login <username>`)",
+                    account.username,
+                    account.server,
+                    self.profile.server()
+                )))
+            }
+            Some(account) => Ok(account),
+        }
+    }
+
+    fn login_hint(&self) -> String {
+        let name = self
+            .profile
+            .account()
+            .map_or("<username>", |a| a.username.as_str());
+        format!("; run `kavro login {name}`")
+    }
+
+    pub(crate) fn relay_error(&self, err: RelayError) -> SessionError {
+        SessionError::from_relay(err, &self.login_hint())
+    }
+
+    /// The store the account's secrets are recorded in.
+    fn store_for(&self, account: &AccountConfig) -> Result<Arc<dyn SecretStore>, SessionError> {
+        if let Some(explicit) = self.keystores.explicit()
+            && explicit != account.key_store
+        {
+            return Err(SessionError::Keystore {
+                account: account.username.clone(),
+                source: crate::keystore::KeystoreError::Conflict {
+                    recorded: account.key_store,
+                    requested: explicit,
+                },
+            });
+        }
+        Ok(self.keystores.open(account.key_store))
+    }
+
+    /// Loads the account's key and token, or says how to get them.
+    pub(crate) fn unlock(&self) -> Result<Unlocked, SessionError> {
+        let account = self.account()?.clone();
+        let store = self.store_for(&account)?;
+        let key = AccountKey::new(&account.server, &account.username);
+        let secrets = store
+            .load(&key)
+            .map_err(|source| keystore_error(&account, source))?;
+        let Some(secrets) = secrets else {
+            return Err(SessionError::NotLoggedIn(format!(
+                "no identity key for {} was found in {}; run `kavro login {}` (this device will get a new key, which your contacts will see as a key change)",
+                account.username,
+                store.describe(),
+                account.username
+            )));
+        };
+        let keypair = IdentityKeypair::from_secret(secrets.identity);
+        if keypair.public() != &account.public_key {
+            return Err(SessionError::NotLoggedIn(format!(
+                "the identity key in {} is not the one profile `{}` published ({}); run `kavro login {}` to publish it",
+                store.describe(),
+                self.profile.name(),
+                account.public_key.fingerprint(),
+                account.username
+            )));
+        }
+        let Some(token) = secrets.token else {
+            return Err(SessionError::NotLoggedIn(format!(
+                "{} is logged out; run `kavro login {}`",
+                account.username, account.username
+            )));
+        };
+        Ok(Unlocked {
+            account,
+            keypair,
+            token,
+        })
+    }
+
+    /// Looks `username` up on the relay: the account and its newest key.
+    pub(crate) async fn lookup(
+        &self,
+        token: &AccessToken,
+        username: &str,
+    ) -> Result<(UserInfo, IdentityPublic), SessionError> {
+        let info = match self.relay.user_by_name(token, username).await {
+            Ok(info) => info,
+            Err(RelayError::NotFound(_)) => {
+                return Err(SessionError::NoSuchUser(username.to_owned()));
+            }
+            Err(err) => return Err(self.relay_error(err)),
+        };
+        let key = newest_key(&info)?;
+        Ok((info, key))
+    }
+}
+
+/// The key a user's newest device published (the relay lists oldest first).
+fn newest_key(info: &UserInfo) -> Result<IdentityPublic, SessionError> {
+    let newest = info
+        .devices
+        .iter()
+        .max_by_key(|d| (d.created_at, d.id))
+        .ok_or_else(|| SessionError::NoUsableKey {
+            username: info.username.clone(),
+            reason: format!(
+                "{} has not published an identity key yet; ask them to run `kavro login {}`",
+                info.username, info.username
+            ),
+        })?;
+    IdentityPublic::from_hex(&newest.identity_pubkey).map_err(|e| SessionError::NoUsableKey {
+        username: info.username.clone(),
+        reason: format!("the relay returned a malformed key ({e})"),
+    })
+}
+
+fn keystore_error(account: &AccountConfig, source: crate::keystore::KeystoreError) -> SessionError {
+    use crate::keystore::KeystoreError;
+    match source {
+        KeystoreError::KeyringUnavailable(detail) => SessionError::Keystore {
+            account: account.username.clone(),
+            source: KeystoreError::KeyringUnavailable(format!(
+                "{detail}. {}'s identity key is in the OS keyring: unlock it or run kavro in a desktop session (over SSH, `dbus-run-session -- kavro ...` with an unlocked keyring). Kavro will not create a new identity in its place",
+                account.username
+            )),
+        },
+        other => SessionError::Keystore {
+            account: account.username.clone(),
+            source: other,
+        },
+    }
+}
+
+/// Checks a username argument before any round trip.
+pub(crate) fn check_username(name: &str) -> Result<(), SessionError> {
+    validate::username(name).map_err(|reason| {
+        SessionError::InvalidInput(format!("invalid username {name:?}: {reason}"))
+    })
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
