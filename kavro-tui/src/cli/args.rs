@@ -15,6 +15,7 @@ stores ciphertext. Contacts' keys are pinned on first use: if the relay later sh
 key, `send` refuses and reads warn until you compare safety numbers and run `kavro trust`.
 
 Quick start:
+  kavro                           the chat app (log in or register there)
   kavro register alice            create an account and an identity key
   kavro send bob 'hello'          encrypt and send (or pipe the text in)
   kavro inbox                     fetch, verify, decrypt, store and print
@@ -50,8 +51,6 @@ Exit codes:
     after_help = EXIT_CODES,
     max_term_width = 100,
     propagate_version = true,
-    subcommand_required = true,
-    arg_required_else_help = true
 )]
 pub struct Cli {
     #[arg(
@@ -81,8 +80,21 @@ pub struct Cli {
     #[arg(long, global = true, display_order = 902)]
     pub json: bool,
 
+    /// Chat app: seconds between inbox polls when the relay has no long-poll
+    #[arg(
+        long,
+        global = true,
+        env = "KAVRO_POLL_INTERVAL",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        value_name = "SECS",
+        display_order = 903
+    )]
+    pub poll_interval: u64,
+
+    /// Without a command, kavro opens the chat app
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The subcommands.
@@ -231,7 +243,7 @@ mod tests {
         for cli in [before, after] {
             assert!(cli.json);
             assert_eq!(cli.profile, "work");
-            assert!(matches!(cli.command, Command::Inbox(_)));
+            assert!(matches!(cli.command, Some(Command::Inbox(_))));
         }
         let cli = parse(&["send", "bob", "hi", "--server", "http://x:1"]).unwrap();
         assert_eq!(cli.server.as_deref(), Some("http://x:1"));
@@ -240,13 +252,13 @@ mod tests {
     #[test]
     fn send_arguments() {
         let cli = parse(&["send", "bob"]).unwrap();
-        let Command::Send(args) = cli.command else {
+        let Some(Command::Send(args)) = cli.command else {
             panic!()
         };
         assert_eq!(args.text, None);
         assert!(!args.wait_delivered);
         let cli = parse(&["send", "bob", "-", "--wait-delivered", "--timeout", "5"]).unwrap();
-        let Command::Send(args) = cli.command else {
+        let Some(Command::Send(args)) = cli.command else {
             panic!()
         };
         assert_eq!(args.text.as_deref(), Some("-"));
@@ -263,11 +275,12 @@ mod tests {
             &["inbox", "--limit", "0"],
             &["inbox", "--watch", "--no-ack"],
             &["completions", "tcsh"],
-            &[],
         ] {
             let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }
+        // No command: the chat app.
+        assert!(parse(&[]).unwrap().command.is_none());
         assert_eq!(parse(&["--help"]).unwrap_err().exit_code(), 0);
         assert_eq!(parse(&["--version"]).unwrap_err().exit_code(), 0);
     }

@@ -38,7 +38,7 @@ pub fn main() -> ExitCode {
     };
     // reqwest is built without a default TLS crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if let Command::Completions { shell } = cli.command {
+    if let Some(Command::Completions { shell }) = cli.command {
         // Into a buffer first: clap_complete panics on a write error
         // (`kavro completions bash | head`).
         let mut script = Vec::new();
@@ -135,7 +135,10 @@ async fn open_session(cli: &Cli) -> anyhow::Result<Session> {
 async fn run(cli: &Cli) -> anyhow::Result<u8> {
     let printer = Printer { json: cli.json };
     let mut session = open_session(cli).await?;
-    let result = match &cli.command {
+    let Some(command) = &cli.command else {
+        return chat(cli, session).await;
+    };
+    let result = match command {
         Command::Register(args) => account(&mut session, &printer, args, true).await,
         Command::Login(args) => account(&mut session, &printer, args, false).await,
         Command::Logout => logout(&mut session, &printer).await,
@@ -152,6 +155,26 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
     };
     session.close().await;
     result
+}
+
+/// `kavro` with no command: the chat app, on a terminal.
+async fn chat(cli: &Cli, session: Session) -> anyhow::Result<u8> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout())
+        || !std::io::IsTerminal::is_terminal(&std::io::stdin())
+    {
+        session.close().await;
+        anyhow::bail!(
+            "the chat app needs a terminal; for scripts use the subcommands (`kavro --help`)"
+        );
+    }
+    let options = crate::app::AppOptions {
+        sync: crate::app::worker::SyncSettings {
+            poll_interval: Duration::from_secs(cli.poll_interval),
+            ..crate::app::worker::SyncSettings::default()
+        },
+    };
+    crate::app::run(session, options).await?;
+    Ok(exit::OK)
 }
 
 async fn account(

@@ -1,0 +1,400 @@
+//! The command line: where the relay is, how hard to push, for how long, and
+//! which scenario to run.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Load generator for the Kavro relay.
+///
+/// Creates its own users through the API, drives one scenario at a chosen
+/// concurrency for a chosen time, and prints throughput and latency
+/// percentiles per operation. Start the relay with KAVRO_RATE_LIMITS=off: the
+/// default limits (e.g. 3 registrations per hour) refuse a benchmark at once.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "kavro-bench", version, about, long_about)]
+pub struct Cli {
+    /// Relay base URL; repeat it for several instances (requests go round-robin)
+    #[arg(long = "url", value_name = "URL", required = true)]
+    pub urls: Vec<String>,
+    /// Users to create (usernames `bench_<run>_<i>`)
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Concurrent load tasks (each one request at a time)
+    #[arg(long, short = 'c', default_value_t = 32)]
+    pub concurrency: usize,
+    /// How long to measure, after the warmup (e.g. 30s, 2m)
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Load before measuring, not counted (connections open, caches warm)
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Cap on sends per second across all tasks (0: as fast as the relay answers)
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Print the results as JSON on stdout (progress stays on stderr)
+    #[arg(long)]
+    pub json: bool,
+    /// A server process to watch (RSS from /proc/PID/status, CPU); repeatable
+    #[arg(long = "server-pid", value_name = "PID")]
+    pub server_pids: Vec<u32>,
+    /// Concurrent requests while creating users (each is an Argon2 hash on the relay)
+    #[arg(long, default_value_t = 4)]
+    pub setup_concurrency: usize,
+    /// Run id in usernames [default: random]
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Ciphertext bytes per message
+    #[arg(long, default_value_t = crate::payload::DEFAULT_CIPHERTEXT_BYTES)]
+    pub message_bytes: usize,
+    /// Speak HTTP/2 without TLS (prior knowledge) instead of HTTP/1.1
+    #[arg(long)]
+    pub http2: bool,
+    /// Allow a relay that is not on this machine (loopback only by default)
+    #[arg(long)]
+    pub allow_remote: bool,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq)]
+pub enum Scenario {
+    /// C tasks send ~200-byte messages to random users
+    Send,
+    /// Fill every inbox, then C tasks fetch pages of it (no ack)
+    Inbox {
+        /// Messages put in each inbox before measuring
+        #[arg(long, default_value_t = 50)]
+        prefill: usize,
+        /// Page size of each fetch
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Each task sends, fetches its user's inbox and acknowledges the page
+    Mixed {
+        /// Page size of each fetch
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Receivers long-poll and ack; senders send them timestamped messages
+    Delivery {
+        /// Receiving users, each with one long-poll open [default: users / 2]
+        #[arg(long)]
+        receivers: Option<usize>,
+        /// Long-poll wait in seconds (1–60)
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=60))]
+        wait: u32,
+    },
+    /// Hold N idle long-polls open for the duration
+    IdlePolls {
+        /// Long-polls to hold open at once
+        count: usize,
+        /// Long-polls per user (the relay's max_long_polls_per_user)
+        #[arg(long, default_value_t = 4)]
+        per_user: usize,
+        /// Long-polls opened per second while ramping up
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        open_rate: u32,
+    },
+}
+
+impl Scenario {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Send => "send",
+            Self::Inbox { .. } => "inbox",
+            Self::Mixed { .. } => "mixed",
+            Self::Delivery { .. } => "delivery",
+            Self::IdlePolls { .. } => "idle-polls",
+        }
+    }
+}
+
+impl Cli {
+    /// Checks what clap cannot: combinations and ranges. The message says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.urls.is_empty() {
+            return Err(
+                "give the relay's address with --url (e.g. --url http://127.0.0.1:8000)".into(),
+            );
+        }
+        if let Some(url) = self
+            .urls
+            .iter()
+            .find(|u| !self.allow_remote && !crate::client::is_loopback(u))
+        {
+            return Err(format!(
+                "{url} is not on this machine; kavro-bench targets loopback addresses unless you pass --allow-remote"
+            ));
+        }
+        if self.users < 2 {
+            return Err("--users must be at least 2 (messages go to another user)".into());
+        }
+        if self.concurrency == 0 {
+            return Err("--concurrency must be at least 1".into());
+        }
+        if self.duration.is_zero() {
+            return Err("--duration must be above zero".into());
+        }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            return Err("--rate must be a number of sends per second, 0 for no cap".into());
+        }
+        if self.setup_concurrency == 0 {
+            return Err("--setup-concurrency must be at least 1".into());
+        }
+        if self.message_bytes < crate::payload::STAMP_BYTES
+            || self.message_bytes > kavro_proto::validate::MAX_CIPHERTEXT_BYTES
+        {
+            return Err(format!(
+                "--message-bytes must be {} to {}",
+                crate::payload::STAMP_BYTES,
+                kavro_proto::validate::MAX_CIPHERTEXT_BYTES
+            ));
+        }
+        if let Some(run) = &self.run_id {
+            let longest = crate::setup::username(run, self.users_needed().saturating_sub(1));
+            kavro_proto::validate::username(&longest).map_err(|e| {
+                format!(
+                    "--run-id {run:?} makes usernames like {longest:?} that the relay refuses: {e}"
+                )
+            })?;
+        }
+        match &self.scenario {
+            Scenario::Inbox { limit, .. } | Scenario::Mixed { limit } => check_limit(*limit),
+            Scenario::Delivery { receivers, .. } => match receivers {
+                Some(r) if *r == 0 || *r >= self.users => Err(format!(
+                    "--receivers must be 1 to {} (the other users send)",
+                    self.users - 1
+                )),
+                _ => Ok(()),
+            },
+            Scenario::IdlePolls {
+                count, per_user, ..
+            } => {
+                if *count == 0 || *per_user == 0 {
+                    Err("idle-polls needs a count and --per-user of at least 1".into())
+                } else {
+                    Ok(())
+                }
+            }
+            Scenario::Send => Ok(()),
+        }
+    }
+
+    /// Users the scenario needs: `--users`, or more for idle long-polls.
+    pub fn users_needed(&self) -> usize {
+        match &self.scenario {
+            Scenario::IdlePolls {
+                count, per_user, ..
+            } => self.users.max(count.div_ceil(*per_user)),
+            _ => self.users,
+        }
+    }
+
+    /// Receivers of the delivery scenario.
+    pub fn receivers(&self) -> usize {
+        match &self.scenario {
+            Scenario::Delivery { receivers, .. } => receivers.unwrap_or((self.users / 2).max(1)),
+            _ => 0,
+        }
+    }
+
+    /// Connections the run keeps open to each instance at most.
+    pub fn connections(&self) -> usize {
+        match &self.scenario {
+            Scenario::IdlePolls { count, .. } => *count,
+            Scenario::Delivery { .. } => self.concurrency + self.receivers(),
+            _ => self.concurrency,
+        }
+        .max(self.setup_concurrency)
+    }
+}
+
+fn check_limit(limit: u32) -> Result<(), String> {
+    let (min, max) = (
+        kavro_proto::validate::INBOX_LIMIT_MIN,
+        kavro_proto::validate::INBOX_LIMIT_MAX,
+    );
+    if (min..=max).contains(&limit) {
+        Ok(())
+    } else {
+        Err(format!("--limit must be {min} to {max}"))
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    // A bare number means seconds.
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (try 30s, 500ms or 2m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("kavro-bench").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = parse(&["--url", "http://127.0.0.1:8000", "send"]);
+        assert_eq!(cli.urls, ["http://127.0.0.1:8000"]);
+        assert_eq!((cli.users, cli.concurrency), (100, 32));
+        assert_eq!(cli.duration, Duration::from_secs(30));
+        assert_eq!(cli.warmup, Duration::from_secs(2));
+        assert!(!cli.json && cli.server_pids.is_empty());
+        assert_eq!(cli.scenario, Scenario::Send);
+        cli.validate().unwrap();
+    }
+
+    #[test]
+    fn options_then_scenario_then_its_options() {
+        let cli = parse(&[
+            "--url",
+            "http://127.0.0.1:1",
+            "--url",
+            "http://127.0.0.1:2",
+            "-c",
+            "8",
+            "--duration",
+            "1m",
+            "--warmup",
+            "500ms",
+            "--json",
+            "--server-pid",
+            "11",
+            "--server-pid",
+            "12",
+            "--users",
+            "40",
+            "delivery",
+            "--receivers",
+            "10",
+        ]);
+        assert_eq!(cli.urls.len(), 2);
+        assert_eq!(cli.concurrency, 8);
+        assert_eq!(cli.duration, Duration::from_secs(60));
+        assert_eq!(cli.warmup, Duration::from_millis(500));
+        assert_eq!(cli.server_pids, [11, 12]);
+        assert_eq!(cli.receivers(), 10);
+        assert_eq!(cli.connections(), 18);
+        assert!(cli.json);
+        cli.validate().unwrap();
+        // Run options go before the scenario: nothing is silently dropped.
+        assert!(
+            Cli::try_parse_from([
+                "kavro-bench",
+                "--url",
+                "http://127.0.0.1:1",
+                "send",
+                "--url",
+                "x"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn scenario_options() {
+        let cli = parse(&[
+            "--url",
+            "http://localhost:1",
+            "inbox",
+            "--prefill",
+            "20",
+            "--limit",
+            "20",
+        ]);
+        assert_eq!(
+            cli.scenario,
+            Scenario::Inbox {
+                prefill: 20,
+                limit: 20
+            }
+        );
+        let cli = parse(&[
+            "--url",
+            "http://localhost:1",
+            "--users",
+            "10",
+            "idle-polls",
+            "10000",
+        ]);
+        assert_eq!(
+            cli.scenario,
+            Scenario::IdlePolls {
+                count: 10_000,
+                per_user: 4,
+                open_rate: 1000,
+            }
+        );
+        assert_eq!(cli.users_needed(), 2500);
+        assert_eq!(cli.connections(), 10_000);
+        let cli = parse(&["--url", "http://localhost:1", "--users", "9", "delivery"]);
+        assert_eq!(cli.receivers(), 4);
+        let cli = parse(&["--url", "http://localhost:1", "--duration", "5", "mixed"]);
+        assert_eq!(cli.duration, Duration::from_secs(5));
+        assert_eq!(cli.scenario.name(), "mixed");
+    }
+
+    #[test]
+    fn refusals_say_what_to_change() {
+        let err = |args: &[&str]| parse(args).validate().unwrap_err();
+        assert!(
+            Cli::try_parse_from(["kavro-bench", "send"]).is_err(),
+            "--url is required"
+        );
+        assert!(err(&["--url", "http://10.1.2.3:8000", "send"]).contains("--allow-remote"));
+        assert!(err(&["--url", "http://127.0.0.1:1", "--users", "1", "send"]).contains("--users"));
+        assert!(err(&["--url", "http://127.0.0.1:1", "-c", "0", "send"]).contains("--concurrency"));
+        assert!(
+            err(&["--url", "http://127.0.0.1:1", "inbox", "--limit", "500"]).contains("--limit")
+        );
+        assert!(
+            err(&[
+                "--url",
+                "http://127.0.0.1:1",
+                "--users",
+                "4",
+                "delivery",
+                "--receivers",
+                "4"
+            ])
+            .contains("--receivers")
+        );
+        assert!(
+            err(&["--url", "http://127.0.0.1:1", "--run-id", "a b", "send"]).contains("--run-id")
+        );
+        assert!(
+            err(&[
+                "--url",
+                "http://127.0.0.1:1",
+                "--run-id",
+                "much_too_long_for_a_name",
+                "send"
+            ])
+            .contains("--run-id")
+        );
+        assert!(
+            Cli::try_parse_from(["kavro-bench", "--url", "x", "--duration", "soon", "send"])
+                .is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["kavro-bench", "--url", "x", "delivery", "--wait", "61"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["kavro-bench", "--url", "x"]).is_err(),
+            "a scenario is required"
+        );
+    }
+
+    #[test]
+    fn remote_hosts_need_a_flag() {
+        let cli = parse(&["--url", "http://192.0.2.1:8000", "--allow-remote", "send"]);
+        cli.validate().unwrap();
+    }
+}

@@ -1,0 +1,38 @@
+//! What [`super::update`] asks the network worker to do. Commands are plain
+//! data, so `update` stays pure and testable.
+
+use kavro_proto::MessageId;
+
+use crate::history::LocalId;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Encrypt and send `text` to `peer`; answer with `NetEvent::Sent { pending, .. }`.
+    Send {
+        pending: u64,
+        peer: String,
+        text: String,
+    },
+    /// Read a conversation's local history.
+    LoadHistory { peer: String },
+    /// Look a user up and open a conversation with them.
+    OpenConversation { name: String },
+    /// Fetch a contact's keys and safety number.
+    LoadKeys { peer: String },
+    /// Accept a contact's (new) key after comparing safety numbers.
+    Trust { peer: String },
+    /// Send what is waiting in the outbox now.
+    RetryOutbox,
+    /// Ask the relay whether a message we sent was delivered.
+    CheckDelivery {
+        peer: String,
+        local_id: LocalId,
+        relay_id: MessageId,
+    },
+    /// Log in (or register) from the form.
+    Login {
+        username: String,
+        password: String,
+        register: bool,
+    },
+}

@@ -1,0 +1,181 @@
+//! The conversation pane: each message as a header line (time, author, the
+//! verified mark or the delivery state) and its text wrapped to the pane,
+//! wide characters measured by their display width.
+
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+
+use super::theme::Theme;
+use crate::app::state::{Focus, Mark, MessageView, SendStatus, State};
+use crate::pinning::KeyState;
+
+/// Every line of a conversation at `width` columns, oldest first.
+pub fn message_lines(
+    messages: &[MessageView],
+    width: u16,
+    state: &State,
+    theme: &Theme,
+) -> Vec<Line<'static>> {
+    let width = usize::from(width.max(4));
+    let mut lines = Vec::new();
+    let mut previous_day = None;
+    for message in messages {
+        let local = message.sent_at.with_timezone(&state.offset);
+        let day = local.date_naive();
+        if previous_day != Some(day) {
+            let label = format!("── {} ──", local.format("%a %e %b %Y"));
+            lines.push(Line::styled(label, theme.dim()).centered());
+            previous_day = Some(day);
+        }
+        lines.extend(header(message, state, theme, width));
+        match &message.text {
+            Some(text) => {
+                let body = wrap(text, width.saturating_sub(2));
+                lines.extend(body.into_iter().map(|l| Line::raw(format!("  {l}"))));
+            }
+            None => lines.push(Line::styled("  (no readable text)", theme.dim())),
+        }
+    }
+    lines
+}
+
+/// Wraps each line of `text` to `width` display columns, breaking long words.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let options = textwrap::Options::new(width).break_words(true);
+    text.split('\n')
+        .flat_map(|line| {
+            if line.is_empty() {
+                vec![String::new()]
+            } else {
+                textwrap::wrap(line, &options)
+                    .into_iter()
+                    .map(std::borrow::Cow::into_owned)
+                    .collect()
+            }
+        })
+        .collect()
+}
+
+fn time(at: DateTime<Utc>, state: &State) -> String {
+    at.with_timezone(&state.offset).format("%H:%M").to_string()
+}
+
+/// The header: time, author and mark on one line, or, when that does not
+/// fit, the mark wrapped on the lines below.
+fn header(message: &MessageView, state: &State, theme: &Theme, width: usize) -> Vec<Line<'static>> {
+    let (author, mark) = header_parts(message, theme);
+    let lead = vec![
+        Span::styled(time(message.sent_at, state), theme.dim()),
+        Span::raw(" "),
+        author,
+        Span::raw(" "),
+    ];
+    let lead_width: usize = lead.iter().map(Span::width).sum();
+    if lead_width + mark.width() <= width {
+        let mut spans = lead;
+        spans.push(mark);
+        return vec![Line::from(spans)];
+    }
+    let mut lines = vec![Line::from(lead)];
+    let style = mark.style;
+    lines.extend(
+        wrap(&mark.content, width.saturating_sub(2))
+            .into_iter()
+            .map(|l| Line::from(Span::styled(format!("  {l}"), style))),
+    );
+    lines
+}
+
+fn header_parts(message: &MessageView, theme: &Theme) -> (Span<'static>, Span<'static>) {
+    if message.is_own() {
+        let mark = match &message.status {
+            Some(SendStatus::Sending) => Span::styled("… sending", theme.dim()),
+            Some(SendStatus::Queued(reason)) => {
+                Span::styled(format!("⧗ queued ({reason}), will retry"), theme.warn())
+            }
+            Some(SendStatus::Stored) => Span::styled("✓ on the relay", theme.dim()),
+            Some(SendStatus::Delivered) => Span::styled("✓✓ delivered", theme.ok()),
+            Some(SendStatus::Failed(reason)) => Span::styled(
+                format!("✗ failed: {reason} (Ctrl-R retries)"),
+                theme.danger(),
+            ),
+            None => Span::raw(""),
+        };
+        (Span::styled("you", theme.me()), mark)
+    } else {
+        let mark = match &message.mark {
+            Mark::Verified => Span::styled("✔ verified", theme.ok()),
+            Mark::Unverified => Span::styled("⚠ unverified sender", theme.warn()),
+            Mark::KeyMismatch => Span::styled("⚠ wrong key: not from them?", theme.danger()),
+            Mark::Undecryptable(reason) => {
+                Span::styled(format!("✗ could not decrypt: {reason}"), theme.danger())
+            }
+            Mark::Own => Span::raw(""),
+        };
+        (Span::styled(message.author.clone(), theme.them()), mark)
+    }
+}
+
+pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, theme: &Theme) {
+    let focused = state.focus == Focus::Messages;
+    let title = match state.current() {
+        Some(contact) => match contact.key_state {
+            Some(KeyState::Verified) => format!(" {} · ✔ verified ", contact.name),
+            Some(KeyState::Pinned) => format!(" {} · key pinned, not verified ", contact.name),
+            Some(KeyState::Changed) => format!(" {} · ⚠ KEY CHANGED ", contact.name),
+            None => format!(" {} ", contact.name),
+        },
+        None => " Kavro ".to_owned(),
+    };
+    let block = Block::bordered()
+        .title(title)
+        .border_style(theme.border(focused));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(contact) = state.current() else {
+        let text = vec![
+            Line::raw(""),
+            Line::styled("No conversations yet.", theme.bold()),
+            Line::raw(""),
+            Line::raw("Press Ctrl-N and type a username to start one."),
+            Line::raw("Press F1 for every key binding."),
+        ];
+        frame.render_widget(Paragraph::new(text).centered(), inner);
+        return;
+    };
+    let Some(conversation) = state.conversation(&contact.name) else {
+        return;
+    };
+    let lines = message_lines(&conversation.messages, inner.width, state, theme);
+    let height = usize::from(inner.height);
+    let max_scroll = lines.len().saturating_sub(height);
+    let scroll = conversation.scroll.min(max_scroll);
+    let end = lines.len() - scroll;
+    let start = end.saturating_sub(height);
+    let visible: Vec<Line<'static>> = lines[start..end].to_vec();
+    if conversation.messages.is_empty() {
+        let hint = if conversation.loaded {
+            format!("No messages with {} yet. Say hello!", contact.name)
+        } else {
+            "Loading…".to_owned()
+        };
+        frame.render_widget(
+            Paragraph::new(Line::styled(hint, theme.dim())).centered(),
+            inner,
+        );
+        return;
+    }
+    frame.render_widget(Paragraph::new(visible), inner);
+    if scroll > 0 {
+        let more = format!(" ↓ {scroll} more ");
+        let width = u16::try_from(more.chars().count()).unwrap_or(0);
+        if inner.width > width {
+            let tag = Rect::new(inner.right() - width, area.bottom() - 1, width, 1);
+            frame.render_widget(Paragraph::new(Span::styled(more, theme.accent())), tag);
+        }
+    }
+}
