@@ -242,7 +242,7 @@ impl Default for Config {
             database_read_url: String::new(),
             redis_url: String::new(),
             redis_prefix: "kavro".to_owned(),
-            db_max_connections: 16,
+            db_max_connections: 32,
             jwt_secret: SecretString::default(),
             fernet_keys: SecretString::default(),
             token_ttl: Duration::from_secs(24 * 3600),

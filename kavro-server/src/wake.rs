@@ -8,7 +8,7 @@
 //! local waiter is woken (it re-reads its inbox, so nothing is missed) and the
 //! subscriber reconnects with backoff.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,26 +19,34 @@ use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// One user's waiters on this instance: a channel that wakes them all, and
+/// the open long-polls, oldest first.
+struct UserWaiters {
+    wake: watch::Sender<u64>,
+    open: VecDeque<(u64, CancellationToken)>,
+}
+
 /// Per-user wake-up channels of this instance.
 #[derive(Default)]
 struct Waiters {
-    channels: Mutex<HashMap<UserId, watch::Sender<u64>>>,
+    users: Mutex<HashMap<UserId, UserWaiters>>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl Waiters {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, watch::Sender<u64>>> {
-        self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, UserWaiters>> {
+        self.users.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn wake(&self, user: UserId) {
-        if let Some(sender) = self.lock().get(&user) {
-            sender.send_modify(|n| *n = n.wrapping_add(1));
+        if let Some(waiters) = self.lock().get(&user) {
+            waiters.wake.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
     fn wake_all(&self) {
-        for sender in self.lock().values() {
-            sender.send_modify(|n| *n = n.wrapping_add(1));
+        for waiters in self.lock().values() {
+            waiters.wake.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 }
@@ -62,6 +70,8 @@ pub enum WakeReason {
     TimedOut,
     /// The server is shutting down.
     Shutdown,
+    /// A newer long-poll of the same user took this one's place.
+    Replaced,
 }
 
 /// A registered interest in a user's inbox. Register *before* reading the
@@ -69,13 +79,11 @@ pub enum WakeReason {
 pub struct Subscription {
     receiver: watch::Receiver<u64>,
     user: UserId,
+    id: u64,
+    replaced: CancellationToken,
     waiters: Arc<Waiters>,
     shutdown: CancellationToken,
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("too many open long-polls for this user")]
-pub struct TooManyWaiters;
 
 impl WakeHub {
     /// Wake-ups within this process only.
@@ -115,34 +123,54 @@ impl WakeHub {
         Ok(hub)
     }
 
-    /// Registers interest in `user`'s inbox; at most `max` at once per user.
-    pub fn subscribe(&self, user: UserId, max: u32) -> Result<Subscription, TooManyWaiters> {
-        let mut channels = self.waiters.lock();
-        let sender = channels.entry(user).or_insert_with(|| watch::channel(0).0);
-        if sender.receiver_count() >= max as usize {
-            return Err(TooManyWaiters);
+    /// Registers interest in `user`'s inbox. At most `max` stay open per
+    /// user: past that the oldest is answered at once (its client has most
+    /// likely gone: a client that drops a long-poll and reconnects must not
+    /// lock itself out while the old one waits out its time).
+    pub fn subscribe(&self, user: UserId, max: u32) -> Subscription {
+        let id = self
+            .waiters
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let replaced = CancellationToken::new();
+        let mut users = self.waiters.lock();
+        let waiters = users.entry(user).or_insert_with(|| UserWaiters {
+            wake: watch::channel(0).0,
+            open: VecDeque::new(),
+        });
+        while waiters.open.len() >= max.max(1) as usize {
+            if let Some((_, oldest)) = waiters.open.pop_front() {
+                oldest.cancel();
+            }
         }
-        let receiver = sender.subscribe();
-        drop(channels);
-        Ok(Subscription {
+        waiters.open.push_back((id, replaced.clone()));
+        let receiver = waiters.wake.subscribe();
+        drop(users);
+        Subscription {
             receiver,
             user,
+            id,
+            replaced,
             waiters: self.waiters.clone(),
             shutdown: self.shutdown.clone(),
-        })
+        }
     }
 
-    /// A message for `user` was stored: wake its long-polls here and on every
-    /// other instance.
-    pub async fn notify(&self, user: UserId) {
+    /// A message for `user` was stored: wake its long-polls here at once and,
+    /// without holding up the caller, on every other instance.
+    pub fn notify(&self, user: UserId) {
         self.waiters.wake(user);
         if let Some(link) = &self.redis {
-            let result: Result<(), _> = link.publisher.clone().publish(&link.channel, user.0).await;
-            if let Err(err) = result {
-                // Other instances' waiters then find the message at their
-                // timeout; the message itself is safely stored.
-                tracing::warn!(error = %err, "could not publish a long-poll wake-up to Redis");
-            }
+            let mut publisher = link.publisher.clone();
+            let channel = link.channel.clone();
+            tokio::spawn(async move {
+                let result: Result<(), _> = publisher.publish(&channel, user.0).await;
+                if let Err(err) = result {
+                    // Other instances' waiters then find the message on their
+                    // next poll; the message itself is safely stored.
+                    tracing::warn!(error = %err, "could not publish a long-poll wake-up to Redis");
+                }
+            });
         }
     }
 
@@ -153,11 +181,7 @@ impl WakeHub {
 
     /// Open long-polls on this instance.
     pub fn open_waiters(&self) -> usize {
-        self.waiters
-            .lock()
-            .values()
-            .map(watch::Sender::receiver_count)
-            .sum()
+        self.waiters.lock().values().map(|w| w.open.len()).sum()
     }
 }
 
@@ -178,19 +202,19 @@ impl Subscription {
             _ = self.receiver.changed() => WakeReason::Woken,
             () = tokio::time::sleep(timeout) => WakeReason::TimedOut,
             () = self.shutdown.cancelled() => WakeReason::Shutdown,
+            () = self.replaced.cancelled() => WakeReason::Replaced,
         }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut channels = self.waiters.lock();
-        // This receiver still counts until dropped, hence `<= 1`.
-        if channels
-            .get(&self.user)
-            .is_some_and(|s| s.receiver_count() <= 1)
-        {
-            channels.remove(&self.user);
+        let mut users = self.waiters.lock();
+        if let Some(waiters) = users.get_mut(&self.user) {
+            waiters.open.retain(|(id, _)| *id != self.id);
+            if waiters.open.is_empty() {
+                users.remove(&self.user);
+            }
         }
     }
 }
@@ -258,9 +282,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn wakes_the_right_user() {
         let hub = WakeHub::local();
-        let mut alice = hub.subscribe(UserId(1), 4).unwrap();
-        let mut bob = hub.subscribe(UserId(2), 4).unwrap();
-        hub.notify(UserId(1)).await;
+        let mut alice = hub.subscribe(UserId(1), 4);
+        let mut bob = hub.subscribe(UserId(2), 4);
+        hub.notify(UserId(1));
         assert_eq!(alice.wait(Duration::from_secs(30)).await, WakeReason::Woken);
         assert_eq!(
             bob.wait(Duration::from_secs(30)).await,
@@ -271,20 +295,23 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_wake_before_waiting_is_not_lost() {
         let hub = WakeHub::local();
-        let mut sub = hub.subscribe(UserId(1), 4).unwrap();
-        hub.notify(UserId(1)).await; // between subscribe and wait: the inbox read
+        let mut sub = hub.subscribe(UserId(1), 4);
+        hub.notify(UserId(1)); // between subscribe and wait: the inbox read
         assert_eq!(sub.wait(Duration::from_secs(30)).await, WakeReason::Woken);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn caps_waiters_and_cleans_up() {
+    async fn past_the_cap_the_oldest_long_poll_gives_way() {
         let hub = WakeHub::local();
-        let a = hub.subscribe(UserId(1), 2).unwrap();
-        let b = hub.subscribe(UserId(1), 2).unwrap();
-        assert!(hub.subscribe(UserId(1), 2).is_err());
+        let mut a = hub.subscribe(UserId(1), 2);
+        let mut b = hub.subscribe(UserId(1), 2);
+        let c = hub.subscribe(UserId(1), 2);
         assert_eq!(hub.open_waiters(), 2);
+        assert_eq!(a.wait(Duration::from_secs(60)).await, WakeReason::Replaced);
+        assert_eq!(b.wait(Duration::from_secs(1)).await, WakeReason::TimedOut);
         drop(a);
         drop(b);
+        drop(c);
         assert_eq!(hub.open_waiters(), 0);
         assert!(hub.waiters.lock().is_empty(), "no entry left behind");
     }
@@ -292,7 +319,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_answers_at_once() {
         let hub = WakeHub::local();
-        let mut sub = hub.subscribe(UserId(1), 4).unwrap();
+        let mut sub = hub.subscribe(UserId(1), 4);
         hub.shutdown();
         assert_eq!(
             sub.wait(Duration::from_secs(60)).await,
@@ -308,8 +335,8 @@ mod tests {
         let prefix = format!("kavro-test-{}", uuid::Uuid::new_v4().simple());
         let a = WakeHub::with_redis(&url, &prefix).await.unwrap();
         let b = WakeHub::with_redis(&url, &prefix).await.unwrap();
-        let mut on_b = b.subscribe(UserId(7), 4).unwrap();
-        a.notify(UserId(7)).await;
+        let mut on_b = b.subscribe(UserId(7), 4);
+        a.notify(UserId(7));
         assert_eq!(on_b.wait(Duration::from_secs(10)).await, WakeReason::Woken);
     }
 }

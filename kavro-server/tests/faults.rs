@@ -374,3 +374,42 @@ async fn max_wait_caps_long_polls() {
         .expect("answered long before the client's 60 s");
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// A client that dropped a long-poll and came back is not locked out: past
+/// the per-user cap, the oldest long-poll is answered (empty) and the new one waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_long_poll_replaces_the_oldest_past_the_cap() {
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
+        c.max_long_polls_per_user = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let (bob, _) = s.register("bob").await;
+    let first = tokio::spawn(
+        s.request(Method::GET, "/messages/inbox?wait=30")
+            .bearer_auth(&bob)
+            .timeout(Duration::from_secs(20))
+            .send(),
+    );
+    while s.state.wake.open_waiters() < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = tokio::spawn(
+        s.request(Method::GET, "/messages/inbox?wait=30")
+            .bearer_auth(&bob)
+            .send(),
+    );
+    let answered = first
+        .await
+        .unwrap()
+        .expect("the old long-poll is answered, not left hanging");
+    assert_eq!(answered.status(), StatusCode::OK);
+    assert_eq!(
+        answered.json::<serde_json::Value>().await.unwrap(),
+        json!({"messages": []})
+    );
+    assert_eq!(s.state.wake.open_waiters(), 1, "the new one waits");
+    second.abort();
+}

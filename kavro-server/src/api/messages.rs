@@ -157,7 +157,7 @@ impl MessagesApi {
             })?;
         if stored.created {
             metrics::counter!("kavro_messages_stored_total").increment(1);
-            state.wake.notify(message.recipient_id).await;
+            state.wake.notify(message.recipient_id);
         }
         Ok(Sent::Created(Json(SendResponse {
             status: "stored".to_owned(),
@@ -174,7 +174,6 @@ impl MessagesApi {
     #[oai(path = "/messages/inbox", method = "get", operation_id = "inbox")]
     async fn inbox(
         &self,
-        req: &Request,
         auth: BearerAuth,
         /// Most messages to return (1–200).
         #[oai(
@@ -200,16 +199,7 @@ impl MessagesApi {
         // Subscribe before reading, so a message stored in between wakes us.
         let mut subscription = state
             .wake
-            .subscribe(user, state.settings.max_long_polls_per_user)
-            .map_err(|_| {
-                ApiError::too_many(
-                    format!(
-                        "Too many open long-polls from {}",
-                        ip_subject(client_ip(state, req))
-                    ),
-                    Duration::from_secs(1),
-                )
-            })?;
+            .subscribe(user, state.settings.max_long_polls_per_user);
         let wait = Duration::from_secs(u64::from(wait)).min(state.settings.max_wait);
         let deadline = tokio::time::Instant::now() + wait;
         loop {

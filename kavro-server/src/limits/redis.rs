@@ -72,12 +72,12 @@ fn member(now: i64) -> String {
 
 impl RedisCounters {
     /// Connects (failing fast when Redis is unreachable). Commands time out
-    /// after a second, so a stalled Redis turns into an error, not a hang.
+    /// after two seconds, so a stalled Redis turns into an error, not a hang.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_with_config(client, config).await?;

@@ -1,6 +1,11 @@
 //! The embedded backend: one SQLite file in WAL mode, `synchronous = FULL` so
 //! that a `201` survives a crash, and foreign keys on. Times are stored as Unix
 //! milliseconds.
+//!
+//! SQLite takes one writer at a time. Writes therefore go through a pool of
+//! exactly one connection (they queue in order, in the pool, instead of
+//! spinning on the database lock), and reads through a pool of their own,
+//! which WAL lets run beside the writer.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,7 +28,10 @@ use super::{
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    /// Exactly one connection: every write.
+    writer: SqlitePool,
+    /// Reads, concurrent with the writer.
+    reader: SqlitePool,
     max: u32,
 }
 
@@ -49,18 +57,25 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| ConnectError::Directory(dir.display().to_string(), e))?;
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(ConnectError::Open)?;
         if options.migrate {
-            MIGRATOR.run(&pool).await?;
+            MIGRATOR.run(&writer).await?;
         }
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(connect.read_only(true))
+            .await
+            .map_err(ConnectError::Open)?;
         Ok(Self {
-            pool,
-            max: options.max_connections,
+            writer,
+            reader,
+            max: options.max_connections + 1,
         })
     }
 }
@@ -93,7 +108,7 @@ impl Store for SqliteStore {
         .bind(user.username_normalized)
         .bind(user.password_hash)
         .bind(ms(user.created_at))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         Ok(UserId(id))
     }
@@ -103,7 +118,7 @@ impl Store for SqliteStore {
             "SELECT id, username, password_hash FROM users WHERE username_normalized = $1",
         )
         .bind(normalized)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         Ok(row.as_ref().map(user_row).transpose()?)
     }
@@ -111,7 +126,7 @@ impl Store for SqliteStore {
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query("SELECT id, username, password_hash FROM users WHERE id = $1")
             .bind(id.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         Ok(row.as_ref().map(user_row).transpose()?)
     }
@@ -131,7 +146,7 @@ impl Store for SqliteStore {
         .bind(identity_pubkey)
         .bind(device_name)
         .bind(ms(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -142,7 +157,7 @@ impl Store for SqliteStore {
              WHERE user_id = $1 ORDER BY created_at, id",
         )
         .bind(user.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|row| {
@@ -180,7 +195,7 @@ impl Store for SqliteStore {
         .bind(ms(message.created_at))
         .bind(ms(message.expires_at))
         .bind(i64::from(message.max_pending))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         if let Some(id) = id {
             return Ok(Stored {
@@ -194,7 +209,7 @@ impl Store for SqliteStore {
             )
             .bind(message.sender_id.0)
             .bind(client_msg_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
             if let Some(id) = earlier {
                 return Ok(Stored {
@@ -229,7 +244,7 @@ impl Store for SqliteStore {
             .bind(recipient.0)
             .bind(ms(now))
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|row| {
@@ -260,7 +275,7 @@ impl Store for SqliteStore {
         .bind(id.0)
         .bind(recipient.0)
         .bind(ms(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() == 1 {
             return Ok(AckOutcome::Acknowledged { newly: true });
@@ -268,7 +283,7 @@ impl Store for SqliteStore {
         let owner: Option<i64> =
             sqlx::query_scalar("SELECT recipient_id FROM messages WHERE id = $1")
                 .bind(id.0)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
         Ok(match owner {
             None => AckOutcome::NotFound,
@@ -293,7 +308,7 @@ impl Store for SqliteStore {
         update.push(" WHERE delivered_at IS NULL AND recipient_id = ");
         update.push_bind(recipient.0);
         push_ids(&mut update, ids);
-        let newly = update.build().execute(&self.pool).await?.rows_affected();
+        let newly = update.build().execute(&self.writer).await?.rows_affected();
         if newly == ids.len() as u64 {
             return Ok(AckCount {
                 newly,
@@ -305,7 +320,7 @@ impl Store for SqliteStore {
         );
         count.push_bind(recipient.0);
         push_ids(&mut count, ids);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let total: i64 = count.build_query_scalar().fetch_one(&self.writer).await?;
         Ok(AckCount {
             newly,
             total: total as u64,
@@ -323,7 +338,7 @@ impl Store for SqliteStore {
         )
         .bind(id.0)
         .bind(sender.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let delivered_at: Option<i64> = row.try_get("delivered_at")?;
@@ -349,7 +364,7 @@ impl Store for SqliteStore {
             )
             .bind(ms(now))
             .bind(SWEEP_BATCH)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
             report.expired += n;
@@ -367,7 +382,7 @@ impl Store for SqliteStore {
             )
             .bind(ms(receipts_before))
             .bind(SWEEP_BATCH)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
             report.purged += n;
@@ -383,20 +398,20 @@ impl Store for SqliteStore {
             "SELECT count(*) FROM messages WHERE delivered_at IS NULL AND expires_at > $1",
         )
         .bind(ms(now))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reader)
         .await?;
         Ok(n as u64)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 
     fn pool_status(&self) -> PoolStatus {
         PoolStatus {
-            size: self.pool.size(),
-            idle: self.pool.num_idle() as u32,
+            size: self.writer.size() + self.reader.size(),
+            idle: (self.writer.num_idle() + self.reader.num_idle()) as u32,
             max: self.max,
         }
     }
