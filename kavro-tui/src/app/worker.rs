@@ -140,18 +140,21 @@ impl Worker {
             server: account.server.as_str().to_owned(),
             fingerprint: own.fingerprint.to_string(),
         };
-        let contacts = session
-            .contacts()
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| ContactEntry {
-                name: c.username,
-                key_state: Some(c.state),
+        let mut contacts = Vec::new();
+        for contact in session.contacts().await.unwrap_or_default() {
+            // The newest message orders the list (the most recent conversation opens).
+            let last_message = session
+                .history(&contact.username, 1)
+                .await
+                .ok()
+                .and_then(|m| m.last().map(|m| m.received_at.max(m.sent_at)));
+            contacts.push(ContactEntry {
+                last_activity: Some(last_message.unwrap_or(contact.updated_at)),
+                name: contact.username,
+                key_state: Some(contact.state),
                 unread: 0,
-                last_activity: Some(c.updated_at),
-            })
-            .collect();
+            });
+        }
         drop(session);
         self.emit(NetEvent::Ready { me, contacts });
         tokio::spawn(sync_loop(
