@@ -394,7 +394,10 @@ async fn sync_loop(
     let mut backoff = Duration::from_secs(1);
     let mut was_offline = true;
     while !actions.is_closed() {
-        let wait = if long_poll {
+        // After starting or reconnecting, one quick fetch shows "online" at
+        // once and sends the outbox; then long-polls.
+        let quick = was_offline;
+        let wait = if long_poll && !quick {
             settings.long_poll_wait
         } else {
             0
@@ -456,7 +459,11 @@ async fn sync_loop(
                 if fetched >= PAGE as usize {
                     continue; // more is waiting
                 }
-                if long_poll && started.elapsed() < Duration::from_millis(500) && fetched == 0 {
+                if long_poll
+                    && wait > 0
+                    && fetched == 0
+                    && started.elapsed() < Duration::from_millis(500)
+                {
                     // The relay answered an empty long-poll at once: it does
                     // not hold requests. Fall back to polling.
                     long_poll = false;
