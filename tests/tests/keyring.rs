@@ -6,7 +6,7 @@
 //!
 //! Needs `dbus-run-session` and `gnome-keyring-daemon` (Debian: `dbus`,
 //! `gnome-keyring`). Skipped with a printed reason when they are missing,
-//! unless `KAVRO_REQUIRE_KEYRING=1`.
+//! unless `KAVRO_REQUIRE_SERVICES=1` (CI installs them).
 
 use std::process::Command;
 
@@ -36,12 +36,7 @@ fn choosing(user: &User, program: &str) -> Command {
 #[test]
 fn the_identity_key_lives_in_the_os_keyring() {
     let available = have("dbus-run-session") && have("gnome-keyring-daemon");
-    if !available {
-        assert!(
-            std::env::var("KAVRO_REQUIRE_KEYRING").as_deref() != Ok("1"),
-            "dbus-run-session and gnome-keyring-daemon are needed (KAVRO_REQUIRE_KEYRING=1)"
-        );
-        eprintln!("skipping: dbus-run-session and gnome-keyring-daemon are not available");
+    if kavro_e2e::skip_unless(available, "dbus-run-session and gnome-keyring-daemon") {
         return;
     }
     let server = Server::start();
