@@ -43,12 +43,12 @@ pub use fingerprint::{KeyFingerprint, SAFETY_NUMBER_GROUPS, SafetyNumber};
 pub use keys::{
     IdentityKeypair, IdentityPublic, IdentitySecret, KeyParseError, PUBLIC_KEY_HEX_LEN,
 };
-pub use message::{Opened, SealedMessage, open, seal, seal_legacy};
-#[doc(hidden)]
-pub use message::{SealRandomness, seal_legacy_with_fixed_randomness, seal_with_fixed_randomness};
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub use message::seal_raw_for_fuzzing;
+pub use message::{Opened, SealedMessage, open, seal, seal_legacy};
+#[doc(hidden)]
+pub use message::{SealRandomness, seal_legacy_with_fixed_randomness, seal_with_fixed_randomness};
 pub use nacl::{KEY_LEN, NONCE_LEN, TAG_LEN};
 pub use payload::{
     PAYLOAD_FIXED_LEN, PAYLOAD_MAX_OVERHEAD, Payload, SENT_AT_MAX_MS, SENT_AT_MIN_MS,
