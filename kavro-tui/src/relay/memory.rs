@@ -47,6 +47,8 @@ struct State {
     rate_limited: Option<std::time::Duration>,
     /// Sends to store but answer as if the connection dropped.
     lose_send_answers: usize,
+    /// Acks to refuse as if the relay went away after the fetch.
+    fail_acks: usize,
 }
 
 impl State {
@@ -166,6 +168,23 @@ impl MemoryRelay {
     /// caller sees the relay as unreachable): what a retry must survive.
     pub fn lose_send_answers(&self, count: usize) {
         self.lock().lose_send_answers = count;
+    }
+
+    /// The next `count` acknowledgements fail as if the relay went away
+    /// between the fetch and the ack (or the client crashed there).
+    pub fn fail_acks(&self, count: usize) {
+        self.lock().fail_acks = count;
+    }
+
+    fn ack_refused(state: &mut State) -> Result<(), RelayError> {
+        if state.fail_acks > 0 {
+            state.fail_acks -= 1;
+            return Err(RelayError::Unreachable {
+                server: "memory://relay".to_owned(),
+                detail: "Connection reset (simulated)".to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// Publishes `key_hex` for `username`, as a relay substituting keys would.
@@ -477,6 +496,7 @@ impl Relay for MemoryRelay {
 
     async fn ack(&self, token: &AccessToken, id: MessageId) -> Result<(), RelayError> {
         let mut state = self.open()?;
+        Self::ack_refused(&mut state)?;
         let me = state.caller(token)?;
         let message = state
             .messages
@@ -493,6 +513,7 @@ impl Relay for MemoryRelay {
 
     async fn ack_many(&self, token: &AccessToken, ids: &[MessageId]) -> Result<u64, RelayError> {
         let mut state = self.open()?;
+        Self::ack_refused(&mut state)?;
         let me = state.caller(token)?;
         if ids.len() > validate::BATCH_ACK_MAX {
             return Err(rejected(

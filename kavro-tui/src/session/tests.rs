@@ -393,6 +393,36 @@ async fn replays_and_unacknowledged_refetches() {
 }
 
 #[tokio::test]
+async fn the_relay_going_away_between_store_and_ack_leaves_one_copy() {
+    let relay = Arc::new(MemoryRelay::new());
+    let alice = registered(&relay, "alice").await;
+    let bob = registered(&relay, "bob").await;
+    alice.session.send("bob", "kept once").await.unwrap();
+
+    // Fetched and stored locally, then the ack is lost.
+    relay.fail_acks(1);
+    let first = bob.session.sync_inbox(SyncOptions::default()).await;
+    let stored = bob.session.history("alice", 10).await.unwrap();
+    assert_eq!(
+        stored.len(),
+        1,
+        "stored before the ack was tried: {first:?}"
+    );
+    assert_eq!(relay.pending_for("bob"), 1, "not acknowledged on the relay");
+
+    // The next sync finds it again, stores nothing new, and acknowledges it.
+    let again = bob
+        .session
+        .sync_inbox(SyncOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.messages.len(), 1);
+    assert!(!again.messages[0].new, "recognised, not stored twice");
+    assert_eq!(relay.pending_for("bob"), 0);
+    assert_eq!(bob.session.history("alice", 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn an_unreachable_relay_is_reported_and_a_lost_send_goes_out_once() {
     let relay = Arc::new(MemoryRelay::new());
     let alice = registered(&relay, "alice").await;
