@@ -123,3 +123,44 @@ fn survives_restart_and_stops_gracefully_on_sigterm() {
     );
     assert!(!server.log().contains("Passw0rd"), "no password in the log");
 }
+
+#[test]
+fn sigterm_answers_open_long_polls_at_once() {
+    let mut server = Server::start();
+    let http = Http::new(&server.url);
+    let (bob, _) = http.register("bob", "Passw0rd-b");
+    let url = server.url.clone();
+    let poll = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let answer = Http::new(&url).try_get("/messages/inbox?wait=60", Some(&bob));
+        (answer, started.elapsed())
+    });
+    // Wait until the long-poll is held.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !http
+        .text("/metrics")
+        .lines()
+        .any(|l| l == "kavro_long_polls_open 1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the long-poll never opened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let status = server.terminate(std::time::Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit: {status:?}"
+    );
+    let (answer, waited) = poll.join().expect("poll thread");
+    assert_eq!(
+        answer,
+        Some((200, json!({"messages": []}))),
+        "answered, not cut off"
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(60),
+        "not held to its end"
+    );
+}
