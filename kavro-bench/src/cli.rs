@@ -11,11 +11,13 @@ use clap::{Parser, Subcommand};
 /// concurrency for a chosen time, and prints throughput and latency
 /// percentiles per operation. Start the relay with KAVRO_RATE_LIMITS=off: the
 /// default limits (e.g. 3 registrations per hour) refuse a benchmark at once.
+/// `seed` instead fills a relay's database directly (no --url).
 #[derive(Parser, Debug, Clone)]
 #[command(name = "kavro-bench", version, about, long_about)]
 pub struct Cli {
-    /// Relay base URL; repeat it for several instances (requests go round-robin)
-    #[arg(long = "url", value_name = "URL", required = true)]
+    /// Relay base URL; repeat it for several instances (requests go round-robin).
+    /// Required by every scenario but `seed`
+    #[arg(long = "url", value_name = "URL")]
     pub urls: Vec<String>,
     /// Users to create (usernames `bench_<run>_<i>`)
     #[arg(long, default_value_t = 100)]
@@ -85,6 +87,33 @@ pub enum Scenario {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=60))]
         wait: u32,
     },
+    /// Failed logins of existing vs unknown users, one at a time: does the
+    /// time tell which accounts exist? (--duration and --warmup do not apply)
+    LoginTiming {
+        /// Measured logins of each kind
+        #[arg(long, default_value_t = 200)]
+        logins: usize,
+        /// Wrong passwords per existing account; keep it below the relay's
+        /// lockout.failures (5 by default), or a locked account answers 429
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        per_account: u32,
+        /// Unmeasured pairs of logins first
+        #[arg(long, default_value_t = 10)]
+        warmup_logins: usize,
+    },
+    /// Put users and messages straight into a relay's database (not through
+    /// the API); the schema must exist (`kavro-server migrate`)
+    Seed {
+        /// The relay's database: sqlite://DATA_DIR/kavro.db or postgres://…
+        #[arg(long, value_name = "URL")]
+        database_url: String,
+        /// Users to add (usernames `seed_<run>_<i>`, password as the benchmark users')
+        #[arg(long, default_value_t = 1000)]
+        users: u64,
+        /// Undelivered messages to add, spread over the seeded users' inboxes
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+    },
     /// Hold N idle long-polls open for the duration
     IdlePolls {
         /// Long-polls to hold open at once
@@ -106,6 +135,8 @@ impl Scenario {
             Self::Mixed { .. } => "mixed",
             Self::Delivery { .. } => "delivery",
             Self::IdlePolls { .. } => "idle-polls",
+            Self::LoginTiming { .. } => "login-timing",
+            Self::Seed { .. } => "seed",
         }
     }
 }
@@ -113,6 +144,9 @@ impl Scenario {
 impl Cli {
     /// Checks what clap cannot: combinations and ranges. The message says what to change.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(plan) = self.seed_plan() {
+            return crate::seed::validate(&plan);
+        }
         if self.urls.is_empty() {
             return Err(
                 "give the relay's address with --url (e.g. --url http://127.0.0.1:8000)".into(),
@@ -177,7 +211,32 @@ impl Cli {
                     Ok(())
                 }
             }
-            Scenario::Send => Ok(()),
+            Scenario::LoginTiming { logins, .. } if *logins == 0 => {
+                Err("login-timing needs --logins of at least 1".into())
+            }
+            Scenario::Send | Scenario::LoginTiming { .. } | Scenario::Seed { .. } => Ok(()),
+        }
+    }
+
+    /// What `seed` is to do (`None` for the load scenarios).
+    pub fn seed_plan(&self) -> Option<crate::seed::Plan> {
+        match &self.scenario {
+            Scenario::Seed {
+                database_url,
+                users,
+                messages,
+            } => Some(crate::seed::Plan {
+                database_url: database_url.clone(),
+                users: *users,
+                messages: *messages,
+                prefix: crate::seed::prefix(
+                    &self
+                        .run_id
+                        .clone()
+                        .unwrap_or_else(crate::setup::random_run_id),
+                ),
+            }),
+            _ => None,
         }
     }
 
@@ -187,6 +246,13 @@ impl Cli {
             Scenario::IdlePolls {
                 count, per_user, ..
             } => self.users.max(count.div_ceil(*per_user)),
+            Scenario::LoginTiming {
+                logins,
+                per_account,
+                warmup_logins,
+            } => (logins + warmup_logins)
+                .div_ceil(*per_account as usize)
+                .max(2),
             _ => self.users,
         }
     }
@@ -344,10 +410,7 @@ mod tests {
     #[test]
     fn refusals_say_what_to_change() {
         let err = |args: &[&str]| parse(args).validate().unwrap_err();
-        assert!(
-            Cli::try_parse_from(["kavro-bench", "send"]).is_err(),
-            "--url is required"
-        );
+        assert!(err(&["send"]).contains("--url"), "--url is required");
         assert!(err(&["--url", "http://10.1.2.3:8000", "send"]).contains("--allow-remote"));
         assert!(err(&["--url", "http://127.0.0.1:1", "--users", "1", "send"]).contains("--users"));
         assert!(err(&["--url", "http://127.0.0.1:1", "-c", "0", "send"]).contains("--concurrency"));
@@ -389,6 +452,73 @@ mod tests {
         assert!(
             Cli::try_parse_from(["kavro-bench", "--url", "x"]).is_err(),
             "a scenario is required"
+        );
+    }
+
+    #[test]
+    fn login_timing_creates_accounts_for_its_attempts() {
+        let cli = parse(&["--url", "http://127.0.0.1:1", "login-timing"]);
+        assert_eq!(
+            cli.scenario,
+            Scenario::LoginTiming {
+                logins: 200,
+                per_account: 4,
+                warmup_logins: 10
+            }
+        );
+        // 210 wrong passwords, 4 per account: 53 accounts, whatever --users says.
+        assert_eq!(cli.users_needed(), 53);
+        cli.validate().unwrap();
+        let cli = parse(&[
+            "--url",
+            "http://127.0.0.1:1",
+            "login-timing",
+            "--logins",
+            "3",
+            "--per-account",
+            "50",
+            "--warmup-logins",
+            "0",
+        ]);
+        assert_eq!(cli.users_needed(), 2);
+        assert!(
+            Cli::try_parse_from([
+                "kavro-bench",
+                "--url",
+                "x",
+                "login-timing",
+                "--per-account",
+                "0"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn seed_needs_a_database_not_a_relay() {
+        let cli = parse(&[
+            "--run-id",
+            "s1k",
+            "seed",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:5432/kavro_bench",
+            "--users",
+            "1000",
+            "--messages",
+            "5000",
+        ]);
+        cli.validate().unwrap();
+        let plan = cli.seed_plan().unwrap();
+        assert_eq!((plan.users, plan.messages), (1000, 5000));
+        assert_eq!(plan.prefix, "seed_s1k_");
+        assert_eq!(cli.scenario.name(), "seed");
+        let cli = parse(&["seed", "--database-url", "redis://x"]);
+        assert!(cli.validate().unwrap_err().contains("--database-url"));
+        assert!(Cli::try_parse_from(["kavro-bench", "seed"]).is_err());
+        assert!(
+            parse(&["--url", "http://127.0.0.1:1", "send"])
+                .seed_plan()
+                .is_none()
         );
     }
 

@@ -21,6 +21,7 @@ pub const LONG_POLL_SLACK: Duration = Duration::from_secs(15);
 pub struct Routes {
     pub health: Url,
     pub register: Url,
+    pub login: Url,
     pub me: Url,
     pub publish: Url,
     pub send: Url,
@@ -35,6 +36,7 @@ impl Routes {
         Ok(Self {
             health: at("health")?,
             register: at("auth/register")?,
+            login: at("auth/login")?,
             me: at("auth/me")?,
             publish: at("keys/publish")?,
             send: at("messages")?,

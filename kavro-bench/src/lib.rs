@@ -4,7 +4,9 @@
 //! (sends, inbox fetches, a send/fetch/ack mix, long-poll delivery, or idle
 //! long-polls) with a fixed number of concurrent tasks for a fixed time, and
 //! reports throughput and latency percentiles per operation, errors by
-//! status, and optionally the relay's memory and CPU. Method and figures:
+//! status, and optionally the relay's memory and CPU. It also measures the
+//! timing of failed logins (`login-timing`), and seeds a relay's database
+//! with many users and messages directly (`seed`). Method and figures:
 //! `docs/BENCHMARKS.md`.
 #![forbid(unsafe_code)]
 
@@ -13,6 +15,7 @@ pub mod client;
 pub mod payload;
 pub mod report;
 pub mod scenarios;
+pub mod seed;
 pub mod setup;
 pub mod stats;
 pub mod sysinfo;
@@ -36,6 +39,9 @@ const SPARE_FDS: u64 = 64;
 /// Runs the benchmark `cli` describes and returns its report.
 pub async fn run(cli: Cli) -> anyhow::Result<Report> {
     cli.validate().map_err(anyhow::Error::msg)?;
+    if cli.seed_plan().is_some() {
+        bail!("`seed` is not a load scenario: run it with kavro_bench::seed::run");
+    }
     check_fd_limits(&cli)?;
     let instances: Vec<Instance> = cli
         .urls
@@ -68,7 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
     let ready = monitor.snapshot();
 
     let warmup = match cli.scenario {
-        Scenario::IdlePolls { .. } => Duration::ZERO,
+        Scenario::IdlePolls { .. } | Scenario::LoginTiming { .. } => Duration::ZERO,
         _ => cli.warmup,
     };
     let window = Window::new(Instant::now(), warmup, cli.duration);
@@ -106,6 +112,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
             per_user,
             open_rate,
         } => scenarios::idle::run(ctx, count, per_user, open_rate, &monitor, cli.duration).await,
+        Scenario::LoginTiming {
+            logins,
+            per_account,
+            warmup_logins,
+        } => scenarios::login_timing::run(ctx, logins, per_account as usize, warmup_logins).await,
+        Scenario::Seed { .. } => unreachable!("refused above"),
     };
     let at_end = monitor.snapshot();
     let peak = peaks.finish().await;
@@ -158,7 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
 fn options(cli: &Cli) -> Map<String, Value> {
     let mut map = Map::new();
     match &cli.scenario {
-        Scenario::Send => {}
+        Scenario::Send | Scenario::Seed { .. } => {}
         Scenario::Inbox { prefill, limit } => {
             map.insert("prefill".into(), json!(prefill));
             map.insert("limit".into(), json!(limit));
@@ -178,6 +190,15 @@ fn options(cli: &Cli) -> Map<String, Value> {
             map.insert("long_polls".into(), json!(count));
             map.insert("per_user".into(), json!(per_user));
             map.insert("open_rate".into(), json!(open_rate));
+        }
+        Scenario::LoginTiming {
+            logins,
+            per_account,
+            warmup_logins,
+        } => {
+            map.insert("logins".into(), json!(logins));
+            map.insert("per_account".into(), json!(per_account));
+            map.insert("warmup_logins".into(), json!(warmup_logins));
         }
     }
     map
@@ -220,10 +241,18 @@ fn notes(
     servers: &[ProcessFigures],
 ) -> Vec<String> {
     let mut notes = Vec::new();
+    let limited = |o: &&stats::OpSummary| o.errors_by_kind.contains_key("HTTP 429");
     if operations
         .iter()
-        .any(|o| o.errors_by_kind.contains_key("HTTP 429"))
+        .filter(limited)
+        .any(|o| o.name == scenarios::login_timing::EXISTING)
     {
+        notes.push(
+            "a login answered 429: the account lockout (lockout.failures, 5 by default) or the \
+             login rate limit; use --per-account below lockout.failures, and KAVRO_RATE_LIMITS=off"
+                .to_owned(),
+        );
+    } else if operations.iter().any(|o| limited(&o)) {
         notes.push(
             "the relay answered 429 (rate limited): start it with KAVRO_RATE_LIMITS=off for \
              benchmarks (a 429 on long-polls is max_long_polls_per_user)"

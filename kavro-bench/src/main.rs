@@ -23,6 +23,9 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.json;
+    if let Some(plan) = cli.seed_plan() {
+        return seed(&runtime, &plan, json);
+    }
     match runtime.block_on(kavro_bench::run(cli)) {
         Ok(report) => {
             if json {
@@ -35,6 +38,37 @@ fn main() -> ExitCode {
                 }
             } else {
                 print!("{}", kavro_bench::report::render(&report));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("kavro-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `kavro-bench seed`: fills the database, then says what it added.
+fn seed(runtime: &tokio::runtime::Runtime, plan: &kavro_bench::seed::Plan, json: bool) -> ExitCode {
+    if let Err(message) = kavro_bench::seed::validate(plan) {
+        eprintln!("kavro-bench: {message}");
+        return ExitCode::from(2);
+    }
+    match runtime.block_on(kavro_bench::seed::run(plan)) {
+        Ok(seeded) => {
+            if json {
+                println!("{}", serde_json::json!(seeded));
+            } else {
+                println!(
+                    "seeded {} users ({}1 … {}{}, password as the benchmark users') and {} \
+                     messages in {:.1} s",
+                    seeded.users,
+                    seeded.prefix,
+                    seeded.prefix,
+                    seeded.users,
+                    seeded.messages,
+                    seeded.seconds
+                );
             }
             ExitCode::SUCCESS
         }

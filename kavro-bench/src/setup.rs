@@ -27,7 +27,7 @@ pub struct BenchUser {
 }
 
 /// The password of every benchmark user: valid (upper, lower, digit, ≥ 8).
-const PASSWORD: &str = "Bench-pass-2026";
+pub const PASSWORD: &str = "Bench-pass-2026";
 
 const RATE_LIMITED: &str = "the relay rate-limits these requests (HTTP 429). \
      Start it with rate limits off for benchmarks: KAVRO_RATE_LIMITS=off kavro-server … \

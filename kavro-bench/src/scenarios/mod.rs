@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod idle;
 pub mod inbox;
+pub mod login_timing;
 pub mod mixed;
 pub mod send;
 
