@@ -14,6 +14,10 @@ use serde_json::Value;
 
 /// `target/<profile>/<name>`, found from the running test executable
 /// (`target/<profile>/deps/<test>`).
+///
+/// `cargo test --workspace` builds a package's binaries only for its own
+/// integration tests: `kavro-server/tests/` and `kavro-tui/tests/` are what
+/// make it build `kavro-server` and `kavro` here.
 pub fn binary(name: &str, override_var: &str) -> PathBuf {
     if let Ok(path) = std::env::var(override_var) {
         return PathBuf::from(path);
@@ -281,21 +285,7 @@ impl User {
 
     /// Runs with `stdin` as standard input.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write as _;
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kavro");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("kavro output")
+        output_with_stdin(self.command(args), stdin)
     }
 
     /// Runs and asserts success; returns stdout.
@@ -424,4 +414,22 @@ impl User {
             .expect("access_token (logged in)")
             .to_owned()
     }
+}
+
+/// Runs `command` with `stdin` as its standard input and collects its output.
+pub fn output_with_stdin(mut command: Command, stdin: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kavro");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("kavro output")
 }

@@ -3,11 +3,10 @@
 //! store. Covers the scripted subcommands end to end, including a relay that
 //! substitutes a key, tampered ciphertext, and an offline relay.
 
-use std::io::Write as _;
 use std::process::Stdio;
 
 use base64::Engine as _;
-use kavro_e2e::{Http, Run, Server, User};
+use kavro_e2e::{Http, Run, Server, User, output_with_stdin};
 use serde_json::{Value, json};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -27,19 +26,7 @@ fn with_stdin(user: &User, args: &[&str], stdin: &str, drop_password: bool) -> R
     if drop_password {
         command.env_remove("KAVRO_PASSWORD");
     }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kavro");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    Run::from_output(&child.wait_with_output().expect("kavro output"))
+    Run::from_output(&output_with_stdin(command, stdin))
 }
 
 fn user_devices(http: &Http, token: &str, name: &str) -> Vec<Value> {
