@@ -10,6 +10,13 @@ use kavro_server::config::{Config, FlagOverrides, LogFormat, Toggle};
 use poem::listener::Acceptor as _;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc malloc: glibc kept the freed 19 MiB Argon2
+/// buffers in per-thread arenas (RSS grew past 2 GiB after a few hundred
+/// logins) and its malloc/free were ~12 % of the relay's CPU under load.
+/// Figures in docs/BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Kavro relay: stores only opaque ciphertext between end-to-end encrypted clients.
 ///
 /// With no options it runs the embedded default (SQLite in the data directory,
