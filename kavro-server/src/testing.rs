@@ -85,3 +85,51 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// A unique Redis key prefix on the test Redis; every key under it is deleted
+/// when this value is dropped (also when the test fails).
+pub struct TestRedisPrefix {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl TestRedisPrefix {
+    /// `<label>-<random>` on the test Redis, if one is configured.
+    pub fn create(label: &str) -> Option<Self> {
+        Some(Self {
+            url: redis_url()?,
+            prefix: format!("{label}-{}", uuid::Uuid::new_v4().simple()),
+        })
+    }
+}
+
+impl Drop for TestRedisPrefix {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let pattern = format!("{}:*", self.prefix);
+        // Drop runs outside any runtime guarantee: use a private one on a thread.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(client) = redis::Client::open(url) else {
+                    return;
+                };
+                let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                    return;
+                };
+                let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, &pattern)
+                    .await
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::AsyncCommands::del(&mut conn, keys).await;
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -329,12 +329,15 @@ mod tests {
 
     #[tokio::test]
     async fn wakes_across_instances_through_redis() {
-        let Some(url) = crate::testing::redis_url() else {
+        let Some(redis) = crate::testing::TestRedisPrefix::create("kavro-test") else {
             return;
         };
-        let prefix = format!("kavro-test-{}", uuid::Uuid::new_v4().simple());
-        let a = WakeHub::with_redis(&url, &prefix).await.unwrap();
-        let b = WakeHub::with_redis(&url, &prefix).await.unwrap();
+        let a = WakeHub::with_redis(&redis.url, &redis.prefix)
+            .await
+            .unwrap();
+        let b = WakeHub::with_redis(&redis.url, &redis.prefix)
+            .await
+            .unwrap();
         let mut on_b = b.subscribe(UserId(7), 4);
         a.notify(UserId(7));
         assert_eq!(on_b.wait(Duration::from_secs(10)).await, WakeReason::Woken);

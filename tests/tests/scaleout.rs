@@ -7,27 +7,24 @@
 use std::time::{Duration, Instant};
 
 use kavro_e2e::{Http, Server, ServerOptions};
-use kavro_server::testing::{TestDatabase, redis_url};
+use kavro_server::testing::{TestDatabase, TestRedisPrefix};
 use serde_json::json;
 
 struct Cluster {
     a: Server,
     b: Server,
     _db: TestDatabase,
+    _redis: TestRedisPrefix,
 }
 
 fn cluster(extra: &[(&str, &str)]) -> Option<Cluster> {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let db = runtime.block_on(TestDatabase::create())?;
-    let redis = redis_url()?;
-    let prefix = format!("kavro-scaleout-{}", std::process::id());
+    let redis = TestRedisPrefix::create("kavro-scaleout")?;
     let mut env = vec![
         ("KAVRO_DATABASE_URL".to_owned(), db.url.clone()),
-        ("KAVRO_REDIS_URL".to_owned(), redis),
-        (
-            "KAVRO_REDIS_PREFIX".to_owned(),
-            format!("{prefix}-{}", rand_suffix()),
-        ),
+        ("KAVRO_REDIS_URL".to_owned(), redis.url.clone()),
+        ("KAVRO_REDIS_PREFIX".to_owned(), redis.prefix.clone()),
         (
             "KAVRO_JWT_SECRET".to_owned(),
             "scale-out-test-secret-of-32-bytes-or-more".to_owned(),
@@ -48,13 +45,12 @@ fn cluster(extra: &[(&str, &str)]) -> Option<Cluster> {
     };
     let a = Server::start_with(&options);
     let b = Server::start_with(&options);
-    Some(Cluster { a, b, _db: db })
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+    Some(Cluster {
+        a,
+        b,
+        _db: db,
+        _redis: redis,
+    })
 }
 
 /// The value of an unlabelled Prometheus sample, 0 when absent.

@@ -103,19 +103,6 @@ impl RedisCounters {
     fn revoked_key(&self, jti: &str) -> String {
         format!("{}:{{revoked:{jti}}}", self.prefix)
     }
-
-    /// Deletes every key under the prefix (tests).
-    pub async fn clear_prefix(&self) -> Result<(), CounterError> {
-        let mut conn = self.conn.clone();
-        let keys: Vec<String> = conn
-            .keys(format!("{}:*", self.prefix))
-            .await
-            .map_err(|e| err(&e))?;
-        if !keys.is_empty() {
-            let _: () = conn.del(keys).await.map_err(|e| err(&e))?;
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -231,15 +218,17 @@ impl Counters for RedisCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::redis_url;
+    use crate::testing::TestRedisPrefix;
 
     #[tokio::test]
     async fn contract_holds_on_redis() {
-        let Some(url) = redis_url() else { return };
-        let prefix = format!("kavro-test-{}", uuid::Uuid::new_v4().simple());
-        let counters = RedisCounters::connect(&url, &prefix).await.unwrap();
+        let Some(redis) = TestRedisPrefix::create("kavro-test") else {
+            return;
+        };
+        let counters = RedisCounters::connect(&redis.url, &redis.prefix)
+            .await
+            .unwrap();
         super::super::contract::run(&counters, "redis").await;
-        counters.clear_prefix().await.unwrap();
     }
 
     #[tokio::test]

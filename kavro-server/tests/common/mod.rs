@@ -10,7 +10,7 @@ use kavro_server::auth::password::Passwords;
 use kavro_server::clock::ManualClock;
 use kavro_server::config::Config;
 use kavro_server::state::AppState;
-use kavro_server::testing::{TestDatabase, redis_url};
+use kavro_server::testing::{TestDatabase, TestRedisPrefix};
 use poem::listener::{Acceptor as _, Listener as _, TcpListener};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
@@ -36,7 +36,8 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
     _db: Option<TestDatabase>,
-    redis_prefix: Option<String>,
+    /// Declared after the server's state so its keys go after the server stops.
+    _redis: Option<TestRedisPrefix>,
 }
 
 /// Rate limits off unless a test turns them on; 127.0.0.1 is a trusted
@@ -78,12 +79,12 @@ impl TestServer {
             config.fernet_keys = kavro_server::fieldcrypt::FieldCrypt::generate_key().into();
             test_db = Some(created);
         }
-        let mut redis_prefix = None;
+        let mut redis = None;
         if counters == Counters::Redis {
-            config.redis_url = redis_url()?;
-            let prefix = format!("kavro-test-{}", uuid::Uuid::new_v4().simple());
-            config.redis_prefix.clone_from(&prefix);
-            redis_prefix = Some(prefix);
+            let prefix = TestRedisPrefix::create("kavro-test")?;
+            config.redis_url.clone_from(&prefix.url);
+            config.redis_prefix.clone_from(&prefix.prefix);
+            redis = Some(prefix);
         }
         tweak(&mut config);
         let clock = Arc::new(ManualClock::default());
@@ -113,7 +114,7 @@ impl TestServer {
             task: Some(task),
             _dir: dir,
             _db: test_db,
-            redis_prefix,
+            _redis: redis,
         })
     }
 
@@ -210,13 +211,6 @@ impl TestServer {
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
-        }
-        if let Some(prefix) = self.redis_prefix.take()
-            && let Some(url) = redis_url()
-            && let Ok(counters) =
-                kavro_server::limits::redis::RedisCounters::connect(&url, &prefix).await
-        {
-            let _ = counters.clear_prefix().await;
         }
     }
 }
