@@ -112,6 +112,20 @@ impl Instance {
             .timeout(REQUEST_TIMEOUT)
     }
 
+    /// `POST /messages/ack` of `ids`, as the user `auth`.
+    pub fn ack_batch(
+        &self,
+        ids: Vec<kavro_proto::MessageId>,
+        auth: &HeaderValue,
+    ) -> RequestBuilder {
+        let body = serde_json::to_vec(&kavro_proto::api::BatchAck { ids })
+            .unwrap_or_else(|_| unreachable!("a list of integers"));
+        authed(
+            self.post(self.routes.ack_batch.clone(), Bytes::from(body)),
+            auth,
+        )
+    }
+
     /// A JSON `POST` of a prepared body.
     pub fn post(&self, url: Url, body: Bytes) -> RequestBuilder {
         self.client

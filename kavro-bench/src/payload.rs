@@ -54,6 +54,20 @@ pub struct SendTemplate {
 }
 
 impl SendTemplate {
+    /// One template per user in `users`, shared by every task: a send copies nothing.
+    pub fn for_users(
+        users: &[crate::setup::BenchUser],
+        len: usize,
+    ) -> std::sync::Arc<Vec<SendTemplate>> {
+        let mut rng = rand::rng();
+        std::sync::Arc::new(
+            users
+                .iter()
+                .map(|u| SendTemplate::new(u.id, len, &mut rng))
+                .collect(),
+        )
+    }
+
     /// A body with `len` random ciphertext bytes (at least [`STAMP_BYTES`]) and
     /// a random ephemeral key, made from the relay's own wire type.
     pub fn new(recipient: UserId, len: usize, rng: &mut impl RngCore) -> Self {

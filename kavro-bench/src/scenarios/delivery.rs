@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::StreamExt as _;
 use kavro_proto::MessageId;
-use kavro_proto::api::BatchAck;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -71,15 +69,7 @@ pub async fn run(ctx: Ctx, receivers: usize, wait: u32) -> Outcome {
     // Let every receiver get its long-poll in before the first send.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let templates: Arc<Vec<SendTemplate>> = {
-        let mut rng = rand::rng();
-        Arc::new(
-            ctx.users[..receivers]
-                .iter()
-                .map(|u| SendTemplate::new(u.id, ctx.message_bytes, &mut rng))
-                .collect(),
-        )
-    };
+    let templates = SendTemplate::for_users(&ctx.users[..receivers], ctx.message_bytes);
     let sending: Vec<_> = (0..ctx.concurrency)
         .map(|task| {
             let (ctx, counts, templates) = (ctx.clone(), counts.clone(), templates.clone());
@@ -276,12 +266,7 @@ async fn receive(
             }
             continue;
         }
-        let body = serde_json::to_vec(&BatchAck { ids: ids.clone() })
-            .unwrap_or_else(|_| unreachable!("a list of integers"));
-        let request = authed(
-            instance.post(instance.routes.ack_batch.clone(), Bytes::from(body)),
-            auth,
-        );
+        let request = instance.ack_batch(ids.clone(), auth);
         let started = Instant::now();
         let result = exchange(request, 200).await;
         record(&mut |r| r.op(ACK).outcome(&ctx.window, started, &result));

@@ -4,9 +4,7 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use kavro_proto::MessageId;
-use kavro_proto::api::BatchAck;
 use serde_json::json;
 
 use crate::client::{authed, exchange};
@@ -20,15 +18,7 @@ pub const FETCH: &str = "fetch";
 pub const ACK: &str = "ack";
 
 pub async fn run(ctx: Ctx, limit: u32) -> Outcome {
-    let templates: std::sync::Arc<Vec<SendTemplate>> = {
-        let mut rng = rand::rng();
-        std::sync::Arc::new(
-            ctx.users
-                .iter()
-                .map(|u| SendTemplate::new(u.id, ctx.message_bytes, &mut rng))
-                .collect(),
-        )
-    };
+    let templates = SendTemplate::for_users(&ctx.users, ctx.message_bytes);
     let tasks: Vec<_> = (0..ctx.concurrency)
         .map(|task| {
             let ctx = ctx.clone();
@@ -86,12 +76,7 @@ pub async fn run(ctx: Ctx, limit: u32) -> Outcome {
                         continue;
                     }
 
-                    let body = serde_json::to_vec(&BatchAck { ids: ids.clone() })
-                        .unwrap_or_else(|_| unreachable!("a list of integers"));
-                    let request = authed(
-                        instance.post(instance.routes.ack_batch.clone(), Bytes::from(body)),
-                        auth,
-                    );
+                    let request = instance.ack_batch(ids.clone(), auth);
                     let started = Instant::now();
                     let result = exchange(request, 200).await;
                     recorder.op(ACK).outcome(&ctx.window, started, &result);

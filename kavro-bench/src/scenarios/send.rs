@@ -13,16 +13,7 @@ use crate::stats::Recorder;
 pub const SEND: &str = "send";
 
 pub async fn run(ctx: Ctx) -> Outcome {
-    // One body per recipient, shared by every task: a send copies nothing.
-    let templates: std::sync::Arc<Vec<SendTemplate>> = {
-        let mut rng = rand::rng();
-        std::sync::Arc::new(
-            ctx.users
-                .iter()
-                .map(|u| SendTemplate::new(u.id, ctx.message_bytes, &mut rng))
-                .collect(),
-        )
-    };
+    let templates = SendTemplate::for_users(&ctx.users, ctx.message_bytes);
     let tasks: Vec<_> = (0..ctx.concurrency)
         .map(|task| {
             let ctx = ctx.clone();
