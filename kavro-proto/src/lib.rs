@@ -11,6 +11,7 @@ pub mod api;
 pub mod crypto;
 pub mod ids;
 pub mod strings;
+pub mod v2;
 pub mod validate;
 
 pub use ids::{DeviceId, MessageId, UserId};

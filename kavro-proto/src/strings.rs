@@ -94,8 +94,11 @@ macro_rules! checked_string {
     };
 }
 
+// The v2 wire types (crate::v2) declare their own checked strings.
+pub(crate) use checked_string;
+
 #[cfg(feature = "openapi")]
-fn string_schema(
+pub(crate) fn string_schema(
     description: &'static str,
     min: Option<usize>,
     max: Option<usize>,
@@ -111,7 +114,7 @@ fn string_schema(
 
 #[cfg(not(feature = "openapi"))]
 #[allow(dead_code)]
-fn string_schema(_: &'static str, _: Option<usize>, _: Option<usize>, _: Option<&str>) {}
+pub(crate) fn string_schema(_: &'static str, _: Option<usize>, _: Option<usize>, _: Option<&str>) {}
 
 checked_string!(
     /// A username: 3–30 characters of `[A-Za-z0-9_-]`, unique case-insensitively.
