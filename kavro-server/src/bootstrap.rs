@@ -54,7 +54,9 @@ pub async fn build_with(
         .context("KAVRO_JWT_SECRET is too short: use at least 32 random bytes")?;
     let fields = FieldCrypt::new(fernet_keys.expose()).context("KAVRO_FERNET_KEYS")?;
 
-    let store = store::connect(&StoreOptions {
+    let device_tokens = crate::v2::DeviceTokens::new(jwt_secret.expose().as_bytes())
+        .context("KAVRO_JWT_SECRET is too short: use at least 32 random bytes")?;
+    let (store, v2_store) = store::connect_all(&StoreOptions {
         url: config.effective_database_url(),
         read_url: Some(config.database_read_url.trim().to_owned()).filter(|u| !u.is_empty()),
         max_connections: config.db_max_connections,
@@ -103,6 +105,10 @@ pub async fn build_with(
             max_long_polls_per_user: config.max_long_polls_per_user,
             max_wait: config.max_wait,
             tls: config.tls_cert.is_some(),
+        },
+        v2: crate::v2::V2State {
+            store: v2_store,
+            tokens: device_tokens,
         },
     }))
 }

@@ -31,6 +31,9 @@ pub enum ApiError {
     NotFound(Json<ErrorBody>),
     #[oai(status = 405)]
     MethodNotAllowed(Json<ErrorBody>),
+    /// The request conflicts with the current state (v2: already exists, too many key packages).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
     /// The request body did not arrive in time.
     #[oai(status = 408)]
     RequestTimeout(Json<ErrorBody>),
@@ -76,6 +79,10 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::NotFound(body(404, message))
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(body(409, message))
     }
 
     pub fn method_not_allowed() -> Self {
@@ -136,6 +143,7 @@ impl ApiError {
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed(_) => 405,
+            Self::Conflict(_) => 409,
             Self::RequestTimeout(_) => 408,
             Self::PayloadTooLarge(_) => 413,
             Self::UnsupportedMediaType(_) => 415,

@@ -18,6 +18,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod v2;
 pub mod wake;
 
 #[doc(hidden)]

@@ -27,6 +27,13 @@ pub async fn sweep_once(state: &AppState) -> Result<SweepReport, StoreError> {
     }
     metrics::counter!("kavro_messages_expired_total").increment(report.expired);
     metrics::counter!("kavro_receipts_purged_total").increment(report.purged);
+    match state.v2.store.sweep_v2(now).await {
+        Ok(v2) if v2 != crate::store::v2::V2SweepReport::default() => {
+            tracing::info!(?v2, "v2 retention sweep");
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %crate::error::error_chain(&err), "v2 retention sweep failed; will retry"),
+    }
     Ok(report)
 }
 

@@ -29,7 +29,8 @@ pub fn app(
 ) -> poem::endpoint::BoxEndpoint<'static> {
     // Install the metrics recorder before the first request is counted.
     crate::http::metrics::handle();
-    let root = crate::api::service(state, "/");
+    // The root document also serves the v2 (MLS) routes under /v2; /api/v1 is v1 only.
+    let root = crate::api::root_service(state);
     let allowed = AllowedMethods::from_spec(&root.spec());
     let docs = root.swagger_ui();
     let spec = root.spec_endpoint();

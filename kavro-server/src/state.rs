@@ -37,4 +37,6 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub wake: Arc<WakeHub>,
     pub settings: Settings,
+    /// Kavro v2 (MLS): its store and device tokens.
+    pub v2: crate::v2::V2State,
 }

@@ -1,6 +1,6 @@
 //! Long-poll wake-ups: a request waiting on an empty inbox sleeps on a
-//! per-user channel here and is woken the moment a message for that user is
-//! stored, without polling the database.
+//! per-user channel here (per-device for v2 queues) and is woken the moment
+//! a message for that user or device is stored, without polling the database.
 //!
 //! With Redis configured, every store is also published on one Redis channel
 //! that every instance subscribes to, so a message sent through instance A
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use kavro_proto::UserId;
+use kavro_proto::v2::MlsDeviceId;
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
@@ -26,20 +27,46 @@ struct UserWaiters {
     open: VecDeque<(u64, CancellationToken)>,
 }
 
-/// Per-user wake-up channels of this instance.
+/// Whose inbox a long-poll waits on: a v1 user's, or a v2 device's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WakeKey {
+    User(UserId),
+    Device(MlsDeviceId),
+}
+
+impl WakeKey {
+    /// Parses a Redis wake-up: a bare number is a user (the v1 form), `d:1,2`
+    /// lists devices.
+    fn parse_payload(payload: &str) -> Vec<Self> {
+        if let Some(devices) = payload.strip_prefix("d:") {
+            devices
+                .split(',')
+                .filter_map(|d| d.parse().ok())
+                .map(|d| Self::Device(MlsDeviceId(d)))
+                .collect()
+        } else {
+            payload
+                .parse()
+                .map(|u| vec![Self::User(UserId(u))])
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// Per-user (and per-device) wake-up channels of this instance.
 #[derive(Default)]
 struct Waiters {
-    users: Mutex<HashMap<UserId, UserWaiters>>,
+    users: Mutex<HashMap<WakeKey, UserWaiters>>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
 impl Waiters {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, UserWaiters>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WakeKey, UserWaiters>> {
         self.users.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wake(&self, user: UserId) {
-        if let Some(waiters) = self.lock().get(&user) {
+    fn wake(&self, key: WakeKey) {
+        if let Some(waiters) = self.lock().get(&key) {
             waiters.wake.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
@@ -78,7 +105,7 @@ pub enum WakeReason {
 /// inbox, then [`Subscription::wait`]: a message stored in between is not missed.
 pub struct Subscription {
     receiver: watch::Receiver<u64>,
-    user: UserId,
+    user: WakeKey,
     id: u64,
     replaced: CancellationToken,
     waiters: Arc<Waiters>,
@@ -128,6 +155,15 @@ impl WakeHub {
     /// likely gone: a client that drops a long-poll and reconnects must not
     /// lock itself out while the old one waits out its time).
     pub fn subscribe(&self, user: UserId, max: u32) -> Subscription {
+        self.subscribe_key(WakeKey::User(user), max)
+    }
+
+    /// Registers interest in a v2 device's queue (same rules as [`Self::subscribe`]).
+    pub fn subscribe_device(&self, device: MlsDeviceId, max: u32) -> Subscription {
+        self.subscribe_key(WakeKey::Device(device), max)
+    }
+
+    fn subscribe_key(&self, user: WakeKey, max: u32) -> Subscription {
         let id = self
             .waiters
             .next_id
@@ -159,12 +195,29 @@ impl WakeHub {
     /// A message for `user` was stored: wake its long-polls here at once and,
     /// without holding up the caller, on every other instance.
     pub fn notify(&self, user: UserId) {
-        self.waiters.wake(user);
+        self.waiters.wake(WakeKey::User(user));
+        self.publish(user.0.to_string());
+    }
+
+    /// Entries were queued for `devices`: wake their long-polls here and,
+    /// with one Redis message, on every other instance.
+    pub fn notify_devices(&self, devices: &[MlsDeviceId]) {
+        if devices.is_empty() {
+            return;
+        }
+        for device in devices {
+            self.waiters.wake(WakeKey::Device(*device));
+        }
+        let list: Vec<String> = devices.iter().map(|d| d.0.to_string()).collect();
+        self.publish(format!("d:{}", list.join(",")));
+    }
+
+    fn publish(&self, payload: String) {
         if let Some(link) = &self.redis {
             let mut publisher = link.publisher.clone();
             let channel = link.channel.clone();
             tokio::spawn(async move {
-                let result: Result<(), _> = publisher.publish(&channel, user.0).await;
+                let result: Result<(), _> = publisher.publish(&channel, payload).await;
                 if let Err(err) = result {
                     // Other instances' waiters then find the message on their
                     // next poll; the message itself is safely stored.
@@ -245,8 +298,10 @@ async fn listen(
                     () = shutdown.cancelled() => return,
                     message = messages.next() => match message {
                         Some(message) => {
-                            if let Ok(user) = message.get_payload::<i64>() {
-                                waiters.wake(UserId(user));
+                            if let Ok(payload) = message.get_payload::<String>() {
+                                for key in WakeKey::parse_payload(&payload) {
+                                    waiters.wake(key);
+                                }
                             }
                         }
                         None => break,
@@ -327,6 +382,24 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn devices_and_users_are_apart() {
+        let hub = WakeHub::local();
+        let mut user = hub.subscribe(UserId(5), 4);
+        let mut device = hub.subscribe_device(MlsDeviceId(5), 4);
+        let mut other = hub.subscribe_device(MlsDeviceId(6), 4);
+        hub.notify_devices(&[MlsDeviceId(5)]);
+        assert_eq!(device.wait(Duration::from_secs(30)).await, WakeReason::Woken);
+        assert_eq!(user.wait(Duration::from_secs(1)).await, WakeReason::TimedOut);
+        assert_eq!(other.wait(Duration::from_secs(1)).await, WakeReason::TimedOut);
+        assert_eq!(
+            WakeKey::parse_payload("d:1,2,x"),
+            vec![WakeKey::Device(MlsDeviceId(1)), WakeKey::Device(MlsDeviceId(2))]
+        );
+        assert_eq!(WakeKey::parse_payload("7"), vec![WakeKey::User(UserId(7))]);
+        assert!(WakeKey::parse_payload("junk").is_empty());
+    }
+
     #[tokio::test]
     async fn wakes_across_instances_through_redis() {
         let Some(redis) = crate::testing::TestRedisPrefix::create("kavro-test") else {
@@ -339,7 +412,13 @@ mod tests {
             .await
             .unwrap();
         let mut on_b = b.subscribe(UserId(7), 4);
+        let mut device_on_b = b.subscribe_device(MlsDeviceId(8), 4);
         a.notify(UserId(7));
         assert_eq!(on_b.wait(Duration::from_secs(10)).await, WakeReason::Woken);
+        a.notify_devices(&[MlsDeviceId(3), MlsDeviceId(8)]);
+        assert_eq!(
+            device_on_b.wait(Duration::from_secs(10)).await,
+            WakeReason::Woken
+        );
     }
 }

@@ -7,6 +7,7 @@ mod health;
 mod keys;
 mod messages;
 mod users;
+pub mod v2;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -91,15 +92,32 @@ pub type Api = (
     health::HealthApi,
 );
 
-/// The OpenAPI service for `state`, documented as served under `prefix`.
-pub fn service(state: &Arc<AppState>, server_url: &str) -> OpenApiService<Api, ()> {
-    let api = (
+/// The root service: every v1 route and the v2 (MLS) routes under `/v2`.
+pub fn root_service(state: &Arc<AppState>) -> OpenApiService<(Api, v2::V2Api), ()> {
+    let api = (v1_api(state), v2::api(state));
+    OpenApiService::new(api, "Kavro relay", env!("CARGO_PKG_VERSION"))
+        .description(
+            "The Kavro relay stores only opaque ciphertext between end-to-end encrypted \
+             clients. Every v1 route is also served under /api/v1; the v2 (MLS) routes \
+             are under /v2 only. Errors are {\"error\", \"status_code\"} JSON; validation \
+             errors (422) add `details`; a v2 message for a past epoch (409) adds `epoch`.",
+        )
+        .server("/")
+}
+
+fn v1_api(state: &Arc<AppState>) -> Api {
+    (
         auth::AuthApi::new(state.clone()),
         keys::KeysApi::new(state.clone()),
         users::UsersApi::new(state.clone()),
         messages::MessagesApi::new(state.clone()),
         health::HealthApi::new(state.clone()),
-    );
+    )
+}
+
+/// The v1 OpenAPI service for `state`, documented as served under `prefix`.
+pub fn service(state: &Arc<AppState>, server_url: &str) -> OpenApiService<Api, ()> {
+    let api = v1_api(state);
     OpenApiService::new(api, "Kavro relay", env!("CARGO_PKG_VERSION"))
         .description(
             "The Kavro relay stores only opaque ciphertext between end-to-end encrypted \

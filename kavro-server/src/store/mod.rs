@@ -7,6 +7,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+pub mod v2;
 
 use std::sync::Arc;
 
@@ -256,6 +257,23 @@ pub async fn connect(options: &StoreOptions) -> Result<Arc<dyn Store>, ConnectEr
         Ok(Arc::new(sqlite::SqliteStore::connect(options).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(Arc::new(postgres::PgStore::connect(options).await?))
+    } else {
+        Err(ConnectError::UnknownScheme(crate::config::redact_url(url)))
+    }
+}
+
+/// Opens the backend the URL names, as both the v1 [`Store`] and the v2
+/// [`v2::V2Store`] (one set of connection pools).
+pub async fn connect_all(
+    options: &StoreOptions,
+) -> Result<(Arc<dyn Store>, Arc<dyn v2::V2Store>), ConnectError> {
+    let url = options.url.as_str();
+    if url.starts_with("sqlite:") {
+        let store = Arc::new(sqlite::SqliteStore::connect(options).await?);
+        Ok((store.clone(), store))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let store = Arc::new(postgres::PgStore::connect(options).await?);
+        Ok((store.clone(), store))
     } else {
         Err(ConnectError::UnknownScheme(crate::config::redact_url(url)))
     }

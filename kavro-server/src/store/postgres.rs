@@ -20,6 +20,8 @@ use super::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+mod v2;
+
 pub struct PgStore {
     primary: PgPool,
     /// The replica, or a clone of `primary` when none is configured.

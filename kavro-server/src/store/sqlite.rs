@@ -27,6 +27,8 @@ use super::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+mod v2;
+
 pub struct SqliteStore {
     /// Exactly one connection: every write.
     writer: SqlitePool,

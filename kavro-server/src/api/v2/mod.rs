@@ -1,0 +1,257 @@
+//! The `/v2` routes: Kavro v2 on MLS (docs/PROTOCOL.md, "Kavro v2"). Served
+//! only at the root (not under `/api/v1`), in the same OpenAPI document as v1.
+//!
+//! Two kinds of bearer token are accepted ([`V2Auth`]): the account token of
+//! v1 (register / login) for account-level routes, and a device token
+//! (`POST /v2/devices/{id}/session`, proof of possession of the device key)
+//! for everything a device does: key packages, groups, its queue, approving
+//! links. Handlers stay thin: parse, check limits, call the v2 store, map.
+
+mod devices;
+mod groups;
+mod key_packages;
+mod links;
+mod queue;
+
+use std::sync::Arc;
+
+use kavro_proto::UserId;
+use kavro_proto::v2::MlsDeviceId;
+use kavro_proto::v2::limits::{MAX_KEY_PACKAGE_BYTES, MAX_MLS_MESSAGE_BYTES};
+use kavro_proto::validate;
+use poem::Request;
+use poem_openapi::auth::Bearer;
+use poem_openapi::{SecurityScheme, Tags};
+
+use super::Caller;
+use crate::auth::tokens::TokenError;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::v2::V2Error;
+
+pub type V2Api = (
+    devices::DevicesApi,
+    links::LinksApi,
+    key_packages::KeyPackagesApi,
+    groups::GroupsApi,
+    queue::QueueApi,
+);
+
+pub fn api(state: &Arc<AppState>) -> V2Api {
+    (
+        devices::DevicesApi::new(state.clone()),
+        links::LinksApi::new(state.clone()),
+        key_packages::KeyPackagesApi::new(state.clone()),
+        groups::GroupsApi::new(state.clone()),
+        queue::QueueApi::new(state.clone()),
+    )
+}
+
+#[derive(Tags)]
+enum V2Tags {
+    /// v2: an account's devices, their links and sessions.
+    V2Devices,
+    /// v2: linking a new installation with a one-time code.
+    V2Links,
+    /// v2: MLS key packages.
+    V2KeyPackages,
+    /// v2: MLS groups, commits and messages (one order per group).
+    V2Groups,
+    /// v2: each device's ordered queue.
+    V2Queue,
+}
+
+/// A device proven by a device token.
+#[derive(Debug, Clone)]
+pub struct DeviceCaller {
+    pub user_id: UserId,
+    pub device_id: MlsDeviceId,
+    pub signature_key: Vec<u8>,
+}
+
+/// Who is calling a v2 route.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// An account token (v1 register / login).
+    Account(Caller),
+    /// A device token of an active device.
+    Device(DeviceCaller),
+}
+
+impl Principal {
+    pub fn user_id(&self) -> UserId {
+        match self {
+            Self::Account(caller) => caller.user_id,
+            Self::Device(device) => device.user_id,
+        }
+    }
+
+    /// The calling device, for device routes.
+    pub fn device(&self) -> Result<&DeviceCaller, ApiError> {
+        match self {
+            Self::Device(device) => Ok(device),
+            Self::Account(_) => Err(ApiError::forbidden(
+                "This route needs a device token: POST /v2/devices/{id}/session",
+            )),
+        }
+    }
+
+    /// The calling device, which must be `id` (a device's own resources).
+    pub fn device_is(&self, id: i64) -> Result<&DeviceCaller, ApiError> {
+        let device = self.device()?;
+        if device.device_id.0 != id {
+            return Err(ApiError::forbidden("A device may only use its own resources"));
+        }
+        Ok(device)
+    }
+
+    /// The account token, for account routes.
+    pub fn account(&self) -> Result<&Caller, ApiError> {
+        match self {
+            Self::Account(caller) => Ok(caller),
+            Self::Device(_) => Err(ApiError::forbidden(
+                "This route needs the account token (from /auth/login)",
+            )),
+        }
+    }
+}
+
+/// `Authorization: Bearer <JWT>`: an account token or a device token.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "V2Bearer",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "check_v2_bearer"
+)]
+pub struct V2Auth(Principal);
+
+async fn check_v2_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    let Some(state) = req.data::<Arc<AppState>>() else {
+        return Err(ApiError::internal(&"application state missing").into());
+    };
+    let now = state.clock.now();
+    let principal = match state.v2.tokens.verify(&bearer.token, now) {
+        Ok(claims) => {
+            check_revoked(state, &claims.jti).await?;
+            let device = state
+                .v2
+                .store
+                .device(claims.device_id)
+                .await
+                .map_err(v2_error)?
+                .filter(|d| d.user_id == claims.user_id)
+                .ok_or_else(|| ApiError::unauthorized("Invalid token"))?;
+            if !device.is_active() {
+                return Err(ApiError::unauthorized("This device has been revoked").into());
+            }
+            Principal::Device(DeviceCaller {
+                user_id: device.user_id,
+                device_id: device.id,
+                signature_key: device.signature_key,
+            })
+        }
+        Err(TokenError::Expired) => {
+            return Err(ApiError::unauthorized("Token has expired; open a new session").into());
+        }
+        Err(TokenError::Invalid) => {
+            let claims = state
+                .tokens
+                .verify(&bearer.token, now)
+                .map_err(|err| match err {
+                    TokenError::Expired => ApiError::unauthorized("Token has expired; log in again"),
+                    TokenError::Invalid => ApiError::unauthorized("Invalid token"),
+                })?;
+            check_revoked(state, &claims.jti).await?;
+            Principal::Account(Caller {
+                user_id: claims.user_id,
+                jti: claims.jti,
+                expires_at: claims.expires_at,
+            })
+        }
+    };
+    Ok(principal)
+}
+
+async fn check_revoked(state: &AppState, jti: &str) -> Result<(), ApiError> {
+    if state.limiter.is_revoked(jti).await? {
+        return Err(ApiError::unauthorized("Token has been revoked; log in again"));
+    }
+    Ok(())
+}
+
+/// Maps a v2 store refusal to the contract's error (a past epoch is mapped by
+/// the group routes themselves, with the current epoch in the body).
+pub fn v2_error(err: V2Error) -> ApiError {
+    match err {
+        V2Error::Store(e) => e.into(),
+        V2Error::RootExists => ApiError::conflict(
+            "This account already has its first device; further devices need a device link",
+        ),
+        V2Error::KeyTaken => ApiError::conflict("This signature key is already registered"),
+        V2Error::SignerInvalid => {
+            ApiError::forbidden("The link's signer is not an active device of this account")
+        }
+        V2Error::DeviceInactive => ApiError::forbidden("This device has been revoked"),
+        V2Error::LinkGone => ApiError::not_found("No pending link request with this code"),
+        V2Error::TooManyOpenLinks => ApiError::too_many(
+            "Too many open link requests for this account; wait for them to expire",
+            std::time::Duration::from_secs(60),
+        ),
+        e @ V2Error::TooManyKeyPackages { .. } => ApiError::conflict(e.to_string()),
+        V2Error::UnknownGroup => ApiError::not_found("Unknown group"),
+        V2Error::GroupExists => ApiError::conflict("A group with this id already exists"),
+        V2Error::NotMember => ApiError::forbidden("This device is not a member of the group"),
+        V2Error::WrongEpoch { current } => ApiError::conflict(format!(
+            "The group is at epoch {current}; re-sync and retry"
+        )),
+        V2Error::QuotaExceeded => {
+            metrics::counter!("kavro_quota_rejections_total").increment(1);
+            ApiError::too_many(
+                "A recipient device has too many undelivered messages; try again later.",
+                std::time::Duration::from_secs(60),
+            )
+        }
+        e @ V2Error::CannotAdd(_) => ApiError::invalid_field("added", e.to_string()),
+        e @ V2Error::CannotRemove(_) => ApiError::invalid_field("removed", e.to_string()),
+        e @ V2Error::GroupFull(_) => ApiError::invalid_field("added", e.to_string()),
+    }
+}
+
+/// Decodes base64 MLS bytes: `400` not base64, `413` too large, `422` empty.
+pub fn mls_bytes(field: &str, text: &str, max: usize) -> Result<Vec<u8>, ApiError> {
+    if text.len() > max.div_ceil(3) * 4 {
+        return Err(ApiError::too_large(format!(
+            "{field} is larger than {max} bytes once decoded"
+        )));
+    }
+    let bytes = validate::base64_strict(text).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{field} is not valid base64 (standard alphabet, padded, no whitespace)"
+        ))
+    })?;
+    if bytes.is_empty() {
+        return Err(ApiError::invalid_field(field, "must not be empty"));
+    }
+    if bytes.len() > max {
+        return Err(ApiError::too_large(format!(
+            "{field} is larger than {max} bytes once decoded"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// An MLS message field.
+pub fn mls_message(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+    mls_bytes(field, text, MAX_MLS_MESSAGE_BYTES)
+}
+
+/// A key package field.
+pub fn key_package_bytes(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+    mls_bytes(field, text, MAX_KEY_PACKAGE_BYTES)
+}
+
+/// The per-account limiter subject of v2 requests.
+pub fn account_subject(user: UserId) -> String {
+    user.0.to_string()
+}
