@@ -146,6 +146,7 @@ pub struct DeviceToken {
 pub struct UploadKeyPackages {
     /// TLS-serialised `KeyPackage`s; at most 100 outstanding per device.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub key_packages: Vec<MlsBytes>,
     /// Replaces the device's last-resort package (handed out only when no
     /// other is left, and never consumed).
@@ -212,9 +213,11 @@ pub struct PostCommit {
     pub commit: MlsBytes,
     /// Devices the commit adds; they receive `welcome`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub added: Vec<MlsDeviceId>,
     /// Devices the commit removes; they still receive the commit, nothing after.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
     pub removed: Vec<MlsDeviceId>,
     /// Required when `added` is not empty (`MLSMessage` carrying a Welcome).
     #[serde(default, skip_serializing_if = "Option::is_none")]

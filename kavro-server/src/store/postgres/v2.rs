@@ -118,6 +118,7 @@ async fn insert_message(
     body: &[u8],
     client_msg_id: Option<Uuid>,
     seqs: &[(i64, i64, i64)],
+    recipients: usize,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<i64, sqlx::Error> {
@@ -127,7 +128,7 @@ async fn insert_message(
         "WITH m AS (
              INSERT INTO v2_messages (group_id, sender_device, kind, epoch, body, client_msg_id,
                                       result_epoch, recipients, pending, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) RETURNING id),
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $13, $8, $9, $10) RETURNING id),
          q AS (
              INSERT INTO v2_queue (device_id, seq, message_id)
              SELECT t.d, t.s, m.id FROM m, unnest($11::bigint[], $12::bigint[]) AS t(d, s))
@@ -145,6 +146,7 @@ async fn insert_message(
     .bind(expires_at)
     .bind(&devices)
     .bind(&numbers)
+    .bind(recipients as i32)
     .fetch_one(&mut *conn)
     .await
 }
@@ -726,6 +728,7 @@ impl V2Store for PgStore {
                 message.body,
                 message.client_msg_id,
                 &seqs,
+                seqs.len(),
                 message.now,
                 message.expires_at,
             )
@@ -827,6 +830,7 @@ impl V2Store for PgStore {
                 commit.commit,
                 commit.client_msg_id,
                 &for_commit,
+                seqs.len(),
                 commit.now,
                 commit.expires_at,
             )
@@ -842,6 +846,7 @@ impl V2Store for PgStore {
                     welcome,
                     None,
                     &for_welcome,
+                    for_welcome.len(),
                     commit.now,
                     commit.expires_at,
                 )

@@ -98,6 +98,7 @@ async fn insert_message(
     body: &[u8],
     client_msg_id: Option<Uuid>,
     seqs: &[(i64, i64, i64)],
+    recipients: usize,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<i64, sqlx::Error> {
@@ -105,7 +106,7 @@ async fn insert_message(
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO v2_messages (group_id, sender_device, kind, epoch, body, client_msg_id,
                                   result_epoch, recipients, pending, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
     .bind(group.as_bytes())
     .bind(sender.0)
@@ -114,6 +115,7 @@ async fn insert_message(
     .bind(body)
     .bind(client_msg_id.map(|id| id.to_string()))
     .bind(result_epoch)
+    .bind(recipients as i64)
     .bind(count)
     .bind(ms(now))
     .bind(ms(expires_at))
@@ -645,6 +647,7 @@ impl V2Store for SqliteStore {
             message.body,
             message.client_msg_id,
             &seqs,
+            seqs.len(),
             message.now,
             message.expires_at,
         )
@@ -730,6 +733,7 @@ impl V2Store for SqliteStore {
             commit.commit,
             commit.client_msg_id,
             &for_commit,
+            seqs.len(),
             commit.now,
             commit.expires_at,
         )
@@ -745,6 +749,7 @@ impl V2Store for SqliteStore {
                 welcome,
                 None,
                 &for_welcome,
+                for_welcome.len(),
                 commit.now,
                 commit.expires_at,
             )

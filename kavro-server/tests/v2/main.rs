@@ -1,0 +1,16 @@
+//! Kavro v2 (MLS) on the relay, over HTTP: every `/v2` route and its
+//! refusals on SQLite and PostgreSQL (`routes`, `links`), three openmls
+//! clients through the relay (`three_clients`), and two relay instances on
+//! one PostgreSQL and Redis under concurrent committers (`scaleout`).
+
+// Scenario helpers outside #[test] fns unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod client;
+mod links;
+mod routes;
+mod scaleout;
+mod three_clients;
