@@ -32,7 +32,9 @@ pub async fn sweep_once(state: &AppState) -> Result<SweepReport, StoreError> {
             tracing::info!(?v2, "v2 retention sweep");
         }
         Ok(_) => {}
-        Err(err) => tracing::warn!(error = %crate::error::error_chain(&err), "v2 retention sweep failed; will retry"),
+        Err(err) => {
+            tracing::warn!(error = %crate::error::error_chain(&err), "v2 retention sweep failed; will retry");
+        }
     }
     Ok(report)
 }

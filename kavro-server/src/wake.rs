@@ -389,12 +389,24 @@ mod tests {
         let mut device = hub.subscribe_device(MlsDeviceId(5), 4);
         let mut other = hub.subscribe_device(MlsDeviceId(6), 4);
         hub.notify_devices(&[MlsDeviceId(5)]);
-        assert_eq!(device.wait(Duration::from_secs(30)).await, WakeReason::Woken);
-        assert_eq!(user.wait(Duration::from_secs(1)).await, WakeReason::TimedOut);
-        assert_eq!(other.wait(Duration::from_secs(1)).await, WakeReason::TimedOut);
+        assert_eq!(
+            device.wait(Duration::from_secs(30)).await,
+            WakeReason::Woken
+        );
+        assert_eq!(
+            user.wait(Duration::from_secs(1)).await,
+            WakeReason::TimedOut
+        );
+        assert_eq!(
+            other.wait(Duration::from_secs(1)).await,
+            WakeReason::TimedOut
+        );
         assert_eq!(
             WakeKey::parse_payload("d:1,2,x"),
-            vec![WakeKey::Device(MlsDeviceId(1)), WakeKey::Device(MlsDeviceId(2))]
+            vec![
+                WakeKey::Device(MlsDeviceId(1)),
+                WakeKey::Device(MlsDeviceId(2))
+            ]
         );
         assert_eq!(WakeKey::parse_payload("7"), vec![WakeKey::User(UserId(7))]);
         assert!(WakeKey::parse_payload("junk").is_empty());

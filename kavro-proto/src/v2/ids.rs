@@ -108,12 +108,9 @@ mod tests {
         assert_eq!(GroupId::parse("-_8B=="), Err(GroupIdError::NotBase64Url));
         let max = GroupId::from_bytes(&[1; GROUP_ID_MAX_BYTES]).unwrap();
         assert_eq!(GroupId::parse(&max.to_text()).unwrap(), max);
-        let over = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode([1u8; GROUP_ID_MAX_BYTES + 1]);
+        let over =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([1u8; GROUP_ID_MAX_BYTES + 1]);
         assert_eq!(GroupId::parse(&over), Err(GroupIdError::Length));
-        assert_eq!(
-            GroupId::from_bytes(&[]).unwrap_err(),
-            GroupIdError::Length
-        );
+        assert_eq!(GroupId::from_bytes(&[]).unwrap_err(), GroupIdError::Length);
     }
 }

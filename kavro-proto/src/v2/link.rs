@@ -64,8 +64,8 @@ impl SignatureKey {
 
     /// Parses the wire form (standard base64 with padding).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bytes = base64_strict(text)
-            .ok_or_else(|| "must be standard base64 with padding".to_owned())?;
+        let bytes =
+            base64_strict(text).ok_or_else(|| "must be standard base64 with padding".to_owned())?;
         Self::from_bytes(&bytes)
     }
 
@@ -79,7 +79,11 @@ impl SignatureKey {
     }
 
     /// Verifies `signature` over `message` with this key.
-    pub fn verify(&self, message: &[u8], signature: &[u8; SIGNATURE_LEN]) -> Result<(), BadSignature> {
+    pub fn verify(
+        &self,
+        message: &[u8],
+        signature: &[u8; SIGNATURE_LEN],
+    ) -> Result<(), BadSignature> {
         let key = VerifyingKey::from_bytes(&self.0).map_err(|_| BadSignature)?;
         let signature = Signature::from_bytes(signature);
         key.verify_strict(message, &signature)
@@ -89,8 +93,8 @@ impl SignatureKey {
 
 /// Parses the wire form of a signature.
 pub fn parse_signature(text: &str) -> Result<[u8; SIGNATURE_LEN], String> {
-    let bytes = base64_strict(text)
-        .ok_or_else(|| "must be standard base64 with padding".to_owned())?;
+    let bytes =
+        base64_strict(text).ok_or_else(|| "must be standard base64 with padding".to_owned())?;
     bytes
         .try_into()
         .map_err(|_| format!("must be {SIGNATURE_LEN} bytes"))
@@ -183,7 +187,10 @@ mod tests {
         assert!(public.verify(&link, &signature).is_err());
         assert!(
             public
-                .verify(&session_message(UserId(42), MlsDeviceId(7), 1_700_000_001), &signature)
+                .verify(
+                    &session_message(UserId(42), MlsDeviceId(7), 1_700_000_001),
+                    &signature
+                )
                 .is_err()
         );
     }
@@ -199,6 +206,9 @@ mod tests {
         let (_, good) = key(9);
         assert_eq!(SignatureKey::parse(&good.to_base64()).unwrap(), good);
         assert!(parse_signature(&base64_encode(&[1u8; 63])).is_err());
-        assert_eq!(parse_signature(&base64_encode(&[1u8; 64])).unwrap(), [1u8; 64]);
+        assert_eq!(
+            parse_signature(&base64_encode(&[1u8; 64])).unwrap(),
+            [1u8; 64]
+        );
     }
 }

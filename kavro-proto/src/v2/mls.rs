@@ -109,7 +109,8 @@ pub fn check_key_package(
     device_key: &SignatureKey,
     now: u64,
 ) -> Result<CheckedKeyPackage, KeyPackageError> {
-    let package = KeyPackageIn::tls_deserialize_exact(bytes).map_err(|_| KeyPackageError::Malformed)?;
+    let package =
+        KeyPackageIn::tls_deserialize_exact(bytes).map_err(|_| KeyPackageError::Malformed)?;
     let credential = package.unverified_credential();
     if credential.signature_key.as_slice() != device_key.as_bytes() {
         return Err(KeyPackageError::WrongKey);
@@ -140,13 +141,13 @@ pub fn check_key_package(
 
 #[cfg(test)]
 mod tests {
+    use openmls::prelude::OpenMlsProvider as _;
     use openmls::prelude::tls_codec::Serialize as _;
     use openmls::prelude::{
-        BasicCredential, Capabilities, Ciphersuite, ExtensionType, CredentialWithKey, KeyPackage, Lifetime, MlsGroup,
-        MlsGroupCreateConfig,
+        BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, ExtensionType, KeyPackage,
+        Lifetime, MlsGroup, MlsGroupCreateConfig,
     };
     use openmls_basic_credential::SignatureKeyPair;
-    use openmls::prelude::OpenMlsProvider as _;
     use openmls_rust_crypto::OpenMlsRustCrypto;
 
     use super::*;
@@ -178,13 +179,11 @@ mod tests {
         let mut builder = KeyPackage::builder().key_package_lifetime(Lifetime::new(3600));
         if last_resort {
             // The leaf must announce the extension it carries.
-            builder = builder
-                .mark_as_last_resort()
-                .leaf_node_capabilities(
-                    Capabilities::builder()
-                        .extensions(vec![ExtensionType::LastResort])
-                        .build(),
-                );
+            builder = builder.mark_as_last_resort().leaf_node_capabilities(
+                Capabilities::builder()
+                    .extensions(vec![ExtensionType::LastResort])
+                    .build(),
+            );
         }
         builder
             .build(SUITE, &c.provider, &c.signer, c.credential.clone())
@@ -214,7 +213,11 @@ mod tests {
         assert!(!checked.last_resort);
         assert!(checked.not_after > now());
         let last = key_package(&alice, true).tls_serialize_detached().unwrap();
-        assert!(check_key_package(&last, &device_key(&alice), now()).unwrap().last_resort);
+        assert!(
+            check_key_package(&last, &device_key(&alice), now())
+                .unwrap()
+                .last_resort
+        );
         // Another device's key.
         assert_eq!(
             check_key_package(&bytes, &device_key(&bob), now()),

@@ -278,8 +278,11 @@ pub trait V2Store: Send + Sync + 'static {
     /// One unexpired package per active device of `user`, consumed in the
     /// same transaction (the last-resort one only when no other is left, and
     /// kept). Never hands a package out twice, whatever the concurrency.
-    async fn claim_key_packages(&self, user: UserId, now: DateTime<Utc>)
-    -> Result<Claimed, V2Error>;
+    async fn claim_key_packages(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Claimed, V2Error>;
 
     /// Creates a group at epoch 0 with its creator as the only member.
     async fn create_group(

@@ -81,7 +81,10 @@ impl DeviceTokens {
             jti: uuid::Uuid::new_v4().simple().to_string(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
-        let exp = Utc.timestamp_opt(exp.timestamp(), 0).single().unwrap_or(exp);
+        let exp = Utc
+            .timestamp_opt(exp.timestamp(), 0)
+            .single()
+            .unwrap_or(exp);
         Ok((token, exp))
     }
 
@@ -126,9 +129,14 @@ mod tests {
             .issue(UserId(3), MlsDeviceId(9), now, Duration::from_secs(60))
             .unwrap();
         let claims = devices.verify(&token, now).unwrap();
-        assert_eq!((claims.user_id, claims.device_id, claims.expires_at), (UserId(3), MlsDeviceId(9), exp));
+        assert_eq!(
+            (claims.user_id, claims.device_id, claims.expires_at),
+            (UserId(3), MlsDeviceId(9), exp)
+        );
         assert_eq!(accounts.verify(&token, now), Err(TokenError::Invalid));
-        let account = accounts.issue(UserId(3), now, Duration::from_secs(60)).unwrap();
+        let account = accounts
+            .issue(UserId(3), now, Duration::from_secs(60))
+            .unwrap();
         assert_eq!(devices.verify(&account, now), Err(TokenError::Invalid));
         assert_eq!(
             devices.verify(&token, now + chrono::Duration::seconds(61)),

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use kavro_proto::UserId;
-use kavro_proto::v2::link::{SignatureKey, device_link_message, session_message};
 use kavro_proto::v2::MlsDeviceId;
+use kavro_proto::v2::link::{SignatureKey, device_link_message, session_message};
 use kavro_proto::validate::{base64_encode, base64_strict};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
@@ -98,10 +98,17 @@ impl Client {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{request}");
         let code = request["code"].as_str().unwrap();
-        let (status, view) = s.get(&format!("/v2/link-codes/{code}"), Some(&existing.token)).await;
+        let (status, view) = s
+            .get(&format!("/v2/link-codes/{code}"), Some(&existing.token))
+            .await;
         assert_eq!(status, StatusCode::OK, "{view}");
-        assert_eq!(view["signature_key"], b64(signer.public()), "the approver sees the key");
-        let signature = existing.sign_link(&base64_strict(view["signature_key"].as_str().unwrap()).unwrap());
+        assert_eq!(
+            view["signature_key"],
+            b64(signer.public()),
+            "the approver sees the key"
+        );
+        let signature =
+            existing.sign_link(&base64_strict(view["signature_key"].as_str().unwrap()).unwrap());
         let (status, device) = s
             .post(
                 &format!("/v2/link-codes/{code}/approve"),
@@ -112,9 +119,15 @@ impl Client {
         assert_eq!(status, StatusCode::CREATED, "{device}");
         let request_id = request["request_id"].as_str().unwrap();
         let (status, state) = s
-            .get(&format!("/v2/link-requests/{request_id}"), Some(&account_token))
+            .get(
+                &format!("/v2/link-requests/{request_id}"),
+                Some(&account_token),
+            )
             .await;
-        assert_eq!((status, state["status"].as_str()), (StatusCode::OK, Some("approved")));
+        assert_eq!(
+            (status, state["status"].as_str()),
+            (StatusCode::OK, Some("approved"))
+        );
         let mut client = Self {
             name: existing.name.clone(),
             provider,
@@ -146,7 +159,11 @@ impl Client {
         let timestamp = s.clock.now().timestamp();
         let proof = self
             .signer
-            .sign(&session_message(UserId(self.user_id), MlsDeviceId(self.device_id), timestamp))
+            .sign(&session_message(
+                UserId(self.user_id),
+                MlsDeviceId(self.device_id),
+                timestamp,
+            ))
             .unwrap();
         let (status, body) = s
             .post(
@@ -156,7 +173,10 @@ impl Client {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        self.token = body["access_token"].as_str().unwrap().to_owned();
+        body["access_token"]
+            .as_str()
+            .unwrap()
+            .clone_into(&mut self.token);
     }
 
     pub fn key_package(&self, last_resort: bool) -> Vec<u8> {
@@ -227,7 +247,11 @@ impl Client {
         .unwrap();
         let id = group.group_id().as_slice().to_vec();
         let (status, body) = s
-            .post("/v2/groups", Some(&self.token), json!({"group_id": group_text(&id)}))
+            .post(
+                "/v2/groups",
+                Some(&self.token),
+                json!({"group_id": group_text(&id)}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         self.groups.insert(id.clone(), group);
@@ -259,7 +283,11 @@ impl Client {
             body["welcome"] = b64(&welcome.tls_serialize_detached().unwrap()).into();
         }
         let (status, answer) = s
-            .post(&format!("/v2/groups/{}/commits", group_text(group)), Some(&self.token), body)
+            .post(
+                &format!("/v2/groups/{}/commits", group_text(group)),
+                Some(&self.token),
+                body,
+            )
             .await;
         let mls = self.groups.get_mut(group).unwrap();
         if status == StatusCode::CREATED {
@@ -272,7 +300,12 @@ impl Client {
     }
 
     /// Adds the given (device id, key package)s in one commit.
-    pub async fn add(&mut self, s: &TestServer, group: &[u8], packages: &[(i64, KeyPackage)]) -> StatusCode {
+    pub async fn add(
+        &mut self,
+        s: &TestServer,
+        group: &[u8],
+        packages: &[(i64, KeyPackage)],
+    ) -> StatusCode {
         let kps: Vec<KeyPackage> = packages.iter().map(|(_, k)| k.clone()).collect();
         let (commit, welcome, _) = self
             .groups
@@ -281,12 +314,19 @@ impl Client {
             .add_members(&self.provider, &self.signer, &kps)
             .unwrap();
         let ids: Vec<i64> = packages.iter().map(|(d, _)| *d).collect();
-        self.post_commit(s, group, &commit, Some(&welcome), &ids, &[]).await.0
+        self.post_commit(s, group, &commit, Some(&welcome), &ids, &[])
+            .await
+            .0
     }
 
     /// Removes the members whose credentials were created for `devices`
     /// (found by their leaf's signature key).
-    pub async fn remove(&mut self, s: &TestServer, group: &[u8], devices: &[(i64, Vec<u8>)]) -> StatusCode {
+    pub async fn remove(
+        &mut self,
+        s: &TestServer,
+        group: &[u8],
+        devices: &[(i64, Vec<u8>)],
+    ) -> StatusCode {
         let mls = self.groups.get_mut(group).unwrap();
         let leaves: Vec<LeafNodeIndex> = mls
             .members()
@@ -294,7 +334,9 @@ impl Client {
             .map(|m| m.index)
             .collect();
         assert_eq!(leaves.len(), devices.len());
-        let (commit, _, _) = mls.remove_members(&self.provider, &self.signer, &leaves).unwrap();
+        let (commit, _, _) = mls
+            .remove_members(&self.provider, &self.signer, &leaves)
+            .unwrap();
         let ids: Vec<i64> = devices.iter().map(|(d, _)| *d).collect();
         self.post_commit(s, group, &commit, None, &[], &ids).await.0
     }
@@ -333,7 +375,10 @@ impl Client {
         loop {
             let (status, page) = s
                 .get(
-                    &format!("/v2/devices/{}/queue?after={}&limit=100", self.device_id, self.after),
+                    &format!(
+                        "/v2/devices/{}/queue?after={}&limit=100",
+                        self.device_id, self.after
+                    ),
                     Some(&self.token),
                 )
                 .await;
@@ -374,7 +419,8 @@ impl Client {
                 .unwrap()
                 .into_group(&self.provider)
                 .unwrap();
-                self.groups.insert(group.group_id().as_slice().to_vec(), group);
+                self.groups
+                    .insert(group.group_id().as_slice().to_vec(), group);
             }
             body => {
                 let protocol = match body {

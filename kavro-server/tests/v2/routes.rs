@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use kavro_proto::v2::link::SignatureKey;
 use kavro_proto::UserId;
+use kavro_proto::v2::link::SignatureKey;
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls_traits::signatures::Signer as _;
 use reqwest::StatusCode;
@@ -23,7 +23,9 @@ on_both_databases!(groups_and_queue, groups_and_queue);
 on_both_databases!(queue_long_poll_and_retention, queue_long_poll_and_retention);
 
 async fn device_count(s: &TestServer, token: &str, name: &str) -> usize {
-    let (status, body) = s.get(&format!("/v2/users/{name}/devices"), Some(token)).await;
+    let (status, body) = s
+        .get(&format!("/v2/users/{name}/devices"), Some(token))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["devices"].as_array().unwrap().len()
 }
@@ -34,14 +36,28 @@ async fn devices_and_sessions(s: TestServer) {
     // A second root is refused; so are keys that are not Ed25519 keys.
     let (_, _, other) = identity("x");
     let key = b64(other.signature_key.as_slice());
-    let (status, body) = s.post("/v2/devices", Some(&alice.account_token), json!({"signature_key": key})).await;
+    let (status, body) = s
+        .post(
+            "/v2/devices",
+            Some(&alice.account_token),
+            json!({"signature_key": key}),
+        )
+        .await;
     assert!(assert_error(status, &body, StatusCode::CONFLICT).contains("first device"));
     for bad in ["", "not base64", &b64(&[1; 31]), &b64(&[0; 32])] {
-        let (status, body) = s.post("/v2/devices", Some(&alice.account_token), json!({"signature_key": bad})).await;
+        let (status, body) = s
+            .post(
+                "/v2/devices",
+                Some(&alice.account_token),
+                json!({"signature_key": bad}),
+            )
+            .await;
         assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(body["details"][0]["field"], "signature_key", "{bad:?}");
     }
-    let (status, body) = s.post("/v2/devices", None, json!({"signature_key": key})).await;
+    let (status, body) = s
+        .post("/v2/devices", None, json!({"signature_key": key}))
+        .await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED);
 
     // A direct link signed by alice's root device.
@@ -56,18 +72,33 @@ async fn devices_and_sessions(s: TestServer) {
         (alice.device_id, b64(&forged), StatusCode::FORBIDDEN),
         (bob.device_id, b64(&forged), StatusCode::FORBIDDEN),
         (i64::MAX, b64(&link_sig), StatusCode::FORBIDDEN),
-        (alice.device_id, b64(&[0; 10]), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            alice.device_id,
+            b64(&[0; 10]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ] {
         let (status, body) = s
             .post("/v2/devices", Some(&alice.account_token), json!({"signature_key": key, "link": {"signer_device_id": signer, "signature": sig}}))
             .await;
         assert_error(status, &body, expected);
     }
-    assert_eq!(device_count(&s, &alice.token, "alice").await, 1, "nothing half-stored");
-    let (status, linked) = s.post("/v2/devices", Some(&alice.account_token), good_link.clone()).await;
+    assert_eq!(
+        device_count(&s, &alice.token, "alice").await,
+        1,
+        "nothing half-stored"
+    );
+    let (status, linked) = s
+        .post("/v2/devices", Some(&alice.account_token), good_link.clone())
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{linked}");
-    assert_eq!(linked["link"]["signer_device_id"].as_i64(), Some(alice.device_id));
-    let (status, body) = s.post("/v2/devices", Some(&bob.account_token), good_link).await;
+    assert_eq!(
+        linked["link"]["signer_device_id"].as_i64(),
+        Some(alice.device_id)
+    );
+    let (status, body) = s
+        .post("/v2/devices", Some(&bob.account_token), good_link)
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
 
     // The list carries each link; anyone can check it against the root's key.
@@ -79,7 +110,9 @@ async fn devices_and_sessions(s: TestServer) {
     assert!(devices[0]["link"].is_null());
     let root = SignatureKey::parse(devices[0]["signature_key"].as_str().unwrap()).unwrap();
     let new = SignatureKey::parse(devices[1]["signature_key"].as_str().unwrap()).unwrap();
-    let sig = kavro_proto::v2::link::parse_signature(devices[1]["link"]["signature"].as_str().unwrap()).unwrap();
+    let sig =
+        kavro_proto::v2::link::parse_signature(devices[1]["link"]["signature"].as_str().unwrap())
+            .unwrap();
     kavro_proto::v2::link::verify_device_link(UserId(alice.user_id), &root, &new, &sig).unwrap();
     for path in ["/v2/users/nobody/devices", "/v2/users/x/devices"] {
         let (status, body) = s.get(path, Some(&bob.token)).await;
@@ -92,43 +125,127 @@ async fn devices_and_sessions(s: TestServer) {
     let proof = |ts: i64, device: i64| {
         b64(&alice
             .signer
-            .sign(&kavro_proto::v2::link::session_message(UserId(alice.user_id), kavro_proto::v2::MlsDeviceId(device), ts))
+            .sign(&kavro_proto::v2::link::session_message(
+                UserId(alice.user_id),
+                kavro_proto::v2::MlsDeviceId(device),
+                ts,
+            ))
             .unwrap())
     };
-    let (status, body) = s.post(&url, Some(&alice.account_token), json!({"timestamp": now - 301, "signature": proof(now - 301, alice.device_id)})).await;
-    assert_eq!(assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY).as_str(), "Validation failed");
-    let (status, body) = s.post(&url, Some(&alice.account_token), json!({"timestamp": now, "signature": proof(now, bob.device_id)})).await;
+    let (status, body) = s
+        .post(
+            &url,
+            Some(&alice.account_token),
+            json!({"timestamp": now - 301, "signature": proof(now - 301, alice.device_id)}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY).as_str(),
+        "Validation failed"
+    );
+    let (status, body) = s
+        .post(
+            &url,
+            Some(&alice.account_token),
+            json!({"timestamp": now, "signature": proof(now, bob.device_id)}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
-    let (status, body) = s.post(&url, Some(&bob.account_token), json!({"timestamp": now, "signature": proof(now, alice.device_id)})).await;
+    let (status, body) = s
+        .post(
+            &url,
+            Some(&bob.account_token),
+            json!({"timestamp": now, "signature": proof(now, alice.device_id)}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
-    let (status, body) = s.post(&url, Some(&alice.token), json!({"timestamp": now, "signature": proof(now, alice.device_id)})).await;
+    let (status, body) = s
+        .post(
+            &url,
+            Some(&alice.token),
+            json!({"timestamp": now, "signature": proof(now, alice.device_id)}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
 
     // Tokens are not interchangeable: a device token is no account token.
     let (status, _) = s.get("/auth/me", Some(&alice.token)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, body) = s.get(&format!("/v2/devices/{}/queue", alice.device_id), Some(&alice.account_token)).await;
+    let (status, body) = s
+        .get(
+            &format!("/v2/devices/{}/queue", alice.device_id),
+            Some(&alice.account_token),
+        )
+        .await;
     assert!(assert_error(status, &body, StatusCode::FORBIDDEN).contains("device token"));
-    let (status, body) = s.get(&format!("/v2/devices/{}/queue", bob.device_id), Some(&alice.token)).await;
+    let (status, body) = s
+        .get(
+            &format!("/v2/devices/{}/queue", bob.device_id),
+            Some(&alice.token),
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
-    let (status, body) = s.get(&format!("/v2/devices/{}/queue", alice.device_id), Some("garbage")).await;
+    let (status, body) = s
+        .get(
+            &format!("/v2/devices/{}/queue", alice.device_id),
+            Some("garbage"),
+        )
+        .await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED);
 
     // Revoke: by another device of the account; refused everywhere afterwards.
     let second = linked["id"].as_i64().unwrap();
-    let (status, body) = s.post(&format!("/v2/devices/{}/revoke", alice.device_id), Some(&bob.token), json!({})).await;
+    let (status, body) = s
+        .post(
+            &format!("/v2/devices/{}/revoke", alice.device_id),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
-    let (status, body) = s.post(&format!("/v2/devices/{second}/revoke"), Some(&alice.token), json!({})).await;
+    let (status, body) = s
+        .post(
+            &format!("/v2/devices/{second}/revoke"),
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["revoked_at"].is_string());
-    let (status, again) = s.post(&format!("/v2/devices/{second}/revoke"), Some(&alice.account_token), json!({})).await;
-    assert_eq!((status, &again["revoked_at"]), (StatusCode::OK, &body["revoked_at"]));
+    let (status, again) = s
+        .post(
+            &format!("/v2/devices/{second}/revoke"),
+            Some(&alice.account_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, &again["revoked_at"]),
+        (StatusCode::OK, &body["revoked_at"])
+    );
     // The owner revokes the root: its token stops working at once.
-    let (status, _) = s.post(&format!("/v2/devices/{}/revoke", alice.device_id), Some(&alice.account_token), json!({})).await;
+    let (status, _) = s
+        .post(
+            &format!("/v2/devices/{}/revoke", alice.device_id),
+            Some(&alice.account_token),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = s.get(&format!("/v2/devices/{}/queue", alice.device_id), Some(&alice.token)).await;
+    let (status, body) = s
+        .get(
+            &format!("/v2/devices/{}/queue", alice.device_id),
+            Some(&alice.token),
+        )
+        .await;
     assert!(assert_error(status, &body, StatusCode::UNAUTHORIZED).contains("revoked"));
-    let (status, body) = s.post(&url, Some(&alice.account_token), json!({"timestamp": now, "signature": proof(now, alice.device_id)})).await;
+    let (status, body) = s
+        .post(
+            &url,
+            Some(&alice.account_token),
+            json!({"timestamp": now, "signature": proof(now, alice.device_id)}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
     // A revoked device cannot admit another.
     let (_, _, third) = identity("y");
@@ -140,16 +257,33 @@ async fn devices_and_sessions(s: TestServer) {
 }
 
 async fn upload(s: &TestServer, c: &Client, body: Value) -> (StatusCode, Value) {
-    s.post(&format!("/v2/devices/{}/key-packages", c.device_id), Some(&c.token), body).await
+    s.post(
+        &format!("/v2/devices/{}/key-packages", c.device_id),
+        Some(&c.token),
+        body,
+    )
+    .await
 }
 
 async fn key_packages(s: TestServer) {
     let alice = Client::root(&s, "alice").await;
     let bob = Client::root(&s, "bob").await;
     let count = alice.upload_key_packages(&s, 3).await;
-    assert_eq!((count["remaining"].as_u64(), count["last_resort"].as_bool()), (Some(3), Some(false)));
-    let (status, body) = upload(&s, &alice, json!({"last_resort": b64(&alice.key_package(true))})).await;
-    assert_eq!((status, body["last_resort"].as_bool()), (StatusCode::CREATED, Some(true)), "{body}");
+    assert_eq!(
+        (count["remaining"].as_u64(), count["last_resort"].as_bool()),
+        (Some(3), Some(false))
+    );
+    let (status, body) = upload(
+        &s,
+        &alice,
+        json!({"last_resort": b64(&alice.key_package(true))}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["last_resort"].as_bool()),
+        (StatusCode::CREATED, Some(true)),
+        "{body}"
+    );
 
     // Refusals, each naming the field; nothing half-stored.
     let good = b64(&alice.key_package(false));
@@ -157,15 +291,51 @@ async fn key_packages(s: TestServer) {
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     for (body, expected, field) in [
-        (json!({"key_packages": [good, b64(&bob.key_package(false))]}), StatusCode::UNPROCESSABLE_ENTITY, "key_packages[1]"),
-        (json!({"key_packages": [b64(&tampered)]}), StatusCode::UNPROCESSABLE_ENTITY, "key_packages[0]"),
-        (json!({"key_packages": [b64(b"not a key package")]}), StatusCode::UNPROCESSABLE_ENTITY, "key_packages[0]"),
-        (json!({"key_packages": [b64(&alice.key_package(true))]}), StatusCode::UNPROCESSABLE_ENTITY, "key_packages[0]"),
-        (json!({"last_resort": good}), StatusCode::UNPROCESSABLE_ENTITY, "last_resort"),
-        (json!({"key_packages": []}), StatusCode::UNPROCESSABLE_ENTITY, "key_packages"),
-        (json!({"key_packages": vec![good.clone(); 101]}), StatusCode::UNPROCESSABLE_ENTITY, "key_packages"),
-        (json!({"key_packages": ["***"]}), StatusCode::BAD_REQUEST, ""),
-        (json!({"key_packages": [b64(&[1; 9000])]}), StatusCode::PAYLOAD_TOO_LARGE, ""),
+        (
+            json!({"key_packages": [good, b64(&bob.key_package(false))]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key_packages[1]",
+        ),
+        (
+            json!({"key_packages": [b64(&tampered)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key_packages[0]",
+        ),
+        (
+            json!({"key_packages": [b64(b"not a key package")]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key_packages[0]",
+        ),
+        (
+            json!({"key_packages": [b64(&alice.key_package(true))]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key_packages[0]",
+        ),
+        (
+            json!({"last_resort": good}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "last_resort",
+        ),
+        (
+            json!({"key_packages": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key_packages",
+        ),
+        (
+            json!({"key_packages": vec![good.clone(); 101]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key_packages",
+        ),
+        (
+            json!({"key_packages": ["***"]}),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            json!({"key_packages": [b64(&[1; 9000])]}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "",
+        ),
     ] {
         let (status, answer) = upload(&s, &alice, body).await;
         assert_error(status, &answer, expected);
@@ -173,30 +343,75 @@ async fn key_packages(s: TestServer) {
             assert_eq!(answer["details"][0]["field"], field, "{answer}");
         }
     }
-    let (status, body) = s.post(&format!("/v2/devices/{}/key-packages", bob.device_id), Some(&alice.token), json!({"key_packages": [good]})).await;
+    let (status, body) = s
+        .post(
+            &format!("/v2/devices/{}/key-packages", bob.device_id),
+            Some(&alice.token),
+            json!({"key_packages": [good]}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
     // 100 outstanding at most: 3 + 98 is refused whole.
     let many: Vec<String> = (0..98).map(|_| b64(&alice.key_package(false))).collect();
     let (status, body) = upload(&s, &alice, json!({"key_packages": many})).await;
     assert!(assert_error(status, &body, StatusCode::CONFLICT).contains("100"));
-    let (status, count) = s.get(&format!("/v2/devices/{}/key-packages", alice.device_id), Some(&alice.token)).await;
-    assert_eq!((status, count["remaining"].as_u64()), (StatusCode::OK, Some(3)));
+    let (status, count) = s
+        .get(
+            &format!("/v2/devices/{}/key-packages", alice.device_id),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(
+        (status, count["remaining"].as_u64()),
+        (StatusCode::OK, Some(3))
+    );
 
     // Claims: one per device, never twice; then the last-resort one, kept.
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..3 {
-        let (status, body) = s.post("/v2/users/alice/key-packages/claim", Some(&bob.token), json!({})).await;
+        let (status, body) = s
+            .post(
+                "/v2/users/alice/key-packages/claim",
+                Some(&bob.token),
+                json!({}),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["key_packages"][0]["last_resort"], false);
-        assert!(seen.insert(body["key_packages"][0]["key_package"].as_str().unwrap().to_owned()));
+        assert!(
+            seen.insert(
+                body["key_packages"][0]["key_package"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            )
+        );
     }
     for _ in 0..2 {
-        let (_, body) = s.post("/v2/users/alice/key-packages/claim", Some(&bob.account_token), json!({})).await;
+        let (_, body) = s
+            .post(
+                "/v2/users/alice/key-packages/claim",
+                Some(&bob.account_token),
+                json!({}),
+            )
+            .await;
         assert_eq!(body["key_packages"][0]["last_resort"], true, "{body}");
     }
-    let (_, body) = s.post("/v2/users/bob/key-packages/claim", Some(&alice.token), json!({})).await;
+    let (_, body) = s
+        .post(
+            "/v2/users/bob/key-packages/claim",
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
     assert_eq!(body["missing"], json!([bob.device_id]));
-    let (status, body) = s.post("/v2/users/nobody/key-packages/claim", Some(&alice.token), json!({})).await;
+    let (status, body) = s
+        .post(
+            "/v2/users/nobody/key-packages/claim",
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
 
     // Expired by the relay's clock: refused on upload, skipped by claims.
@@ -206,10 +421,27 @@ async fn key_packages(s: TestServer) {
     alice.account_token = s.login("alice").await;
     bob.account_token = s.login("bob").await;
     bob.open_session(&s).await;
-    let (status, body) = upload(&s, &bob, json!({"key_packages": [b64(&bob.key_package(false))]})).await;
-    assert!(body["details"][0]["message"].as_str().unwrap().contains("expired"), "{body}");
+    let (status, body) = upload(
+        &s,
+        &bob,
+        json!({"key_packages": [b64(&bob.key_package(false))]}),
+    )
+    .await;
+    assert!(
+        body["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{body}"
+    );
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
-    let (_, body) = s.post("/v2/users/bob/key-packages/claim", Some(&alice.account_token), json!({})).await;
+    let (_, body) = s
+        .post(
+            "/v2/users/bob/key-packages/claim",
+            Some(&alice.account_token),
+            json!({}),
+        )
+        .await;
     assert_eq!(body["missing"], json!([bob.device_id]), "{body}");
 }
 
@@ -220,83 +452,227 @@ async fn groups_and_queue(s: TestServer) {
     bob.upload_key_packages(&s, 2).await;
     let group = alice.create_group(&s).await;
     let path = format!("/v2/groups/{}", group_text(&group));
-    let (status, body) = s.post("/v2/groups", Some(&bob.token), json!({"group_id": group_text(&group)})).await;
+    let (status, body) = s
+        .post(
+            "/v2/groups",
+            Some(&bob.token),
+            json!({"group_id": group_text(&group)}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::CONFLICT);
     for bad in ["", "a+b/", "==", &"A".repeat(90)] {
-        let (status, body) = s.post("/v2/groups", Some(&bob.token), json!({"group_id": bad})).await;
+        let (status, body) = s
+            .post("/v2/groups", Some(&bob.token), json!({"group_id": bad}))
+            .await;
         assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     }
-    let (status, body) = s.post("/v2/groups", Some(&bob.account_token), json!({"group_id": "AAAA"})).await;
+    let (status, body) = s
+        .post(
+            "/v2/groups",
+            Some(&bob.account_token),
+            json!({"group_id": "AAAA"}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
 
     // Adding bob: a welcome is required; unknown devices are refused whole.
     let packages = alice.claim(&s, "bob").await;
     let kps: Vec<_> = packages.iter().map(|(_, k)| k.clone()).collect();
-    let (commit, welcome, _) = alice.groups.get_mut(&group).unwrap().add_members(&alice.provider, &alice.signer, &kps).unwrap();
+    let (commit, welcome, _) = alice
+        .groups
+        .get_mut(&group)
+        .unwrap()
+        .add_members(&alice.provider, &alice.signer, &kps)
+        .unwrap();
     let commit_b64 = b64(&commit.tls_serialize_detached().unwrap());
     let welcome_b64 = b64(&welcome.tls_serialize_detached().unwrap());
     for (body, expected, field) in [
-        (json!({"epoch": 0, "commit": commit_b64, "added": [bob.device_id]}), StatusCode::UNPROCESSABLE_ENTITY, "welcome"),
-        (json!({"epoch": 0, "commit": commit_b64, "welcome": welcome_b64}), StatusCode::UNPROCESSABLE_ENTITY, "welcome"),
-        (json!({"epoch": 0, "commit": commit_b64, "added": [i64::MAX], "welcome": welcome_b64}), StatusCode::UNPROCESSABLE_ENTITY, "added"),
-        (json!({"epoch": 0, "commit": commit_b64, "added": [bob.device_id, bob.device_id], "welcome": welcome_b64}), StatusCode::UNPROCESSABLE_ENTITY, "added"),
-        (json!({"epoch": 0, "commit": commit_b64, "removed": [carol.device_id]}), StatusCode::UNPROCESSABLE_ENTITY, "removed"),
-        (json!({"epoch": 0, "commit": commit_b64, "added": [bob.device_id], "welcome": commit_b64}), StatusCode::UNPROCESSABLE_ENTITY, "welcome"),
-        (json!({"epoch": 1, "commit": commit_b64}), StatusCode::UNPROCESSABLE_ENTITY, "epoch"),
-        (json!({"epoch": 0, "commit": welcome_b64}), StatusCode::UNPROCESSABLE_ENTITY, "commit"),
-        (json!({"epoch": 0, "commit": b64(b"\x00\x01garbage")}), StatusCode::UNPROCESSABLE_ENTITY, "commit"),
-        (json!({"epoch": 0, "commit": "%%%"}), StatusCode::BAD_REQUEST, ""),
+        (
+            json!({"epoch": 0, "commit": commit_b64, "added": [bob.device_id]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "welcome",
+        ),
+        (
+            json!({"epoch": 0, "commit": commit_b64, "welcome": welcome_b64}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "welcome",
+        ),
+        (
+            json!({"epoch": 0, "commit": commit_b64, "added": [i64::MAX], "welcome": welcome_b64}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "added",
+        ),
+        (
+            json!({"epoch": 0, "commit": commit_b64, "added": [bob.device_id, bob.device_id], "welcome": welcome_b64}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "added",
+        ),
+        (
+            json!({"epoch": 0, "commit": commit_b64, "removed": [carol.device_id]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "removed",
+        ),
+        (
+            json!({"epoch": 0, "commit": commit_b64, "added": [bob.device_id], "welcome": commit_b64}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "welcome",
+        ),
+        (
+            json!({"epoch": 1, "commit": commit_b64}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "epoch",
+        ),
+        (
+            json!({"epoch": 0, "commit": welcome_b64}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "commit",
+        ),
+        (
+            json!({"epoch": 0, "commit": b64(b"\x00\x01garbage")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "commit",
+        ),
+        (
+            json!({"epoch": 0, "commit": "%%%"}),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
     ] {
-        let (status, answer) = s.post(&format!("{path}/commits"), Some(&alice.token), body).await;
+        let (status, answer) = s
+            .post(&format!("{path}/commits"), Some(&alice.token), body)
+            .await;
         assert_error(status, &answer, expected);
         if !field.is_empty() {
             assert_eq!(answer["details"][0]["field"], field, "{answer}");
         }
     }
     // Not a member, unknown group, or another group's commit.
-    let (status, body) = s.post(&format!("{path}/commits"), Some(&carol.token), json!({"epoch": 0, "commit": commit_b64})).await;
+    let (status, body) = s
+        .post(
+            &format!("{path}/commits"),
+            Some(&carol.token),
+            json!({"epoch": 0, "commit": commit_b64}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
     let other = carol.create_group(&s).await;
-    let (status, body) = s.post(&format!("/v2/groups/{}/commits", group_text(&other)), Some(&carol.token), json!({"epoch": 0, "commit": commit_b64})).await;
-    assert!(body["details"][0]["message"].as_str().unwrap().contains("another group"), "{body}");
+    let (status, body) = s
+        .post(
+            &format!("/v2/groups/{}/commits", group_text(&other)),
+            Some(&carol.token),
+            json!({"epoch": 0, "commit": commit_b64}),
+        )
+        .await;
+    assert!(
+        body["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another group"),
+        "{body}"
+    );
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     for path in ["/v2/groups/bm9uZQ", "/v2/groups/not+base64"] {
         let (status, body) = s.get(path, Some(&alice.token)).await;
         assert_error(status, &body, StatusCode::NOT_FOUND);
     }
     let (status, info) = s.get(&path, Some(&alice.token)).await;
-    assert_eq!((status, info["epoch"].as_u64()), (StatusCode::OK, Some(0)), "nothing half-stored: {info}");
+    assert_eq!(
+        (status, info["epoch"].as_u64()),
+        (StatusCode::OK, Some(0)),
+        "nothing half-stored: {info}"
+    );
 
     // The real add, idempotent by client_msg_id.
     let id = uuid::Uuid::new_v4();
     let body = json!({"epoch": 0, "commit": commit_b64, "added": [bob.device_id], "welcome": welcome_b64, "client_msg_id": id});
-    let (status, first) = s.post(&format!("{path}/commits"), Some(&alice.token), body.clone()).await;
-    assert_eq!((status, first["epoch"].as_u64(), first["recipients"].as_u64()), (StatusCode::CREATED, Some(1), Some(1)), "{first}");
-    let (status, again) = s.post(&format!("{path}/commits"), Some(&alice.token), body.clone()).await;
-    assert_eq!((status, &again), (StatusCode::CREATED, &first), "a retry is the same commit");
-    alice.groups.get_mut(&group).unwrap().merge_pending_commit(&alice.provider).unwrap();
+    let (status, first) = s
+        .post(&format!("{path}/commits"), Some(&alice.token), body.clone())
+        .await;
+    assert_eq!(
+        (
+            status,
+            first["epoch"].as_u64(),
+            first["recipients"].as_u64()
+        ),
+        (StatusCode::CREATED, Some(1), Some(1)),
+        "{first}"
+    );
+    let (status, again) = s
+        .post(&format!("{path}/commits"), Some(&alice.token), body.clone())
+        .await;
+    assert_eq!(
+        (status, &again),
+        (StatusCode::CREATED, &first),
+        "a retry is the same commit"
+    );
+    alice
+        .groups
+        .get_mut(&group)
+        .unwrap()
+        .merge_pending_commit(&alice.provider)
+        .unwrap();
     // The same commit without the id is a stale epoch now: 409 with the epoch.
-    let (status, body) = s.post(&format!("{path}/commits"), Some(&alice.token), json!({"epoch": 0, "commit": commit_b64})).await;
-    assert_eq!((status, body["epoch"].as_u64(), body["status_code"].as_u64()), (StatusCode::CONFLICT, Some(1), Some(409)), "{body}");
+    let (status, body) = s
+        .post(
+            &format!("{path}/commits"),
+            Some(&alice.token),
+            json!({"epoch": 0, "commit": commit_b64}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["epoch"].as_u64(), body["status_code"].as_u64()),
+        (StatusCode::CONFLICT, Some(1), Some(409)),
+        "{body}"
+    );
     assert!(body["error"].as_str().unwrap().contains("epoch 1"));
     assert_eq!(bob.sync(&s).await, vec!["welcome"]);
     let (status, info) = s.get(&path, Some(&bob.token)).await;
-    assert_eq!((status, info["members"].clone()), (StatusCode::OK, json!([alice.device_id, bob.device_id])));
+    assert_eq!(
+        (status, info["members"].clone()),
+        (StatusCode::OK, json!([alice.device_id, bob.device_id]))
+    );
     let (status, body) = s.get(&path, Some(&carol.token)).await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
 
     // Application messages: members only, current epoch only, not commits.
     let (status, body) = alice.send(&s, &group, "hello bob").await;
-    assert_eq!((status, body["recipients"].as_u64()), (StatusCode::CREATED, Some(1)), "{body}");
+    assert_eq!(
+        (status, body["recipients"].as_u64()),
+        (StatusCode::CREATED, Some(1)),
+        "{body}"
+    );
     assert_eq!(bob.sync(&s).await, vec!["application"]);
     assert_eq!(bob.received.last().unwrap().1, "hello bob");
-    let (status, body) = s.post(&format!("{path}/messages"), Some(&alice.token), json!({"message": commit_b64})).await;
+    let (status, body) = s
+        .post(
+            &format!("{path}/messages"),
+            Some(&alice.token),
+            json!({"message": commit_b64}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, body) = s.post(&format!("{path}/messages"), Some(&carol.token), json!({"message": b64(b"xx")})).await;
+    let (status, body) = s
+        .post(
+            &format!("{path}/messages"),
+            Some(&carol.token),
+            json!({"message": b64(b"xx")}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
-    let carol_says = carol.groups.get_mut(&other).unwrap().create_message(&carol.provider, &carol.signer, b"hi").unwrap();
+    let carol_says = carol
+        .groups
+        .get_mut(&other)
+        .unwrap()
+        .create_message(&carol.provider, &carol.signer, b"hi")
+        .unwrap();
     let carol_says = b64(&carol_says.tls_serialize_detached().unwrap());
-    let (status, body) = s.post(&format!("/v2/groups/{}/messages", group_text(&other)), Some(&alice.token), json!({"message": carol_says})).await;
+    let (status, body) = s
+        .post(
+            &format!("/v2/groups/{}/messages", group_text(&other)),
+            Some(&alice.token),
+            json!({"message": carol_says}),
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
     // A message from the old epoch: 409, the current epoch named.
     let old_epoch_message = alice
@@ -308,32 +684,71 @@ async fn groups_and_queue(s: TestServer) {
     let update = alice.update_commit(&group);
     let (status, _) = alice.post_commit(&s, &group, &update, None, &[], &[]).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = s.post(&format!("{path}/messages"), Some(&alice.token), json!({"message": b64(&old_epoch_message.tls_serialize_detached().unwrap())})).await;
-    assert_eq!((status, body["epoch"].as_u64()), (StatusCode::CONFLICT, Some(2)), "{body}");
+    let (status, body) = s
+        .post(
+            &format!("{path}/messages"),
+            Some(&alice.token),
+            json!({"message": b64(&old_epoch_message.tls_serialize_detached().unwrap())}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["epoch"].as_u64()),
+        (StatusCode::CONFLICT, Some(2)),
+        "{body}"
+    );
 
     // The queue: after / limit, cumulative ack that never moves back.
     assert_eq!(bob.sync(&s).await, vec!["commit"]);
     let q = format!("/v2/devices/{}/queue", bob.device_id);
     let (status, page) = s.get(&format!("{q}?after=0"), Some(&bob.token)).await;
-    assert_eq!((status, page["messages"].as_array().unwrap().len(), page["acked_up_to"].as_i64()), (StatusCode::OK, 0, Some(3)));
+    assert_eq!(
+        (
+            status,
+            page["messages"].as_array().unwrap().len(),
+            page["acked_up_to"].as_i64()
+        ),
+        (StatusCode::OK, 0, Some(3))
+    );
     for _ in 0..3 {
         alice.send(&s, &group, "more").await;
     }
-    let (_, page) = s.get(&format!("{q}?after=3&limit=2"), Some(&bob.token)).await;
-    let seqs: Vec<i64> = page["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    let (_, page) = s
+        .get(&format!("{q}?after=3&limit=2"), Some(&bob.token))
+        .await;
+    let seqs: Vec<i64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![4, 5]);
-    for (query, expected) in [("limit=0", StatusCode::UNPROCESSABLE_ENTITY), ("limit=501", StatusCode::UNPROCESSABLE_ENTITY), ("after=-1", StatusCode::UNPROCESSABLE_ENTITY), ("wait=61", StatusCode::UNPROCESSABLE_ENTITY)] {
+    for (query, expected) in [
+        ("limit=0", StatusCode::UNPROCESSABLE_ENTITY),
+        ("limit=501", StatusCode::UNPROCESSABLE_ENTITY),
+        ("after=-1", StatusCode::UNPROCESSABLE_ENTITY),
+        ("wait=61", StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
         let (status, body) = s.get(&format!("{q}?{query}"), Some(&bob.token)).await;
         assert_error(status, &body, expected);
     }
-    let (status, body) = s.post(&format!("{q}/ack"), Some(&bob.token), json!({"up_to": -1})).await;
+    let (status, body) = s
+        .post(&format!("{q}/ack"), Some(&bob.token), json!({"up_to": -1}))
+        .await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
-    let (_, body) = s.post(&format!("{q}/ack"), Some(&bob.token), json!({"up_to": 4})).await;
+    let (_, body) = s
+        .post(&format!("{q}/ack"), Some(&bob.token), json!({"up_to": 4}))
+        .await;
     assert_eq!(body["acked_up_to"].as_i64(), Some(4));
-    let (_, body) = s.post(&format!("{q}/ack"), Some(&bob.token), json!({"up_to": 1})).await;
+    let (_, body) = s
+        .post(&format!("{q}/ack"), Some(&bob.token), json!({"up_to": 1}))
+        .await;
     assert_eq!(body["acked_up_to"].as_i64(), Some(4));
     let (_, page) = s.get(&format!("{q}?after=0"), Some(&bob.token)).await;
-    assert_eq!(page["messages"].as_array().unwrap().len(), 2, "acked entries are gone");
+    assert_eq!(
+        page["messages"].as_array().unwrap().len(),
+        2,
+        "acked entries are gone"
+    );
 }
 
 async fn queue_long_poll_and_retention(s: TestServer) {
@@ -345,17 +760,41 @@ async fn queue_long_poll_and_retention(s: TestServer) {
     assert_eq!(alice.add(&s, &group, &packages).await, StatusCode::CREATED);
     bob.sync(&s).await;
     // A long-poll is answered by the next post (positive control: it returns it).
-    let url = s.url(&format!("/v2/devices/{}/queue?after={}&wait=30", bob.device_id, bob.after));
+    let url = s.url(&format!(
+        "/v2/devices/{}/queue?after={}&wait=30",
+        bob.device_id, bob.after
+    ));
     let client = s.client.clone();
     let token = bob.token.clone();
-    let poll = tokio::spawn(async move { client.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() });
+    let poll = tokio::spawn(async move {
+        client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
     alice.send(&s, &group, "wake up").await;
-    let page = tokio::time::timeout(Duration::from_secs(20), poll).await.unwrap().unwrap();
+    let page = tokio::time::timeout(Duration::from_secs(20), poll)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(page["messages"][0]["kind"], "application", "{page}");
     // An empty long-poll with wait=1 answers empty.
-    let (status, page) = s.get(&format!("/v2/devices/{}/queue?after=99&wait=1", bob.device_id), Some(&bob.token)).await;
-    assert_eq!((status, page["messages"].as_array().unwrap().len()), (StatusCode::OK, 0));
+    let (status, page) = s
+        .get(
+            &format!("/v2/devices/{}/queue?after=99&wait=1", bob.device_id),
+            Some(&bob.token),
+        )
+        .await;
+    assert_eq!(
+        (status, page["messages"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
     // Past the message TTL the sweep drops the entry; the acked position moves past it.
     s.clock.advance(Duration::from_secs(31 * 24 * 3600));
     kavro_server::retention::sweep_once(&s.state).await.unwrap();
@@ -363,11 +802,28 @@ async fn queue_long_poll_and_retention(s: TestServer) {
     bob.account_token = s.login("bob").await;
     alice.open_session(&s).await;
     bob.open_session(&s).await;
-    let (_, page) = s.get(&format!("/v2/devices/{}/queue?after=0", bob.device_id), Some(&bob.token)).await;
-    assert_eq!((page["messages"].as_array().unwrap().len(), page["acked_up_to"].as_i64()), (0, Some(2)), "{page}");
+    let (_, page) = s
+        .get(
+            &format!("/v2/devices/{}/queue?after=0", bob.device_id),
+            Some(&bob.token),
+        )
+        .await;
+    assert_eq!(
+        (
+            page["messages"].as_array().unwrap().len(),
+            page["acked_up_to"].as_i64()
+        ),
+        (0, Some(2)),
+        "{page}"
+    );
     // A device token expires after an hour.
     let stale = bob.token.clone();
     s.clock.advance(Duration::from_secs(3601));
-    let (status, body) = s.get(&format!("/v2/devices/{}/queue", bob.device_id), Some(&stale)).await;
+    let (status, body) = s
+        .get(
+            &format!("/v2/devices/{}/queue", bob.device_id),
+            Some(&stale),
+        )
+        .await;
     assert!(assert_error(status, &body, StatusCode::UNAUTHORIZED).contains("expired"));
 }

@@ -35,9 +35,13 @@ async fn two_instances_keep_one_order_per_group() {
         c.jwt_secret = "a-test-secret-of-at-least-32-bytes!!".to_owned().into();
         c.fernet_keys = fernet.clone().into();
     };
-    let a = TestServer::start(Db::Sqlite, Counters::Memory, shared).await.unwrap();
-    let b = TestServer::start(Db::Sqlite, Counters::Memory, shared).await.unwrap();
-    let server = |i: usize| if i % 2 == 0 { &a } else { &b };
+    let a = TestServer::start(Db::Sqlite, Counters::Memory, shared)
+        .await
+        .unwrap();
+    let b = TestServer::start(Db::Sqlite, Counters::Memory, shared)
+        .await
+        .unwrap();
+    let server = |i: usize| if i.is_multiple_of(2) { &a } else { &b };
 
     let mut clients = Vec::new();
     for i in 0..MEMBERS {
@@ -52,30 +56,58 @@ async fn two_instances_keep_one_order_per_group() {
     for i in 1..MEMBERS {
         packages.extend(clients[0].claim(&b, &format!("member{i}")).await);
     }
-    assert_eq!(clients[0].add(&a, &group, &packages).await, StatusCode::CREATED);
+    assert_eq!(
+        clients[0].add(&a, &group, &packages).await,
+        StatusCode::CREATED
+    );
     for (i, client) in clients.iter_mut().enumerate().skip(1) {
         assert_eq!(client.sync(server(i)).await, vec!["welcome"]);
     }
 
     for round in 0..ROUNDS {
         let epoch = clients[0].epoch(&group);
-        let commits: Vec<_> = clients.iter_mut().map(|c| c.update_commit(&group)).collect();
-        let answers = join_all(clients.iter_mut().zip(&commits).enumerate().map(|(i, (c, commit))| {
-            let group = group.clone();
-            async move { c.post_commit(server(i), &group, commit, None, &[], &[]).await }
-        }))
+        let commits: Vec<_> = clients
+            .iter_mut()
+            .map(|c| c.update_commit(&group))
+            .collect();
+        let answers = join_all(clients.iter_mut().zip(&commits).enumerate().map(
+            |(i, (c, commit))| {
+                let group = group.clone();
+                async move {
+                    c.post_commit(server(i), &group, commit, None, &[], &[])
+                        .await
+                }
+            },
+        ))
         .await;
-        let winners: Vec<usize> = answers.iter().enumerate().filter(|(_, (s, _))| *s == StatusCode::CREATED).map(|(i, _)| i).collect();
-        assert_eq!(winners.len(), 1, "round {round}: exactly one commit wins: {answers:?}");
+        let winners: Vec<usize> = answers
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _))| *s == StatusCode::CREATED)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one commit wins: {answers:?}"
+        );
         for (status, body) in &answers {
             if *status != StatusCode::CREATED {
-                assert_eq!((*status, body["epoch"].as_u64()), (StatusCode::CONFLICT, Some(epoch + 1)), "{body}");
+                assert_eq!(
+                    (*status, body["epoch"].as_u64()),
+                    (StatusCode::CONFLICT, Some(epoch + 1)),
+                    "{body}"
+                );
             }
         }
         // Everyone else receives exactly that one commit, and follows it.
         for (i, client) in clients.iter_mut().enumerate() {
             let kinds = client.sync(server(i + round)).await;
-            let expected: Vec<&str> = if i == winners[0] { vec![] } else { vec!["commit"] };
+            let expected: Vec<&str> = if i == winners[0] {
+                vec![]
+            } else {
+                vec!["commit"]
+            };
             assert_eq!(kinds, expected, "round {round}, member {i}");
             assert_eq!(client.epoch(&group), epoch + 1);
         }
@@ -87,14 +119,29 @@ async fn two_instances_keep_one_order_per_group() {
 
     // A long-poll on instance b is woken by a message posted through a.
     let listener = &clients[1];
-    let url = b.url(&format!("/v2/devices/{}/queue?after={}&wait=30", listener.device_id, listener.after));
+    let url = b.url(&format!(
+        "/v2/devices/{}/queue?after={}&wait=30",
+        listener.device_id, listener.after
+    ));
     let token = listener.token.clone();
     let http = b.client.clone();
-    let poll = tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() });
+    let poll = tokio::spawn(async move {
+        http.get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, _) = clients[0].send(&a, &group, "across instances").await;
     assert_eq!(status, StatusCode::CREATED);
-    let page = tokio::time::timeout(Duration::from_secs(20), poll).await.unwrap().unwrap();
+    let page = tokio::time::timeout(Duration::from_secs(20), poll)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(page["messages"][0]["kind"], "application", "{page}");
 
     // Concurrent claims through both instances: no package handed out twice.
@@ -105,7 +152,14 @@ async fn two_instances_keep_one_order_per_group() {
     let claims = join_all((0..40).map(|i| {
         let s = server(i);
         let token = clients[3].token.clone();
-        async move { s.post("/v2/users/member2/key-packages/claim", Some(&token), json!({})).await }
+        async move {
+            s.post(
+                "/v2/users/member2/key-packages/claim",
+                Some(&token),
+                json!({}),
+            )
+            .await
+        }
     }))
     .await;
     let mut seen = BTreeSet::new();
@@ -113,7 +167,10 @@ async fn two_instances_keep_one_order_per_group() {
     for (status, body) in claims {
         assert_eq!(status, StatusCode::OK, "{body}");
         match body["key_packages"].as_array().unwrap().first() {
-            Some(package) => assert!(seen.insert(package["key_package"].as_str().unwrap().to_owned()), "handed out twice"),
+            Some(package) => assert!(
+                seen.insert(package["key_package"].as_str().unwrap().to_owned()),
+                "handed out twice"
+            ),
             None => missing += 1,
         }
     }

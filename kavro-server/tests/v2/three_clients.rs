@@ -37,7 +37,12 @@ async fn three_clients(s: TestServer) {
     carol.send(&s, &group, "hi from carol").await;
     alice.sync(&s).await;
     bob.sync(&s).await;
-    let texts = |c: &Client| c.received.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
+    let texts = |c: &Client| {
+        c.received
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(texts(&alice), vec!["hi from bob", "hi from carol"]);
     assert_eq!(texts(&bob), vec!["hi from alice", "hi from carol"]);
     assert_eq!(texts(&carol), vec!["hi from alice", "hi from bob"]);
@@ -50,15 +55,32 @@ async fn three_clients(s: TestServer) {
         carol.post_commit(&s, &group, &carol_commit, None, &[], &[]),
     );
     let statuses = [bob_answer.0, carol_answer.0];
-    assert!(statuses.contains(&StatusCode::CREATED) && statuses.contains(&StatusCode::CONFLICT), "{statuses:?}");
-    let (winner, loser) = if bob_answer.0 == StatusCode::CREATED { (&mut bob, &mut carol) } else { (&mut carol, &mut bob) };
-    let conflict = if bob_answer.0 == StatusCode::CONFLICT { &bob_answer.1 } else { &carol_answer.1 };
+    assert!(
+        statuses.contains(&StatusCode::CREATED) && statuses.contains(&StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
+    let (winner, loser) = if bob_answer.0 == StatusCode::CREATED {
+        (&mut bob, &mut carol)
+    } else {
+        (&mut carol, &mut bob)
+    };
+    let conflict = if bob_answer.0 == StatusCode::CONFLICT {
+        &bob_answer.1
+    } else {
+        &carol_answer.1
+    };
     assert_eq!(conflict["epoch"].as_u64(), Some(2));
     // The loser re-syncs to epoch 2 and retries.
     assert_eq!(loser.sync(&s).await, vec!["commit"]);
     assert_eq!(loser.epoch(&group), 2);
     let retry = loser.update_commit(&group);
-    assert_eq!(loser.post_commit(&s, &group, &retry, None, &[], &[]).await.0, StatusCode::CREATED);
+    assert_eq!(
+        loser
+            .post_commit(&s, &group, &retry, None, &[], &[])
+            .await
+            .0,
+        StatusCode::CREATED
+    );
     winner.sync(&s).await;
     alice.sync(&s).await;
     // Nobody forked: same epoch, same epoch authenticator everywhere.
@@ -69,12 +91,32 @@ async fn three_clients(s: TestServer) {
     assert_eq!(auth(&alice), auth(&carol));
 
     // carol is offline while alice and bob go through 50 epochs, talking.
-    for round in 0..50 {
-        let committer = if round % 2 == 0 { &mut alice } else { &mut bob };
+    for round in 0..50u32 {
+        let committer = if round.is_multiple_of(2) {
+            &mut alice
+        } else {
+            &mut bob
+        };
         let commit = committer.update_commit(&group);
-        assert_eq!(committer.post_commit(&s, &group, &commit, None, &[], &[]).await.0, StatusCode::CREATED);
-        committer.send(&s, &group, &format!("epoch {} message", committer.epoch(&group))).await;
-        let other = if round % 2 == 0 { &mut bob } else { &mut alice };
+        assert_eq!(
+            committer
+                .post_commit(&s, &group, &commit, None, &[], &[])
+                .await
+                .0,
+            StatusCode::CREATED
+        );
+        committer
+            .send(
+                &s,
+                &group,
+                &format!("epoch {} message", committer.epoch(&group)),
+            )
+            .await;
+        let other = if round.is_multiple_of(2) {
+            &mut bob
+        } else {
+            &mut alice
+        };
         other.sync(&s).await;
     }
     assert_eq!(alice.epoch(&group), 53);
@@ -94,12 +136,20 @@ async fn three_clients(s: TestServer) {
         .create_message(&carol.provider, &carol.signer, b"late")
         .unwrap();
     let carol_key = carol.signer.public().to_vec();
-    assert_eq!(alice.remove(&s, &group, &[(carol.device_id, carol_key)]).await, StatusCode::CREATED);
+    assert_eq!(
+        alice
+            .remove(&s, &group, &[(carol.device_id, carol_key)])
+            .await,
+        StatusCode::CREATED
+    );
     alice.send(&s, &group, "carol is gone").await;
     bob.sync(&s).await;
     assert_eq!(bob.received.last().unwrap().1, "carol is gone");
     assert_eq!(carol.sync(&s).await, vec!["commit"]);
-    assert!(!carol.groups[&group].is_active(), "carol's client sees her removal");
+    assert!(
+        !carol.groups[&group].is_active(),
+        "carol's client sees her removal"
+    );
     let (status, _) = s
         .post(
             &format!("/v2/groups/{}/messages", group_text(&group)),
@@ -107,9 +157,16 @@ async fn three_clients(s: TestServer) {
             json!({"message": b64(&carol_late.tls_serialize_detached().unwrap())}),
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "a removed device may not post");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a removed device may not post"
+    );
     alice.send(&s, &group, "after carol").await;
-    assert!(carol.sync(&s).await.is_empty(), "a removed member receives nothing new");
+    assert!(
+        carol.sync(&s).await.is_empty(),
+        "a removed member receives nothing new"
+    );
     bob.sync(&s).await;
     assert_eq!(bob.received.last().unwrap().1, "after carol");
 }

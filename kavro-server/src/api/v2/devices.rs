@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kavro_proto::api::TOKEN_TYPE;
-use kavro_proto::v2::api::{DeviceLink, DeviceToken, MlsDevice, MlsDeviceList, RegisterDevice, SessionProof};
+use kavro_proto::v2::api::{
+    DeviceLink, DeviceToken, MlsDevice, MlsDeviceList, RegisterDevice, SessionProof,
+};
 use kavro_proto::v2::limits::{DEVICE_TOKEN_TTL_SECS, SESSION_SKEW_SECS};
 use kavro_proto::v2::link::{self, SignatureKey};
 use kavro_proto::v2::{MlsDeviceId, SignatureB64, SignatureKeyB64};
@@ -115,19 +117,31 @@ impl DevicesApi {
     /// With the account token. The account's first device needs no `link`
     /// (it becomes the root); every later one needs a `link`: an active
     /// device's signature over the device-link bytes (docs/PROTOCOL.md).
-    #[oai(path = "/v2/devices", method = "post", operation_id = "v2_register_device")]
-    async fn register(&self, auth: V2Auth, body: Json<RegisterDevice>) -> Result<Registered, ApiError> {
+    #[oai(
+        path = "/v2/devices",
+        method = "post",
+        operation_id = "v2_register_device"
+    )]
+    async fn register(
+        &self,
+        auth: V2Auth,
+        body: Json<RegisterDevice>,
+    ) -> Result<Registered, ApiError> {
         let state = &self.state;
         let user = auth.0.account()?.user_id;
-        state.limiter.check(Route::Publish, &account_subject(user)).await?;
+        state
+            .limiter
+            .check(Route::Publish, &account_subject(user))
+            .await?;
         let key = signature_key("signature_key", body.0.signature_key.as_str())?;
         let link = match &body.0.link {
             None => None,
             Some(link) => {
                 let sig = signature("link.signature", link.signature.as_str())?;
                 let signer = active_signer(state, user, link.signer_device_id).await?;
-                link::verify_device_link(user, &signer, &key, &sig)
-                    .map_err(|_| ApiError::forbidden("The device link signature does not verify"))?;
+                link::verify_device_link(user, &signer, &key, &sig).map_err(|_| {
+                    ApiError::forbidden("The device link signature does not verify")
+                })?;
                 Some((link.signer_device_id, sig))
             }
         };
@@ -152,7 +166,11 @@ impl DevicesApi {
     ///
     /// Revoked devices are listed too (with `revoked_at`): a later device's
     /// chain of links may pass through them. Oldest first.
-    #[oai(path = "/v2/users/:username/devices", method = "get", operation_id = "v2_list_devices")]
+    #[oai(
+        path = "/v2/users/:username/devices",
+        method = "get",
+        operation_id = "v2_list_devices"
+    )]
     async fn list(
         &self,
         auth: V2Auth,
@@ -185,11 +203,22 @@ impl DevicesApi {
     /// By the account (account token) or by another device of the account.
     /// The device is refused everywhere from then on; its key packages and
     /// queue are deleted. Revoking it again changes nothing.
-    #[oai(path = "/v2/devices/:id/revoke", method = "post", operation_id = "v2_revoke_device")]
-    async fn revoke(&self, auth: V2Auth, #[oai(name = "id")] id: Path<i64>) -> Result<DeviceAnswer, ApiError> {
+    #[oai(
+        path = "/v2/devices/:id/revoke",
+        method = "post",
+        operation_id = "v2_revoke_device"
+    )]
+    async fn revoke(
+        &self,
+        auth: V2Auth,
+        #[oai(name = "id")] id: Path<i64>,
+    ) -> Result<DeviceAnswer, ApiError> {
         let state = &self.state;
         let user = auth.0.user_id();
-        state.limiter.check(Route::Publish, &account_subject(user)).await?;
+        state
+            .limiter
+            .check(Route::Publish, &account_subject(user))
+            .await?;
         own_device(state, user, id.0).await?;
         let by = match &auth.0 {
             Principal::Device(device) => Some(device.device_id.0),
@@ -204,7 +233,9 @@ impl DevicesApi {
         if newly {
             tracing::info!(target: "kavro::audit", event = "v2_device_revoked", user_id = user.0, device_id = id.0, by_device = ?by);
         }
-        Ok(DeviceAnswer::Ok(Json(device_view(own_device(state, user, id.0).await?))))
+        Ok(DeviceAnswer::Ok(Json(device_view(
+            own_device(state, user, id.0).await?,
+        ))))
     }
 
     /// Open a device session
@@ -213,7 +244,11 @@ impl DevicesApi {
     /// a signature over the session bytes (docs/PROTOCOL.md) with a
     /// timestamp within 5 minutes of the relay's clock. Answers a device
     /// token valid for an hour.
-    #[oai(path = "/v2/devices/:id/session", method = "post", operation_id = "v2_device_session")]
+    #[oai(
+        path = "/v2/devices/:id/session",
+        method = "post",
+        operation_id = "v2_device_session"
+    )]
     async fn session(
         &self,
         auth: V2Auth,
@@ -222,7 +257,10 @@ impl DevicesApi {
     ) -> Result<SessionAnswer, ApiError> {
         let state = &self.state;
         let user = auth.0.account()?.user_id;
-        state.limiter.check(Route::Publish, &account_subject(user)).await?;
+        state
+            .limiter
+            .check(Route::Publish, &account_subject(user))
+            .await?;
         let device = own_device(state, user, id.0).await?;
         if !device.is_active() {
             return Err(ApiError::forbidden("This device has been revoked"));
@@ -235,13 +273,22 @@ impl DevicesApi {
             ));
         }
         let sig = signature("signature", body.0.signature.as_str())?;
-        let key = SignatureKey::from_bytes(&device.signature_key).map_err(|e| ApiError::internal(&e))?;
-        key.verify(&link::session_message(user, device.id, body.0.timestamp), &sig)
-            .map_err(|_| ApiError::forbidden("The session proof does not verify"))?;
+        let key =
+            SignatureKey::from_bytes(&device.signature_key).map_err(|e| ApiError::internal(&e))?;
+        key.verify(
+            &link::session_message(user, device.id, body.0.timestamp),
+            &sig,
+        )
+        .map_err(|_| ApiError::forbidden("The session proof does not verify"))?;
         let (token, expires_at) = state
             .v2
             .tokens
-            .issue(user, device.id, now, Duration::from_secs(DEVICE_TOKEN_TTL_SECS as u64))
+            .issue(
+                user,
+                device.id,
+                now,
+                Duration::from_secs(DEVICE_TOKEN_TTL_SECS as u64),
+            )
             .map_err(|e| ApiError::internal(&e))?;
         Ok(SessionAnswer::Created(Json(DeviceToken {
             access_token: token,

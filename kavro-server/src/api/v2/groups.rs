@@ -7,7 +7,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use kavro_proto::v2::api::{Accepted, CreateGroup, EpochConflict, GroupState, PostCommit, PostGroupMessage, QueueKind};
+use kavro_proto::v2::api::{
+    Accepted, CreateGroup, EpochConflict, GroupState, PostCommit, PostGroupMessage, QueueKind,
+};
 use kavro_proto::v2::limits::{MAX_GROUP_MEMBERS, MAX_MEMBERS_CHANGED_PER_COMMIT};
 use kavro_proto::v2::mls::{check_welcome, group_message_framing};
 use kavro_proto::v2::{GroupId, GroupIdText, MlsDeviceId};
@@ -76,11 +78,13 @@ fn answer(state: &AppState, result: Result<Posted, V2Error>) -> Result<PostAnswe
                 recipients: posted.recipients,
             })))
         }
-        Err(V2Error::WrongEpoch { current }) => Ok(PostAnswer::EpochConflict(Json(EpochConflict {
-            error: format!("The group is at epoch {current}; re-sync and retry"),
-            status_code: 409,
-            epoch: current,
-        }))),
+        Err(V2Error::WrongEpoch { current }) => {
+            Ok(PostAnswer::EpochConflict(Json(EpochConflict {
+                error: format!("The group is at epoch {current}; re-sync and retry"),
+                status_code: 409,
+                epoch: current,
+            })))
+        }
         Err(other) => Err(v2_error(other)),
     }
 }
@@ -107,10 +111,17 @@ impl GroupsApi {
     /// With a device token; the id is the MLS group id the creator chose.
     /// The group starts at epoch 0 with the creator's device as its only member.
     #[oai(path = "/v2/groups", method = "post", operation_id = "v2_create_group")]
-    async fn create(&self, auth: V2Auth, body: Json<CreateGroup>) -> Result<CreatedAnswer, ApiError> {
+    async fn create(
+        &self,
+        auth: V2Auth,
+        body: Json<CreateGroup>,
+    ) -> Result<CreatedAnswer, ApiError> {
         let state = &self.state;
         let device = auth.0.device()?;
-        state.limiter.check(Route::Publish, &account_subject(device.user_id)).await?;
+        state
+            .limiter
+            .check(Route::Publish, &account_subject(device.user_id))
+            .await?;
         let group = group_id(body.0.group_id.as_str())?;
         state
             .v2
@@ -128,11 +139,22 @@ impl GroupsApi {
     /// A group's epoch and members
     ///
     /// For member devices only (to re-sync after a `409`).
-    #[oai(path = "/v2/groups/:group_id", method = "get", operation_id = "v2_get_group")]
-    async fn get(&self, auth: V2Auth, #[oai(name = "group_id")] group: Path<String>) -> Result<GroupAnswer, ApiError> {
+    #[oai(
+        path = "/v2/groups/:group_id",
+        method = "get",
+        operation_id = "v2_get_group"
+    )]
+    async fn get(
+        &self,
+        auth: V2Auth,
+        #[oai(name = "group_id")] group: Path<String>,
+    ) -> Result<GroupAnswer, ApiError> {
         let state = &self.state;
         let device = auth.0.device()?;
-        state.limiter.check(Route::Lookup, &account_subject(device.user_id)).await?;
+        state
+            .limiter
+            .check(Route::Lookup, &account_subject(device.user_id))
+            .await?;
         let group = path_group(&group.0)?;
         let row = state
             .v2
@@ -157,7 +179,11 @@ impl GroupsApi {
     /// served); the epoch advances with it. The commit goes to every other
     /// member of the old epoch (removed ones included: it tells them), the
     /// welcome to the added devices. A removed device receives nothing after.
-    #[oai(path = "/v2/groups/:group_id/commits", method = "post", operation_id = "v2_post_commit")]
+    #[oai(
+        path = "/v2/groups/:group_id/commits",
+        method = "post",
+        operation_id = "v2_post_commit"
+    )]
     async fn commit(
         &self,
         auth: V2Auth,
@@ -166,7 +192,10 @@ impl GroupsApi {
     ) -> Result<PostAnswer, ApiError> {
         let state = &self.state;
         let device = auth.0.device()?;
-        state.limiter.check(Route::Send, &account_subject(device.user_id)).await?;
+        state
+            .limiter
+            .check(Route::Send, &account_subject(device.user_id))
+            .await?;
         let group = path_group(&group.0)?;
         let body = body.0;
         let commit = mls_message("commit", body.commit.as_str())?;
@@ -179,18 +208,32 @@ impl GroupsApi {
             return Err(ApiError::invalid_field("commit", "is for another group"));
         }
         if framing.epoch != body.epoch {
-            return Err(ApiError::invalid_field("epoch", "differs from the commit's own epoch"));
+            return Err(ApiError::invalid_field(
+                "epoch",
+                "differs from the commit's own epoch",
+            ));
         }
         distinct("added", &body.added)?;
         distinct("removed", &body.removed)?;
         let welcome = match (&body.welcome, body.added.is_empty()) {
             (Some(welcome), false) => {
                 let bytes = mls_message("welcome", welcome.as_str())?;
-                check_welcome(&bytes).map_err(|e| ApiError::invalid_field("welcome", e.to_string()))?;
+                check_welcome(&bytes)
+                    .map_err(|e| ApiError::invalid_field("welcome", e.to_string()))?;
                 Some(bytes)
             }
-            (None, false) => return Err(ApiError::invalid_field("welcome", "is required when `added` is not empty")),
-            (Some(_), true) => return Err(ApiError::invalid_field("welcome", "is only for added devices")),
+            (None, false) => {
+                return Err(ApiError::invalid_field(
+                    "welcome",
+                    "is required when `added` is not empty",
+                ));
+            }
+            (Some(_), true) => {
+                return Err(ApiError::invalid_field(
+                    "welcome",
+                    "is only for added devices",
+                ));
+            }
             (None, true) => None,
         };
         let now = state.clock.now();
@@ -218,7 +261,11 @@ impl GroupsApi {
     ///
     /// For the group's current epoch, from a member; queued for every other
     /// member. `429` when a recipient device's queue is full.
-    #[oai(path = "/v2/groups/:group_id/messages", method = "post", operation_id = "v2_post_group_message")]
+    #[oai(
+        path = "/v2/groups/:group_id/messages",
+        method = "post",
+        operation_id = "v2_post_group_message"
+    )]
     async fn message(
         &self,
         auth: V2Auth,
@@ -227,14 +274,20 @@ impl GroupsApi {
     ) -> Result<PostAnswer, ApiError> {
         let state = &self.state;
         let device = auth.0.device()?;
-        state.limiter.check(Route::Send, &account_subject(device.user_id)).await?;
+        state
+            .limiter
+            .check(Route::Send, &account_subject(device.user_id))
+            .await?;
         let group = path_group(&group.0)?;
         let body = body.0;
         let bytes = mls_message("message", body.message.as_str())?;
         let framing = group_message_framing(&bytes)
             .map_err(|e| ApiError::invalid_field("message", e.to_string()))?;
         if framing.kind == QueueKind::Commit {
-            return Err(ApiError::invalid_field("message", "is a commit: post it to /commits"));
+            return Err(ApiError::invalid_field(
+                "message",
+                "is a commit: post it to /commits",
+            ));
         }
         if framing.group_id != group {
             return Err(ApiError::invalid_field("message", "is for another group"));

@@ -6,11 +6,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use kavro_proto::v2::api::{ClaimedKeyPackage, ClaimedKeyPackages, KeyPackageCount, UploadKeyPackages};
+use kavro_proto::v2::MlsBytes;
+use kavro_proto::v2::api::{
+    ClaimedKeyPackage, ClaimedKeyPackages, KeyPackageCount, UploadKeyPackages,
+};
 use kavro_proto::v2::limits::MAX_KEY_PACKAGES_PER_DEVICE;
 use kavro_proto::v2::link::SignatureKey;
 use kavro_proto::v2::mls::{KeyPackageError, check_key_package};
-use kavro_proto::v2::MlsBytes;
 use kavro_proto::validate;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -96,7 +98,11 @@ impl KeyPackagesApi {
     /// device's key, with a lifetime covering now; at most 100 outstanding
     /// (`409` past it, nothing stored). `last_resort` replaces the device's
     /// last-resort package.
-    #[oai(path = "/v2/devices/:id/key-packages", method = "post", operation_id = "v2_upload_key_packages")]
+    #[oai(
+        path = "/v2/devices/:id/key-packages",
+        method = "post",
+        operation_id = "v2_upload_key_packages"
+    )]
     async fn upload(
         &self,
         auth: V2Auth,
@@ -105,7 +111,10 @@ impl KeyPackagesApi {
     ) -> Result<Uploaded, ApiError> {
         let state = &self.state;
         let device = auth.0.device_is(id.0)?;
-        state.limiter.check(Route::Publish, &account_subject(device.user_id)).await?;
+        state
+            .limiter
+            .check(Route::Publish, &account_subject(device.user_id))
+            .await?;
         let body = body.0;
         if body.key_packages.len() > MAX_KEY_PACKAGES_PER_DEVICE as usize {
             return Err(ApiError::invalid_field(
@@ -119,12 +128,21 @@ impl KeyPackagesApi {
         let mut raw = Vec::with_capacity(body.key_packages.len() + 1);
         for (i, package) in body.key_packages.iter().enumerate() {
             let field = format!("key_packages[{i}]");
-            raw.push((field.clone(), key_package_bytes(&field, package.as_str())?, false));
+            raw.push((
+                field.clone(),
+                key_package_bytes(&field, package.as_str())?,
+                false,
+            ));
         }
         if let Some(package) = &body.last_resort {
-            raw.push(("last_resort".to_owned(), key_package_bytes("last_resort", package.as_str())?, true));
+            raw.push((
+                "last_resort".to_owned(),
+                key_package_bytes("last_resort", package.as_str())?,
+                true,
+            ));
         }
-        let key = SignatureKey::from_bytes(&device.signature_key).map_err(|e| ApiError::internal(&e))?;
+        let key =
+            SignatureKey::from_bytes(&device.signature_key).map_err(|e| ApiError::internal(&e))?;
         let now = state.clock.now();
         let checked = tokio::task::spawn_blocking(move || check_all(raw, key, now))
             .await
@@ -135,18 +153,35 @@ impl KeyPackagesApi {
         let tally = state
             .v2
             .store
-            .add_key_packages(device.device_id, &packages, last.as_ref(), MAX_KEY_PACKAGES_PER_DEVICE, now)
+            .add_key_packages(
+                device.device_id,
+                &packages,
+                last.as_ref(),
+                MAX_KEY_PACKAGES_PER_DEVICE,
+                now,
+            )
             .await
             .map_err(v2_error)?;
         Ok(Uploaded::Created(Json(count(tally))))
     }
 
     /// How many key packages remain
-    #[oai(path = "/v2/devices/:id/key-packages", method = "get", operation_id = "v2_count_key_packages")]
-    async fn remaining(&self, auth: V2Auth, #[oai(name = "id")] id: Path<i64>) -> Result<CountAnswer, ApiError> {
+    #[oai(
+        path = "/v2/devices/:id/key-packages",
+        method = "get",
+        operation_id = "v2_count_key_packages"
+    )]
+    async fn remaining(
+        &self,
+        auth: V2Auth,
+        #[oai(name = "id")] id: Path<i64>,
+    ) -> Result<CountAnswer, ApiError> {
         let state = &self.state;
         let device = auth.0.device_is(id.0)?;
-        state.limiter.check(Route::Lookup, &account_subject(device.user_id)).await?;
+        state
+            .limiter
+            .check(Route::Lookup, &account_subject(device.user_id))
+            .await?;
         let tally = state
             .v2
             .store
@@ -161,14 +196,21 @@ impl KeyPackagesApi {
     /// One per active device, consumed at once: a package is never handed out
     /// twice. A device with none left gives its last-resort package (kept);
     /// devices with nothing at all are listed in `missing`.
-    #[oai(path = "/v2/users/:username/key-packages/claim", method = "post", operation_id = "v2_claim_key_packages")]
+    #[oai(
+        path = "/v2/users/:username/key-packages/claim",
+        method = "post",
+        operation_id = "v2_claim_key_packages"
+    )]
     async fn claim(
         &self,
         auth: V2Auth,
         #[oai(name = "username")] username: Path<String>,
     ) -> Result<ClaimAnswer, ApiError> {
         let state = &self.state;
-        state.limiter.check(Route::Lookup, &account_subject(auth.0.user_id())).await?;
+        state
+            .limiter
+            .check(Route::Lookup, &account_subject(auth.0.user_id()))
+            .await?;
         let not_found = || ApiError::not_found("No such user");
         if validate::username(&username.0).is_err() {
             return Err(not_found());

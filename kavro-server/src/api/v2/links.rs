@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use chrono::Duration as ChronoDuration;
+use kavro_proto::v2::SignatureKeyB64;
 use kavro_proto::v2::api::{
     ApproveLink, LinkRequestCreated, LinkRequestStatus, LinkRequestView, LinkState, MlsDevice,
     NewLinkRequest,
@@ -21,7 +22,6 @@ use kavro_proto::v2::limits::{
     MAX_OPEN_LINK_REQUESTS,
 };
 use kavro_proto::v2::link::{self, SignatureKey};
-use kavro_proto::v2::SignatureKeyB64;
 use kavro_proto::validate;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -104,11 +104,18 @@ impl LinksApi {
     ///
     /// With the account token. Answers a one-time code to type on an existing
     /// device, and a request id to poll. At most 5 open requests per account.
-    #[oai(path = "/v2/link-requests", method = "post", operation_id = "v2_create_link_request")]
+    #[oai(
+        path = "/v2/link-requests",
+        method = "post",
+        operation_id = "v2_create_link_request"
+    )]
     async fn create(&self, auth: V2Auth, body: Json<NewLinkRequest>) -> Result<Created, ApiError> {
         let state = &self.state;
         let user = auth.0.account()?.user_id;
-        state.limiter.check(Route::Publish, &account_subject(user)).await?;
+        state
+            .limiter
+            .check(Route::Publish, &account_subject(user))
+            .await?;
         let key = signature_key("signature_key", body.0.signature_key.as_str())?;
         let now = state.clock.now();
         let expires_at = now + ChronoDuration::seconds(LINK_CODE_TTL_SECS);
@@ -139,7 +146,11 @@ impl LinksApi {
     ///
     /// For the account that made it: `pending`, `approved` (with the new
     /// device's id) or `expired`.
-    #[oai(path = "/v2/link-requests/:request_id", method = "get", operation_id = "v2_link_request_status")]
+    #[oai(
+        path = "/v2/link-requests/:request_id",
+        method = "get",
+        operation_id = "v2_link_request_status"
+    )]
     async fn status(
         &self,
         auth: V2Auth,
@@ -147,7 +158,10 @@ impl LinksApi {
     ) -> Result<StatusAnswer, ApiError> {
         let state = &self.state;
         let user = auth.0.user_id();
-        state.limiter.check(Route::Inbox, &account_subject(user)).await?;
+        state
+            .limiter
+            .check(Route::Inbox, &account_subject(user))
+            .await?;
         let request = state
             .v2
             .store
@@ -158,7 +172,9 @@ impl LinksApi {
             .ok_or_else(|| ApiError::not_found("No such link request"))?;
         let status = if request.device_id.is_some() {
             LinkState::Approved
-        } else if request.expires_at <= state.clock.now() || request.failures >= LINK_CODE_MAX_FAILURES {
+        } else if request.expires_at <= state.clock.now()
+            || request.failures >= LINK_CODE_MAX_FAILURES
+        {
             LinkState::Expired
         } else {
             LinkState::Pending
@@ -173,17 +189,33 @@ impl LinksApi {
     ///
     /// With a device token of the same account: the key asking to be linked,
     /// to show as a fingerprint before approving.
-    #[oai(path = "/v2/link-codes/:code", method = "get", operation_id = "v2_link_code")]
-    async fn view(&self, auth: V2Auth, #[oai(name = "code")] code: Path<String>) -> Result<ViewAnswer, ApiError> {
+    #[oai(
+        path = "/v2/link-codes/:code",
+        method = "get",
+        operation_id = "v2_link_code"
+    )]
+    async fn view(
+        &self,
+        auth: V2Auth,
+        #[oai(name = "code")] code: Path<String>,
+    ) -> Result<ViewAnswer, ApiError> {
         let state = &self.state;
         let device = auth.0.device()?;
-        state.limiter.check(Route::Lookup, &account_subject(device.user_id)).await?;
+        state
+            .limiter
+            .check(Route::Lookup, &account_subject(device.user_id))
+            .await?;
         let gone = || v2_error(V2Error::LinkGone);
         let code = normalize_code(&code.0).ok_or_else(gone)?;
         let request = state
             .v2
             .store
-            .link_request_by_code(device.user_id, &code_hash(&code), state.clock.now(), LINK_CODE_MAX_FAILURES)
+            .link_request_by_code(
+                device.user_id,
+                &code_hash(&code),
+                state.clock.now(),
+                LINK_CODE_MAX_FAILURES,
+            )
             .await
             .map_err(v2_error)?
             .ok_or_else(gone)?;
@@ -200,7 +232,11 @@ impl LinksApi {
     /// With a device token of the same account and that device's signature
     /// over the device-link bytes for the requested key. A signature that
     /// does not verify counts against the code (3 and it is dead).
-    #[oai(path = "/v2/link-codes/:code/approve", method = "post", operation_id = "v2_approve_link")]
+    #[oai(
+        path = "/v2/link-codes/:code/approve",
+        method = "post",
+        operation_id = "v2_approve_link"
+    )]
     async fn approve(
         &self,
         auth: V2Auth,
@@ -209,7 +245,10 @@ impl LinksApi {
     ) -> Result<Approved, ApiError> {
         let state = &self.state;
         let device = auth.0.device()?;
-        state.limiter.check(Route::Publish, &account_subject(device.user_id)).await?;
+        state
+            .limiter
+            .check(Route::Publish, &account_subject(device.user_id))
+            .await?;
         let sig = signature("signature", body.0.signature.as_str())?;
         let gone = || v2_error(V2Error::LinkGone);
         let code = normalize_code(&code.0).ok_or_else(gone)?;
@@ -217,20 +256,40 @@ impl LinksApi {
         let request = state
             .v2
             .store
-            .link_request_by_code(device.user_id, &code_hash(&code), now, LINK_CODE_MAX_FAILURES)
+            .link_request_by_code(
+                device.user_id,
+                &code_hash(&code),
+                now,
+                LINK_CODE_MAX_FAILURES,
+            )
             .await
             .map_err(v2_error)?
             .ok_or_else(gone)?;
-        let signer = SignatureKey::from_bytes(&device.signature_key).map_err(|e| ApiError::internal(&e))?;
-        let new = SignatureKey::from_bytes(&request.signature_key).map_err(|e| ApiError::internal(&e))?;
+        let signer =
+            SignatureKey::from_bytes(&device.signature_key).map_err(|e| ApiError::internal(&e))?;
+        let new =
+            SignatureKey::from_bytes(&request.signature_key).map_err(|e| ApiError::internal(&e))?;
         if link::verify_device_link(device.user_id, &signer, &new, &sig).is_err() {
-            state.v2.store.link_failed(request.id).await.map_err(v2_error)?;
-            return Err(ApiError::forbidden("The device link signature does not verify"));
+            state
+                .v2
+                .store
+                .link_failed(request.id)
+                .await
+                .map_err(v2_error)?;
+            return Err(ApiError::forbidden(
+                "The device link signature does not verify",
+            ));
         }
         let id = state
             .v2
             .store
-            .approve_link(request.id, device.device_id, &sig, now, LINK_CODE_MAX_FAILURES)
+            .approve_link(
+                request.id,
+                device.device_id,
+                &sig,
+                now,
+                LINK_CODE_MAX_FAILURES,
+            )
             .await
             .map_err(v2_error)?;
         tracing::info!(target: "kavro::audit", event = "v2_device_linked", user_id = device.user_id.0, device_id = id.0, by_device = device.device_id.0);
@@ -255,10 +314,17 @@ mod tests {
             let code = new_code();
             assert_eq!(normalize_code(&code), Some(code.clone()));
         }
-        assert_eq!(normalize_code("abcd-efgh-jk").as_deref(), Some("ABCDEFGHJK"));
+        assert_eq!(
+            normalize_code("abcd-efgh-jk").as_deref(),
+            Some("ABCDEFGHJK")
+        );
         assert_eq!(normalize_code("0o1Il 23456").as_deref(), Some("0011123456"));
         assert_eq!(normalize_code("ABCDEFGHJ"), None, "too short");
-        assert_eq!(normalize_code("ABCDEFGHJU"), None, "U is not in the alphabet");
+        assert_eq!(
+            normalize_code("ABCDEFGHJU"),
+            None,
+            "U is not in the alphabet"
+        );
         assert_eq!(normalize_code("ÄBCDEFGHJK"), None);
     }
 }

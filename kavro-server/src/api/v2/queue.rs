@@ -28,7 +28,12 @@ impl QueueApi {
         Self { state }
     }
 
-    async fn read(&self, device: MlsDeviceId, after: i64, limit: u32) -> Result<QueuePage, ApiError> {
+    async fn read(
+        &self,
+        device: MlsDeviceId,
+        after: i64,
+        limit: u32,
+    ) -> Result<QueuePage, ApiError> {
         let read = self
             .state
             .v2
@@ -79,7 +84,11 @@ impl QueueApi {
     /// increasing in the order the relay stored the entries, so a client that
     /// has processed everything up to `n` asks `after=n` and acknowledges `n`.
     /// With `wait=S` and nothing new, the request is held up to S seconds.
-    #[oai(path = "/v2/devices/:id/queue", method = "get", operation_id = "v2_read_queue")]
+    #[oai(
+        path = "/v2/devices/:id/queue",
+        method = "get",
+        operation_id = "v2_read_queue"
+    )]
     async fn read_queue(
         &self,
         auth: V2Auth,
@@ -88,7 +97,10 @@ impl QueueApi {
         #[oai(default, validator(minimum(value = "0")))]
         after: Query<i64>,
         /// Most entries to return (1–500).
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "500")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "500"))
+        )]
         limit: Query<u32>,
         /// Long-poll: seconds to wait when nothing is new (0–60).
         #[oai(default, validator(minimum(value = "0"), maximum(value = "60")))]
@@ -96,7 +108,10 @@ impl QueueApi {
     ) -> Result<PageAnswer, ApiError> {
         let state = &self.state;
         let device = auth.0.device_is(id.0)?.device_id;
-        state.limiter.check(Route::Inbox, &account_subject(auth.0.user_id())).await?;
+        state
+            .limiter
+            .check(Route::Inbox, &account_subject(auth.0.user_id()))
+            .await?;
         let (after, limit, wait) = (after.0, limit.0, wait.0);
         if wait == 0 || state.settings.max_wait.is_zero() {
             return Ok(PageAnswer::Ok(Json(self.read(device, after, limit).await?)));
@@ -125,15 +140,32 @@ impl QueueApi {
     /// Cumulative: every entry with `seq <= up_to` is deleted (a body shared
     /// with other devices goes when the last of them acknowledges it).
     /// Idempotent; the acknowledged position never moves back.
-    #[oai(path = "/v2/devices/:id/queue/ack", method = "post", operation_id = "v2_ack_queue")]
-    async fn ack(&self, auth: V2Auth, #[oai(name = "id")] id: Path<i64>, body: Json<AckQueue>) -> Result<AckAnswer, ApiError> {
+    #[oai(
+        path = "/v2/devices/:id/queue/ack",
+        method = "post",
+        operation_id = "v2_ack_queue"
+    )]
+    async fn ack(
+        &self,
+        auth: V2Auth,
+        #[oai(name = "id")] id: Path<i64>,
+        body: Json<AckQueue>,
+    ) -> Result<AckAnswer, ApiError> {
         let state = &self.state;
         let device = auth.0.device_is(id.0)?.device_id;
-        state.limiter.check(Route::Ack, &account_subject(auth.0.user_id())).await?;
+        state
+            .limiter
+            .check(Route::Ack, &account_subject(auth.0.user_id()))
+            .await?;
         if body.0.up_to.0 < 0 {
             return Err(ApiError::invalid_field("up_to", "must not be negative"));
         }
-        let acked = state.v2.store.ack_queue(device, body.0.up_to).await.map_err(v2_error)?;
+        let acked = state
+            .v2
+            .store
+            .ack_queue(device, body.0.up_to)
+            .await
+            .map_err(v2_error)?;
         Ok(AckAnswer::Ok(Json(QueueAcked { acked_up_to: acked })))
     }
 }

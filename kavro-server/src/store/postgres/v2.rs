@@ -22,8 +22,8 @@ use uuid::Uuid;
 use super::PgStore;
 use crate::store::v2::{
     Claimed, DeviceRow, GroupRow, KeyPackageTally, LinkRequestRow, NewCommit, NewDevice,
-    NewGroupMessage, NewKeyPackage, NewLinkRequest, Posted, QueueRead, QueueRow, V2Error,
-    V2Store, V2SweepReport, epoch_from_db, epoch_to_db,
+    NewGroupMessage, NewKeyPackage, NewLinkRequest, Posted, QueueRead, QueueRow, V2Error, V2Store,
+    V2SweepReport, epoch_from_db, epoch_to_db,
 };
 use crate::store::{SWEEP_BATCH, StoreError};
 
@@ -41,7 +41,8 @@ where
     loop {
         match op().await {
             Err(V2Error::Store(StoreError::Backend(sqlx::Error::Database(db))))
-                if attempt < ATTEMPTS && matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
+                if attempt < ATTEMPTS
+                    && matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
             {
                 tracing::debug!(attempt, "v2 transaction lost a lock race; retrying");
                 attempt += 1;

@@ -15,12 +15,12 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::{SqliteStore, from_ms, ms};
+use crate::store::SWEEP_BATCH;
 use crate::store::v2::{
     Claimed, DeviceRow, GroupRow, KeyPackageTally, LinkRequestRow, NewCommit, NewDevice,
-    NewGroupMessage, NewKeyPackage, NewLinkRequest, Posted, QueueRead, QueueRow, V2Error,
-    V2Store, V2SweepReport, epoch_from_db, epoch_to_db,
+    NewGroupMessage, NewKeyPackage, NewLinkRequest, Posted, QueueRead, QueueRow, V2Error, V2Store,
+    V2SweepReport, epoch_from_db, epoch_to_db,
 };
-use crate::store::SWEEP_BATCH;
 
 const DEVICE_COLUMNS: &str =
     "id, user_id, signature_key, link_signer, link_signature, created_at, revoked_at";
@@ -756,9 +756,8 @@ impl V2Store for SqliteStore {
             .await?;
         }
         if !removed.is_empty() {
-            let mut delete = QueryBuilder::<Sqlite>::new(
-                "DELETE FROM v2_group_members WHERE group_id = ",
-            );
+            let mut delete =
+                QueryBuilder::<Sqlite>::new("DELETE FROM v2_group_members WHERE group_id = ");
             delete.push_bind(commit.group.as_bytes());
             delete.push(" AND device_id IN ");
             push_list(&mut delete, removed.iter().copied());
@@ -844,13 +843,12 @@ impl V2Store for SqliteStore {
         let mut report = V2SweepReport::default();
         loop {
             let mut tx = self.writer.begin().await?;
-            let ids: Vec<i64> = sqlx::query_scalar(
-                "SELECT id FROM v2_messages WHERE expires_at <= $1 LIMIT $2",
-            )
-            .bind(ms(now))
-            .bind(SWEEP_BATCH)
-            .fetch_all(&mut *tx)
-            .await?;
+            let ids: Vec<i64> =
+                sqlx::query_scalar("SELECT id FROM v2_messages WHERE expires_at <= $1 LIMIT $2")
+                    .bind(ms(now))
+                    .bind(SWEEP_BATCH)
+                    .fetch_all(&mut *tx)
+                    .await?;
             if ids.is_empty() {
                 break;
             }
@@ -917,4 +915,3 @@ async fn tally(
         last_resort: last_resort > 0,
     })
 }
-

@@ -13,7 +13,9 @@ use kavro_proto::v2::api::QueueKind;
 use kavro_proto::v2::{GroupId, MlsDeviceId, QueueSeq};
 use uuid::Uuid;
 
-use super::{NewCommit, NewDevice, NewGroupMessage, NewKeyPackage, NewLinkRequest, V2Error, V2Store};
+use super::{
+    NewCommit, NewDevice, NewGroupMessage, NewKeyPackage, NewLinkRequest, V2Error, V2Store,
+};
 use crate::clock::after;
 use crate::store::{NewUser, Store, StoreOptions};
 
@@ -91,7 +93,11 @@ async fn root(v2: &dyn V2Store, user: UserId, key: u8, now: DateTime<Utc>) -> Ml
     .unwrap()
 }
 
-async fn bodies(v2: &dyn V2Store, device: MlsDeviceId, now: DateTime<Utc>) -> Vec<(QueueKind, Vec<u8>)> {
+async fn bodies(
+    v2: &dyn V2Store,
+    device: MlsDeviceId,
+    now: DateTime<Utc>,
+) -> Vec<(QueueKind, Vec<u8>)> {
     v2.queue(device, QueueSeq(0), 500, now)
         .await
         .unwrap()
@@ -111,28 +117,60 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
     // same account, a key belongs to one device.
     let a1 = root(v2, alice, 1, t0).await;
     assert!(matches!(
-        v2.add_device(NewDevice { user: alice, signature_key: &[9; 32], link: None, now: t0 }).await,
+        v2.add_device(NewDevice {
+            user: alice,
+            signature_key: &[9; 32],
+            link: None,
+            now: t0
+        })
+        .await,
         Err(V2Error::RootExists)
     ));
     let a2 = v2
-        .add_device(NewDevice { user: alice, signature_key: &[2; 32], link: Some((a1, &[7; 64])), now: at(1) })
+        .add_device(NewDevice {
+            user: alice,
+            signature_key: &[2; 32],
+            link: Some((a1, &[7; 64])),
+            now: at(1),
+        })
         .await
         .unwrap();
     assert!(matches!(
-        v2.add_device(NewDevice { user: bob, signature_key: &[1; 32], link: None, now: t0 }).await,
+        v2.add_device(NewDevice {
+            user: bob,
+            signature_key: &[1; 32],
+            link: None,
+            now: t0
+        })
+        .await,
         Err(V2Error::KeyTaken)
     ));
     let b1 = root(v2, bob, 11, t0).await;
     assert!(matches!(
-        v2.add_device(NewDevice { user: alice, signature_key: &[3; 32], link: Some((b1, &[7; 64])), now: t0 }).await,
+        v2.add_device(NewDevice {
+            user: alice,
+            signature_key: &[3; 32],
+            link: Some((b1, &[7; 64])),
+            now: t0
+        })
+        .await,
         Err(V2Error::SignerInvalid)
     ));
     assert!(matches!(
-        v2.add_device(NewDevice { user: alice, signature_key: &[3; 32], link: Some((MlsDeviceId(i64::MAX), &[7; 64])), now: t0 }).await,
+        v2.add_device(NewDevice {
+            user: alice,
+            signature_key: &[3; 32],
+            link: Some((MlsDeviceId(i64::MAX), &[7; 64])),
+            now: t0
+        })
+        .await,
         Err(V2Error::SignerInvalid)
     ));
     let listed = v2.devices_of(alice).await.unwrap();
-    assert_eq!(listed.iter().map(|d| d.id).collect::<Vec<_>>(), vec![a1, a2]);
+    assert_eq!(
+        listed.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![a1, a2]
+    );
     assert_eq!(listed[0].link, None);
     assert_eq!(listed[1].link, Some((a1, vec![7; 64])));
     assert_eq!(listed[1].signature_key, vec![2; 32]);
@@ -153,16 +191,49 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
     })
     .await
     .unwrap();
-    let found = v2.link_request_by_code(alice, &[5; 32], at(1), 3).await.unwrap().unwrap();
-    assert_eq!((found.id, found.signature_key.clone(), found.device_id), (request, vec![4; 32], None));
-    assert!(v2.link_request_by_code(bob, &[5; 32], at(1), 3).await.unwrap().is_none());
-    assert!(v2.link_request_by_code(alice, &[5; 32], at(600), 3).await.unwrap().is_none(), "expired");
+    let found = v2
+        .link_request_by_code(alice, &[5; 32], at(1), 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.id, found.signature_key.clone(), found.device_id),
+        (request, vec![4; 32], None)
+    );
+    assert!(
+        v2.link_request_by_code(bob, &[5; 32], at(1), 3)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        v2.link_request_by_code(alice, &[5; 32], at(600), 3)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
     v2.link_failed(request).await.unwrap();
     assert_eq!(v2.link_request(request).await.unwrap().unwrap().failures, 1);
-    assert!(v2.link_request_by_code(alice, &[5; 32], at(1), 1).await.unwrap().is_none(), "locked");
-    let a3 = v2.approve_link(request, a2, &[8; 64], at(2), 3).await.unwrap();
-    assert_eq!(v2.link_request(request).await.unwrap().unwrap().device_id, Some(a3));
-    assert!(matches!(v2.approve_link(request, a2, &[8; 64], at(2), 3).await, Err(V2Error::LinkGone)));
+    assert!(
+        v2.link_request_by_code(alice, &[5; 32], at(1), 1)
+            .await
+            .unwrap()
+            .is_none(),
+        "locked"
+    );
+    let a3 = v2
+        .approve_link(request, a2, &[8; 64], at(2), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        v2.link_request(request).await.unwrap().unwrap().device_id,
+        Some(a3)
+    );
+    assert!(matches!(
+        v2.approve_link(request, a2, &[8; 64], at(2), 3).await,
+        Err(V2Error::LinkGone)
+    ));
     for i in 0..2u8 {
         v2.create_link_request(NewLinkRequest {
             id: Uuid::new_v4(),
@@ -194,16 +265,29 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
     // last-resort one only when nothing else is left, and kept.
     let far = at(86_400);
     let tally = v2
-        .add_key_packages(a1, &[kp(1, far), kp(2, far), kp(3, at(10))], Some(&kp(0, far)), 4, t0)
+        .add_key_packages(
+            a1,
+            &[kp(1, far), kp(2, far), kp(3, at(10))],
+            Some(&kp(0, far)),
+            4,
+            t0,
+        )
         .await
         .unwrap();
     assert_eq!((tally.remaining, tally.last_resort), (3, true));
     assert!(matches!(
-        v2.add_key_packages(a1, &[kp(4, far), kp(5, far)], None, 4, t0).await,
+        v2.add_key_packages(a1, &[kp(4, far), kp(5, far)], None, 4, t0)
+            .await,
         Err(V2Error::TooManyKeyPackages { have: 3, max: 4 })
     ));
-    assert_eq!(v2.key_package_tally(a1, t0).await.unwrap().remaining, 3, "nothing half-stored");
-    v2.add_key_packages(a2, &[kp(21, far)], None, 4, t0).await.unwrap();
+    assert_eq!(
+        v2.key_package_tally(a1, t0).await.unwrap().remaining,
+        3,
+        "nothing half-stored"
+    );
+    v2.add_key_packages(a2, &[kp(21, far)], None, 4, t0)
+        .await
+        .unwrap();
     let claimed = v2.claim_key_packages(alice, at(20)).await.unwrap();
     assert_eq!(
         claimed.packages,
@@ -220,19 +304,47 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
     }
     let tally = v2.key_package_tally(a1, at(20)).await.unwrap();
     assert_eq!((tally.remaining, tally.last_resort), (0, true));
-    assert!(v2.claim_key_packages(UserId(i64::MAX), t0).await.unwrap().packages.is_empty());
+    assert!(
+        v2.claim_key_packages(UserId(i64::MAX), t0)
+            .await
+            .unwrap()
+            .packages
+            .is_empty()
+    );
 
     // Groups: create, membership, one order per group.
     let group = GroupId::from_bytes(b"group-1").unwrap();
     v2.create_group(&group, a1, t0).await.unwrap();
-    assert!(matches!(v2.create_group(&group, b1, t0).await, Err(V2Error::GroupExists)));
+    assert!(matches!(
+        v2.create_group(&group, b1, t0).await,
+        Err(V2Error::GroupExists)
+    ));
     let other = GroupId::from_bytes(b"nowhere").unwrap();
-    assert!(matches!(v2.post_message(message(&other, a1, 0, b"x", t0)).await, Err(V2Error::UnknownGroup)));
-    assert!(matches!(v2.post_message(message(&group, b1, 0, b"x", t0)).await, Err(V2Error::NotMember)));
-    assert!(matches!(v2.post_commit(commit(&group, b1, 0, b"c", &[], &[], t0)).await, Err(V2Error::NotMember)));
+    assert!(matches!(
+        v2.post_message(message(&other, a1, 0, b"x", t0)).await,
+        Err(V2Error::UnknownGroup)
+    ));
+    assert!(matches!(
+        v2.post_message(message(&group, b1, 0, b"x", t0)).await,
+        Err(V2Error::NotMember)
+    ));
+    assert!(matches!(
+        v2.post_commit(commit(&group, b1, 0, b"c", &[], &[], t0))
+            .await,
+        Err(V2Error::NotMember)
+    ));
     // Bad membership changes are refused whole.
     assert!(matches!(
-        v2.post_commit(commit(&group, a1, 0, b"c", &[MlsDeviceId(i64::MAX)], &[], t0)).await,
+        v2.post_commit(commit(
+            &group,
+            a1,
+            0,
+            b"c",
+            &[MlsDeviceId(i64::MAX)],
+            &[],
+            t0
+        ))
+        .await,
         Err(V2Error::CannotAdd(_))
     ));
     assert!(matches!(
@@ -243,14 +355,25 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
         v2.post_commit(commit(&group, a1, 0, b"c", &[], &[b1], t0)).await,
         Err(V2Error::CannotRemove(d)) if d == b1
     ));
-    assert_eq!(v2.group(&group).await.unwrap().unwrap().epoch, 0, "nothing half-stored");
+    assert_eq!(
+        v2.group(&group).await.unwrap().unwrap().epoch,
+        0,
+        "nothing half-stored"
+    );
 
     // Epoch 0 -> 1: a1 adds a2 and b1; they get the welcome.
-    let posted = v2.post_commit(commit(&group, a1, 0, b"c0", &[b1, a2], &[], at(1))).await.unwrap();
-    assert_eq!((posted.epoch, posted.recipients, posted.created), (1, 2, true));
+    let posted = v2
+        .post_commit(commit(&group, a1, 0, b"c0", &[b1, a2], &[], at(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (posted.epoch, posted.recipients, posted.created),
+        (1, 2, true)
+    );
     assert_eq!(posted.woken, vec![a2, b1]);
     assert!(matches!(
-        v2.post_commit(commit(&group, a2, 0, b"late", &[], &[], at(1))).await,
+        v2.post_commit(commit(&group, a2, 0, b"late", &[], &[], at(1)))
+            .await,
         Err(V2Error::WrongEpoch { current: 1 })
     ));
     assert!(matches!(
@@ -259,8 +382,14 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
     ));
     let state = v2.group(&group).await.unwrap().unwrap();
     assert_eq!((state.epoch, state.members.clone()), (1, vec![a1, a2, b1]));
-    assert_eq!(bodies(v2, b1, at(1)).await, vec![(QueueKind::Welcome, b"welcome".to_vec())]);
-    assert!(bodies(v2, a1, at(1)).await.is_empty(), "the committer gets nothing back");
+    assert_eq!(
+        bodies(v2, b1, at(1)).await,
+        vec![(QueueKind::Welcome, b"welcome".to_vec())]
+    );
+    assert!(
+        bodies(v2, a1, at(1)).await.is_empty(),
+        "the committer gets nothing back"
+    );
 
     // Application messages go to every other member, once (idempotent).
     let id = Uuid::new_v4();
@@ -268,22 +397,49 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
     hello.client_msg_id = Some(id);
     let first = v2.post_message(hello.clone()).await.unwrap();
     let again = v2.post_message(hello).await.unwrap();
-    assert_eq!((again.id, again.created, again.recipients), (first.id, false, 2));
+    assert_eq!(
+        (again.id, again.created, again.recipients),
+        (first.id, false, 2)
+    );
     let read = v2.queue(b1, QueueSeq(0), 10, at(2)).await.unwrap();
-    assert_eq!(read.entries.iter().map(|e| e.seq.0).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        read.entries.iter().map(|e| e.seq.0).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     let hello = &read.entries[1];
-    assert_eq!((hello.kind, hello.epoch, hello.sender, hello.group.clone()), (QueueKind::Application, 1, a1, group.clone()));
+    assert_eq!(
+        (hello.kind, hello.epoch, hello.sender, hello.group.clone()),
+        (QueueKind::Application, 1, a1, group.clone())
+    );
     assert_eq!(hello.created_at, at(2));
     let page = v2.queue(b1, QueueSeq(1), 10, at(2)).await.unwrap();
     assert_eq!(page.entries.len(), 1);
-    assert_eq!(v2.queue(b1, QueueSeq(0), 1, at(2)).await.unwrap().entries.len(), 1, "limit");
+    assert_eq!(
+        v2.queue(b1, QueueSeq(0), 1, at(2))
+            .await
+            .unwrap()
+            .entries
+            .len(),
+        1,
+        "limit"
+    );
 
     // Cumulative ack: up to 1 leaves 2; acking past the end stops at the end.
     assert_eq!(v2.ack_queue(b1, QueueSeq(1)).await.unwrap(), QueueSeq(1));
-    assert_eq!(bodies(v2, b1, at(2)).await, vec![(QueueKind::Application, b"hello".to_vec())]);
+    assert_eq!(
+        bodies(v2, b1, at(2)).await,
+        vec![(QueueKind::Application, b"hello".to_vec())]
+    );
     assert_eq!(v2.ack_queue(b1, QueueSeq(99)).await.unwrap(), QueueSeq(2));
-    assert_eq!(v2.queue(b1, QueueSeq(0), 10, at(2)).await.unwrap().acked, QueueSeq(2));
-    assert_eq!(v2.ack_queue(b1, QueueSeq(1)).await.unwrap(), QueueSeq(2), "never moves back");
+    assert_eq!(
+        v2.queue(b1, QueueSeq(0), 10, at(2)).await.unwrap().acked,
+        QueueSeq(2)
+    );
+    assert_eq!(
+        v2.ack_queue(b1, QueueSeq(1)).await.unwrap(),
+        QueueSeq(2),
+        "never moves back"
+    );
 
     // Quota: an application message is refused when a recipient is full; a
     // commit never is (a full device must stay removable).
@@ -291,19 +447,37 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
     let mut full = message(&group, a1, 1, b"full", at(3));
     full.max_pending = 1;
     v2.post_message(full.clone()).await.unwrap();
-    assert!(matches!(v2.post_message(full).await, Err(V2Error::QuotaExceeded)));
+    assert!(matches!(
+        v2.post_message(full).await,
+        Err(V2Error::QuotaExceeded)
+    ));
 
     // Epoch 1 -> 2: a1 removes b1: b1 gets the commit, then nothing more.
-    let posted = v2.post_commit(commit(&group, a1, 1, b"c1", &[], &[b1], at(4))).await.unwrap();
+    let posted = v2
+        .post_commit(commit(&group, a1, 1, b"c1", &[], &[b1], at(4)))
+        .await
+        .unwrap();
     assert_eq!((posted.epoch, posted.recipients), (2, 2));
-    v2.post_message(message(&group, a1, 2, b"after", at(5))).await.unwrap();
+    v2.post_message(message(&group, a1, 2, b"after", at(5)))
+        .await
+        .unwrap();
     assert_eq!(
         bodies(v2, b1, at(5)).await,
-        vec![(QueueKind::Application, b"full".to_vec()), (QueueKind::Commit, b"c1".to_vec())]
+        vec![
+            (QueueKind::Application, b"full".to_vec()),
+            (QueueKind::Commit, b"c1".to_vec())
+        ]
     );
-    assert!(matches!(v2.post_message(message(&group, b1, 2, b"x", at(5))).await, Err(V2Error::NotMember)));
+    assert!(matches!(
+        v2.post_message(message(&group, b1, 2, b"x", at(5))).await,
+        Err(V2Error::NotMember)
+    ));
     assert_eq!(
-        bodies(v2, a2, at(5)).await.into_iter().map(|(_, b)| b).collect::<Vec<_>>(),
+        bodies(v2, a2, at(5))
+            .await
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect::<Vec<_>>(),
         vec![b"full".to_vec(), b"c1".to_vec(), b"after".to_vec()]
     );
 
@@ -311,12 +485,24 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
     assert!(v2.revoke_device(a2, at(6)).await.unwrap());
     assert!(!v2.revoke_device(a2, at(6)).await.unwrap());
     assert!(bodies(v2, a2, at(6)).await.is_empty());
-    assert_eq!(v2.device(a2).await.unwrap().unwrap().revoked_at, Some(at(6)));
+    assert_eq!(
+        v2.device(a2).await.unwrap().unwrap().revoked_at,
+        Some(at(6))
+    );
     assert!(matches!(
-        v2.add_device(NewDevice { user: alice, signature_key: &[6; 32], link: Some((a2, &[7; 64])), now: at(6) }).await,
+        v2.add_device(NewDevice {
+            user: alice,
+            signature_key: &[6; 32],
+            link: Some((a2, &[7; 64])),
+            now: at(6)
+        })
+        .await,
         Err(V2Error::SignerInvalid)
     ));
-    let posted = v2.post_message(message(&group, a1, 2, b"no a2", at(7))).await.unwrap();
+    let posted = v2
+        .post_message(message(&group, a1, 2, b"no a2", at(7)))
+        .await
+        .unwrap();
     assert_eq!(posted.recipients, 0, "a revoked member is skipped");
     assert_eq!(v2.key_package_tally(a2, at(7)).await.unwrap().remaining, 0);
 
@@ -340,14 +526,21 @@ pub async fn concurrent_commits(v2: Arc<dyn V2Store>, store: &dyn Store) {
     let mut devices = vec![first];
     for key in 101..110u8 {
         devices.push(
-            v2.add_device(NewDevice { user: owner, signature_key: &[key; 32], link: Some((first, &[1; 64])), now })
-                .await
-                .unwrap(),
+            v2.add_device(NewDevice {
+                user: owner,
+                signature_key: &[key; 32],
+                link: Some((first, &[1; 64])),
+                now,
+            })
+            .await
+            .unwrap(),
         );
     }
     let group = GroupId::from_bytes(b"race").unwrap();
     v2.create_group(&group, first, now).await.unwrap();
-    v2.post_commit(commit(&group, first, 0, b"add", &devices[1..], &[], now)).await.unwrap();
+    v2.post_commit(commit(&group, first, 0, b"add", &devices[1..], &[], now))
+        .await
+        .unwrap();
     for epoch in 1..=5u64 {
         let mut tasks = Vec::new();
         for (i, device) in devices.iter().enumerate() {
@@ -356,7 +549,8 @@ pub async fn concurrent_commits(v2: Arc<dyn V2Store>, store: &dyn Store) {
             let device = *device;
             tasks.push(tokio::spawn(async move {
                 let body = format!("{epoch}:{i}").into_bytes();
-                v2.post_commit(commit(&group, device, epoch, &body, &[], &[], now)).await
+                v2.post_commit(commit(&group, device, epoch, &body, &[], &[], now))
+                    .await
             }));
         }
         let mut winners = 0;
@@ -377,7 +571,10 @@ pub async fn concurrent_commits(v2: Arc<dyn V2Store>, store: &dyn Store) {
     for device in &devices {
         let read = v2.queue(*device, QueueSeq(0), 500, now).await.unwrap();
         let seqs: Vec<i64> = read.entries.iter().map(|e| e.seq.0).collect();
-        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "gap-free: {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "gap-free: {seqs:?}"
+        );
         orders.push(
             read.entries
                 .into_iter()
@@ -389,7 +586,12 @@ pub async fn concurrent_commits(v2: Arc<dyn V2Store>, store: &dyn Store) {
     let epochs: BTreeSet<u64> = orders.iter().flatten().map(|(e, _)| *e).collect();
     assert_eq!(epochs, (1..=5).collect());
     for epoch in 1..=5 {
-        let bodies: BTreeSet<&Vec<u8>> = orders.iter().flatten().filter(|(e, _)| *e == epoch).map(|(_, b)| b).collect();
+        let bodies: BTreeSet<&Vec<u8>> = orders
+            .iter()
+            .flatten()
+            .filter(|(e, _)| *e == epoch)
+            .map(|(_, b)| b)
+            .collect();
         assert_eq!(bodies.len(), 1, "one commit per epoch");
     }
 }
@@ -401,11 +603,15 @@ pub async fn concurrent_claims(v2: Arc<dyn V2Store>, store: &dyn Store) {
     let device = root(v2.as_ref(), owner, 200, now).await;
     let far = after(now, Duration::from_secs(86_400));
     let packages: Vec<NewKeyPackage> = (0..40u8).map(|i| kp(i, far)).collect();
-    v2.add_key_packages(device, &packages, Some(&kp(255, far)), 100, now).await.unwrap();
+    v2.add_key_packages(device, &packages, Some(&kp(255, far)), 100, now)
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..60 {
         let v2 = v2.clone();
-        tasks.push(tokio::spawn(async move { v2.claim_key_packages(owner, now).await }));
+        tasks.push(tokio::spawn(async move {
+            v2.claim_key_packages(owner, now).await
+        }));
     }
     let mut seen = BTreeSet::new();
     let mut last_resort = 0;
@@ -434,7 +640,9 @@ fn sqlite_options(dir: &std::path::Path) -> StoreOptions {
 #[tokio::test]
 async fn v2_story_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, v2) = crate::store::connect_all(&sqlite_options(dir.path())).await.unwrap();
+    let (store, v2) = crate::store::connect_all(&sqlite_options(dir.path()))
+        .await
+        .unwrap();
     story(store.as_ref(), v2.as_ref()).await;
     concurrent_commits(v2.clone(), store.as_ref()).await;
     concurrent_claims(v2, store.as_ref()).await;
