@@ -87,6 +87,17 @@ pub enum Scenario {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=60))]
         wait: u32,
     },
+    /// v1 sends with long-poll delivery, then v2 (MLS) group messages to
+    /// groups of --group-size devices at the same --rate, in one run: relay
+    /// CPU per message, messages/s and delivery latency of each
+    Groups {
+        /// Devices per group (the sender and its recipients)
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=100))]
+        group_size: u32,
+        /// Long-poll wait in seconds (1–60)
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=60))]
+        wait: u32,
+    },
     /// Failed logins of existing vs unknown users, one at a time: does the
     /// time tell which accounts exist? (--duration and --warmup do not apply)
     LoginTiming {
@@ -134,6 +145,7 @@ impl Scenario {
             Self::Inbox { .. } => "inbox",
             Self::Mixed { .. } => "mixed",
             Self::Delivery { .. } => "delivery",
+            Self::Groups { .. } => "groups",
             Self::IdlePolls { .. } => "idle-polls",
             Self::LoginTiming { .. } => "login-timing",
             Self::Seed { .. } => "seed",
@@ -214,7 +226,13 @@ impl Cli {
             Scenario::LoginTiming { logins, .. } if *logins == 0 => {
                 Err("login-timing needs --logins of at least 1".into())
             }
-            Scenario::Send | Scenario::LoginTiming { .. } | Scenario::Seed { .. } => Ok(()),
+            Scenario::Groups { group_size, .. } if self.users < *group_size as usize => Err(
+                format!("--users must be at least --group-size ({group_size}): one group at least"),
+            ),
+            Scenario::Send
+            | Scenario::LoginTiming { .. }
+            | Scenario::Seed { .. }
+            | Scenario::Groups { .. } => Ok(()),
         }
     }
 
@@ -270,6 +288,7 @@ impl Cli {
         match &self.scenario {
             Scenario::IdlePolls { count, .. } => *count,
             Scenario::Delivery { .. } => self.concurrency + self.receivers(),
+            Scenario::Groups { .. } => self.concurrency + self.users,
             _ => self.concurrency,
         }
         .max(self.setup_concurrency)

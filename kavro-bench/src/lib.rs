@@ -107,6 +107,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Scenario::Delivery { wait, .. } => {
             scenarios::delivery::run(ctx, cli.receivers(), wait).await
         }
+        Scenario::Groups { group_size, wait } => {
+            scenarios::groups::run(ctx, group_size as usize, wait, &monitor, cli.warmup, cli.duration).await?
+        }
         Scenario::IdlePolls {
             count,
             per_user,
@@ -180,6 +183,10 @@ fn options(cli: &Cli) -> Map<String, Value> {
         }
         Scenario::Delivery { wait, .. } => {
             map.insert("receivers".into(), json!(cli.receivers()));
+            map.insert("wait".into(), json!(wait));
+        }
+        Scenario::Groups { group_size, wait } => {
+            map.insert("group_size".into(), json!(group_size));
             map.insert("wait".into(), json!(wait));
         }
         Scenario::IdlePolls {

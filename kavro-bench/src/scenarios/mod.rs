@@ -2,6 +2,7 @@
 //! and a lean view of an inbox page.
 
 pub mod delivery;
+pub mod groups;
 pub mod idle;
 pub mod inbox;
 pub mod login_timing;

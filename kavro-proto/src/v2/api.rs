@@ -305,6 +305,8 @@ impl QueueKind {
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 pub struct QueueEntry {
     pub seq: QueueSeq,
+    /// The stored message (the same for every device it was queued for).
+    pub id: V2MessageId,
     pub kind: QueueKind,
     pub group_id: GroupIdText,
     /// The epoch the message was sent in (a commit's old epoch; for a
@@ -352,6 +354,7 @@ mod tests {
         assert!(body.welcome.is_none() && body.client_msg_id.is_none());
         let entry = QueueEntry {
             seq: QueueSeq(7),
+            id: V2MessageId(3),
             kind: QueueKind::Welcome,
             group_id: GroupIdText::from("AQI"),
             epoch: 1,

@@ -198,6 +198,7 @@ pub struct Posted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueRow {
     pub seq: QueueSeq,
+    pub id: V2MessageId,
     pub kind: QueueKind,
     pub group: GroupId,
     pub epoch: u64,

@@ -47,6 +47,7 @@ impl QueueApi {
                 .into_iter()
                 .map(|e| QueueEntry {
                     seq: e.seq,
+                    id: e.id,
                     kind: e.kind,
                     group_id: GroupIdText::from(e.group.to_text()),
                     epoch: e.epoch,

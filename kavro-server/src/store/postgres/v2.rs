@@ -890,7 +890,7 @@ impl V2Store for PgStore {
     ) -> Result<QueueRead, V2Error> {
         let mut conn = self.primary.acquire().await?;
         let rows = sqlx::query(
-            "SELECT q.seq, m.kind, m.group_id, m.epoch, m.sender_device, m.body, m.created_at
+            "SELECT q.seq, m.id, m.kind, m.group_id, m.epoch, m.sender_device, m.body, m.created_at
              FROM v2_queue q JOIN v2_messages m ON m.id = q.message_id
              WHERE q.device_id = $1 AND q.seq > $2 AND m.expires_at > $3
              ORDER BY q.seq LIMIT $4",
@@ -908,6 +908,7 @@ impl V2Store for PgStore {
                 let group: Vec<u8> = row.try_get("group_id")?;
                 Ok(QueueRow {
                     seq: QueueSeq(row.try_get("seq")?),
+                    id: V2MessageId(row.try_get("id")?),
                     kind: QueueKind::from_code(kind)
                         .ok_or_else(|| sqlx::Error::Decode("unknown message kind".into()))?,
                     group: GroupId::from_bytes(&group)

@@ -407,6 +407,7 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
         vec![1, 2]
     );
     let hello = &read.entries[1];
+    assert_eq!(hello.id, first.id, "the entry names the stored message");
     assert_eq!(
         (hello.kind, hello.epoch, hello.sender, hello.group.clone()),
         (QueueKind::Application, 1, a1, group.clone())
