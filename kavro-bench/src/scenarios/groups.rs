@@ -245,9 +245,11 @@ pub async fn run(
     let mut arrivals = 0u64;
     for (part, stamps) in &received {
         recorder.merge(part);
+        // Only the benchmark's messages (not the welcomes of the setup).
         for (id, arrived) in stamps {
+            let Some(sent) = sent_at.get(id) else { continue };
             arrivals += 1;
-            if let Some(sent) = sent_at.get(id).filter(|s| **s >= measured_from) {
+            if *sent >= measured_from {
                 recorder.op(GROUP_DELIVERY).record_micros(arrived.saturating_sub(*sent));
             }
         }
@@ -356,12 +358,14 @@ async fn receive(
             () = stop.cancelled() => break,
         };
         let arrived = micros(window.start.elapsed());
-        recorder.op(QUEUE_POLL).outcome(&window, started, &result);
-        let page = match result.as_deref().map(serde_json::from_slice::<Page>) {
-            Ok(Ok(page)) => page,
-            Ok(Err(_)) => continue,
+        if result.is_ok() && window.measured(started) {
+            recorder.op(QUEUE_POLL).record(started.elapsed());
+        }
+        let page = match result.and_then(|body| super::parse::<Page>(&body)) {
+            Ok(page) => page,
             Err(failure) => {
-                back_off(failure).await;
+                recorder.op(QUEUE_POLL).fail(&failure, window.measured(started));
+                back_off(&failure).await;
                 continue;
             }
         };
