@@ -23,11 +23,11 @@ pub enum Command {
     Trust { peer: String },
     /// Send what is waiting in the outbox now.
     RetryOutbox,
-    /// Ask the relay whether a message we sent was delivered.
-    CheckDelivery {
+    /// Ask the relay whether messages we sent to `peer` that are not
+    /// delivered yet (`(local id, relay id)`) have been.
+    CheckDeliveries {
         peer: String,
-        local_id: LocalId,
-        relay_id: MessageId,
+        messages: Vec<(LocalId, MessageId)>,
     },
     /// Log in (or register) from the form.
     Login {

@@ -18,6 +18,8 @@ use crate::pinning::KeyState;
 const NOTICE_SECS: i64 = 6;
 /// How often stored messages of the open conversation are checked for delivery.
 const DELIVERY_CHECK_SECS: i64 = 10;
+/// At most this many of them per check (the newest).
+const DELIVERY_CHECK_MAX: usize = 20;
 /// Messages older than this are not checked for delivery any more.
 const DELIVERY_CHECK_MAX_AGE_HOURS: i64 = 48;
 /// Lines one mouse-wheel step scrolls.
@@ -534,7 +536,8 @@ fn on_tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
         return Vec::new();
     };
     let oldest = now - chrono::Duration::hours(DELIVERY_CHECK_MAX_AGE_HOURS);
-    state
+    // Only messages still not delivered, in one command.
+    let messages: Vec<_> = state
         .conversation(&peer)
         .map(|c| {
             c.messages
@@ -542,17 +545,17 @@ fn on_tick(state: &mut State, now: DateTime<Utc>) -> Vec<Command> {
                 .rev()
                 .filter(|m| m.status == Some(SendStatus::Stored) && m.sent_at >= oldest)
                 .filter_map(|m| match (m.id, m.relay_id) {
-                    (ViewId::Local(local_id), Some(relay_id)) => Some(Command::CheckDelivery {
-                        peer: peer.clone(),
-                        local_id,
-                        relay_id,
-                    }),
+                    (ViewId::Local(local_id), Some(relay_id)) => Some((local_id, relay_id)),
                     _ => None,
                 })
-                .take(3)
+                .take(DELIVERY_CHECK_MAX)
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if messages.is_empty() {
+        return Vec::new();
+    }
+    vec![Command::CheckDeliveries { peer, messages }]
 }
 
 /// Moves `peer` to the top of the list (most recent activity first),

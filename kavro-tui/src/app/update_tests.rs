@@ -514,10 +514,9 @@ fn ticks_expire_notices_and_ask_for_delivery_receipts() {
     );
     assert_eq!(
         commands,
-        vec![Command::CheckDelivery {
+        vec![Command::CheckDeliveries {
             peer: "bob".into(),
-            local_id: LocalId(10),
-            relay_id: MessageId(99)
+            messages: vec![(LocalId(10), MessageId(99))],
         }]
     );
     assert!(state.notice.is_none(), "notices last a few seconds");

@@ -80,7 +80,7 @@ pub struct Cli {
     #[arg(long, global = true, display_order = 902)]
     pub json: bool,
 
-    /// Chat app: seconds between inbox polls when the relay has no long-poll
+    /// Seconds between inbox polls (chat app, inbox --watch) when the relay has no long-poll
     #[arg(
         long,
         global = true,

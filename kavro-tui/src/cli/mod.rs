@@ -21,7 +21,7 @@ use self::output::{Printer, json_time};
 use crate::config::Profile;
 use crate::keystore::{ENV_KEY_STORE, KeyStoreKind, Keystores};
 use crate::paths::Dirs;
-use crate::relay::HttpRelay;
+use crate::relay::{HttpRelay, LongPoll};
 use crate::session::{DeliveryOutcome, FlushReport, Session, SessionError, SyncOptions};
 
 /// Longest long-poll `inbox --watch` asks for.
@@ -144,7 +144,10 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Logout => logout(&mut session, &printer).await,
         Command::Whoami => whoami(&session, &printer).await,
         Command::Send(args) => send(&session, &printer, args).await,
-        Command::Inbox(args) => inbox(&session, &printer, args).await,
+        Command::Inbox(args) => {
+            let poll_interval = Duration::from_secs(cli.poll_interval);
+            inbox(&session, &printer, args, poll_interval).await
+        }
         Command::History(args) => history(&session, &printer, args).await,
         Command::Contacts => contacts(&session, &printer).await,
         Command::Fingerprint { username } => {
@@ -168,9 +171,9 @@ async fn chat(cli: &Cli, session: Session) -> anyhow::Result<u8> {
         );
     }
     let options = crate::app::AppOptions {
-        sync: crate::app::worker::SyncSettings {
+        sync: crate::app::sync::SyncSettings {
             poll_interval: Duration::from_secs(cli.poll_interval),
-            ..crate::app::worker::SyncSettings::default()
+            ..crate::app::sync::SyncSettings::default()
         },
     };
     crate::app::run(session, options).await?;
@@ -366,7 +369,12 @@ async fn warn_changed(session: &Session) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn inbox(session: &Session, printer: &Printer, args: &InboxArgs) -> anyhow::Result<u8> {
+async fn inbox(
+    session: &Session,
+    printer: &Printer,
+    args: &InboxArgs,
+    poll_interval: Duration,
+) -> anyhow::Result<u8> {
     let me = session.account()?.username.clone();
     // Sends that did not get through earlier go out first.
     match session.flush_outbox().await {
@@ -376,11 +384,11 @@ async fn inbox(session: &Session, printer: &Printer, args: &InboxArgs) -> anyhow
     }
     if args.watch {
         tokio::select! {
-            result = inbox_loop(session, printer, args, &me) => result?,
+            result = inbox_loop(session, printer, args, &me, poll_interval) => result?,
             _ = tokio::signal::ctrl_c() => {}
         }
     } else {
-        inbox_loop(session, printer, args, &me).await?;
+        inbox_loop(session, printer, args, &me, poll_interval).await?;
     }
     warn_changed(session).await?;
     Ok(exit::OK)
@@ -391,7 +399,15 @@ async fn inbox_loop(
     printer: &Printer,
     args: &InboxArgs,
     me: &str,
+    poll_interval: Duration,
 ) -> anyhow::Result<()> {
+    // What the relay holds a request for; a relay without long-poll is
+    // polled every `poll_interval` instead.
+    let long_poll = if args.watch {
+        session.long_poll().await.unwrap_or(LongPoll::Off)
+    } else {
+        LongPoll::Off
+    };
     let mut remaining = args.limit;
     let mut drained = false;
     let mut shown = 0usize;
@@ -401,7 +417,7 @@ async fn inbox_loop(
         let options = SyncOptions {
             limit: page,
             wait: if args.watch && drained {
-                WATCH_WAIT_SECS
+                long_poll.wait(WATCH_WAIT_SECS)
             } else {
                 0
             },
@@ -464,6 +480,8 @@ async fn inbox_loop(
             }
             if !drained {
                 warn("Waiting for new messages; Ctrl-C stops.");
+            } else if long_poll == LongPoll::Off {
+                tokio::time::sleep(poll_interval).await;
             }
             drained = true;
         }

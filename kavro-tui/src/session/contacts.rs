@@ -44,6 +44,30 @@ impl Session {
         Ok(self.history.contacts().await?)
     }
 
+    /// The contact named `username` (any case), if pinned here.
+    pub async fn contact(&self, username: &str) -> Result<Option<Contact>, SessionError> {
+        Ok(self.history.contact(username).await?)
+    }
+
+    /// The contacts that messages waiting in the outbox are addressed to.
+    pub async fn queued_peers(&self) -> Result<Vec<String>, SessionError> {
+        let recipients: std::collections::BTreeSet<UserId> = self
+            .history
+            .outbox()
+            .await?
+            .iter()
+            .map(|entry| entry.recipient_id)
+            .collect();
+        Ok(self
+            .history
+            .contacts()
+            .await?
+            .into_iter()
+            .filter(|c| recipients.contains(&c.user_id))
+            .map(|c| c.username)
+            .collect())
+    }
+
     /// Contacts whose key changed and is not trusted yet: warn about these
     /// on every read.
     pub async fn changed_contacts(&self) -> Result<Vec<Contact>, SessionError> {

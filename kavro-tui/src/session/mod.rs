@@ -13,6 +13,8 @@ mod error;
 mod inbox;
 mod outgoing;
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use crate::config::{AccountConfig, Profile};
 use crate::history::History;
 use crate::keystore::{AccessToken, AccountKey, Keystores, SecretStore};
 use crate::paths::ensure_private_dir;
-use crate::relay::{Relay, RelayError};
+use crate::relay::{LongPoll, Relay, RelayError};
 
 /// One profile's client.
 pub struct Session {
@@ -76,13 +78,13 @@ impl Session {
         &self.profile
     }
 
-    pub fn relay(&self) -> &Arc<dyn Relay> {
-        &self.relay
-    }
-
-    /// The local store, for readers such as the chat app.
-    pub fn local_history(&self) -> &History {
-        &self.history
+    /// Whether the relay long-polls (its `/ready`), so the inbox can wait
+    /// there instead of polling.
+    pub async fn long_poll(&self) -> Result<LongPoll, SessionError> {
+        self.relay
+            .long_poll()
+            .await
+            .map_err(|e| self.relay_error(e))
     }
 
     /// Closes the local database cleanly.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use kavro_proto::crypto::{IdentityKeypair, IdentityPublic, Payload, seal, seal_legacy};
 use kavro_proto::strings::Password;
 
+use super::testing::{SERVER, device, file_store, password, registered, reopen, session_in};
 use super::*;
 use crate::config::Profile;
 use crate::history::{IncomingState, MessageState, OutgoingState};
@@ -14,53 +15,6 @@ use crate::keystore::{KeyStoreKind, Keystores};
 use crate::paths::Dirs;
 use crate::pinning::KeyState;
 use crate::relay::{MemoryRelay, Relay as _};
-
-const SERVER: &str = "http://127.0.0.1:8000";
-
-fn password() -> Password {
-    Password::from("Corr3ct-horse")
-}
-
-/// One device: its own config and data directories.
-struct Device {
-    dir: tempfile::TempDir,
-    session: Session,
-}
-
-async fn session_in(dir: &std::path::Path, relay: &Arc<MemoryRelay>, stores: Keystores) -> Session {
-    let dirs = Dirs::new(dir.join("config"), dir.join("data"));
-    let profile = Profile::load(&dirs, "default", Some(SERVER)).unwrap();
-    let relay: Arc<dyn crate::relay::Relay> = relay.clone();
-    Session::open(profile, relay, stores).await.unwrap()
-}
-
-fn file_store(dir: &std::path::Path) -> Keystores {
-    Keystores::without_keyring(
-        dir.join("data/profiles/default/secrets.json"),
-        Some(KeyStoreKind::File),
-    )
-}
-
-async fn device(relay: &Arc<MemoryRelay>) -> Device {
-    let dir = tempfile::tempdir().unwrap();
-    let session = session_in(dir.path(), relay, file_store(dir.path())).await;
-    Device { dir, session }
-}
-
-async fn registered(relay: &Arc<MemoryRelay>, name: &str) -> Device {
-    let mut device = device(relay).await;
-    let summary = device.session.register(name, &password()).await.unwrap();
-    assert!(summary.new_key);
-    assert_eq!(summary.key_store, KeyStoreKind::File);
-    device
-}
-
-async fn reopen(device: Device, relay: &Arc<MemoryRelay>) -> Device {
-    let Device { dir, session } = device;
-    session.close().await;
-    let session = session_in(dir.path(), relay, file_store(dir.path())).await;
-    Device { dir, session }
-}
 
 fn texts(batch: &SyncBatch) -> Vec<String> {
     batch
@@ -661,6 +615,7 @@ async fn waiting_for_delivery() {
     let alice = registered(&relay, "alice").await;
     let bob = registered(&relay, "bob").await;
     let sent = alice.session.send("bob", "ack me").await.unwrap();
+    let later = alice.session.send("bob", "and me").await.unwrap();
     assert_eq!(
         alice
             .session
@@ -669,10 +624,28 @@ async fn waiting_for_delivery() {
             .unwrap(),
         DeliveryOutcome::TimedOut
     );
+    let both = [
+        (sent.local_id, sent.relay_id),
+        (later.local_id, later.relay_id),
+    ];
+    assert!(
+        alice
+            .session
+            .check_deliveries(&both)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing delivered yet"
+    );
     bob.session
         .sync_inbox(SyncOptions::default())
         .await
         .unwrap();
+    let changed = alice.session.check_deliveries(&both[1..]).await.unwrap();
+    assert!(
+        matches!(changed[..], [(id, DeliveryOutcome::Delivered(Some(_)))] if id == later.local_id),
+        "{changed:?}"
+    );
     let outcome = alice
         .session
         .wait_for_delivery(sent.local_id, sent.relay_id, Duration::from_secs(5))
@@ -684,7 +657,7 @@ async fn waiting_for_delivery() {
     );
     let stored = alice
         .session
-        .local_history()
+        .history
         .message(sent.local_id)
         .await
         .unwrap()
