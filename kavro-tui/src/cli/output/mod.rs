@@ -3,6 +3,8 @@
 //! them. Text that came over the network is sanitised before it reaches a
 //! terminal (no escape sequences, no bidirectional overrides).
 
+pub mod results;
+
 use std::io::Write as _;
 
 use chrono::{DateTime, Local, Utc};
