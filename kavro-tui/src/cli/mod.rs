@@ -3,6 +3,7 @@
 //! [`output`] formats) or the chat app, and exit with a documented code
 //! ([`exit`]), reporting errors on stderr.
 
+mod advice;
 pub mod args;
 mod commands;
 pub mod exit;
@@ -99,9 +100,18 @@ fn error_text(err: &anyhow::Error) -> String {
     text
 }
 
-/// Prints an error on stderr: text, or a JSON object with `--json`.
+/// Prints an error on stderr, with what to do about it: text, or a JSON
+/// object with `--json`.
 fn report(err: &anyhow::Error, code: u8, json: bool) {
-    let text = error_text(err);
+    let mut text = error_text(err);
+    let advice = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<SessionError>())
+        .and_then(advice::for_session);
+    if let Some(advice) = advice {
+        text.push_str(". ");
+        text.push_str(&advice);
+    }
     if json {
         eprintln!("{}", json!({"error": text, "exit_code": code}));
     } else {
@@ -124,7 +134,7 @@ fn explicit_key_store() -> anyhow::Result<Option<KeyStoreKind>> {
 async fn open_session(cli: &Cli) -> anyhow::Result<Session> {
     let dirs = Dirs::from_env()?;
     let profile = Profile::load(&dirs, &cli.profile, cli.server.as_deref())?;
-    let relay = HttpRelay::new(profile.server()).map_err(|e| SessionError::from_relay(e, ""))?;
+    let relay = HttpRelay::new(profile.server()).map_err(|e| SessionError::from_relay(e, None))?;
     let keystores = Keystores::new(profile.paths().secrets_file(), explicit_key_store()?);
     Ok(Session::open(profile, Arc::new(relay), keystores).await?)
 }

@@ -96,7 +96,7 @@ async fn a_substituted_key_blocks_sending_until_trusted() {
         matches!(err, SessionError::KeyChanged { ref username } if username == "bob"),
         "{err}"
     );
-    assert!(err.to_string().contains("kavro trust bob"), "{err}");
+    assert!(!err.to_string().contains("`kavro"), "facts only: {err}");
     // Refused every time, and the contact shows it.
     assert!(matches!(
         alice.session.send("bob", "third").await,
@@ -283,7 +283,7 @@ async fn tampered_legacy_and_forged_messages_are_stored_and_reported() {
         m(2).error
     );
     assert!(
-        m(3).error.as_deref().unwrap().contains("kavro trust alice"),
+        m(3).error.as_deref().unwrap().contains("pinned for alice"),
         "{:?}",
         m(3).error
     );
@@ -478,7 +478,10 @@ async fn logout_forgets_the_token_and_keeps_the_key() {
     ));
     let err = alice.session.send("bob", "x").await.unwrap_err();
     assert!(matches!(err, SessionError::NotLoggedIn(_)), "{err}");
-    assert!(err.to_string().contains("kavro login alice"), "{err}");
+    assert!(
+        matches!(&err, SessionError::NotLoggedIn(why) if why.username() == Some("alice")),
+        "{err}"
+    );
     assert!(!alice.session.logout().await.unwrap().was_logged_in);
 
     let alice = reopen(alice, &relay).await;
@@ -493,8 +496,13 @@ async fn errors_say_what_to_do() {
     let relay = Arc::new(MemoryRelay::new());
     let nobody = device(&relay).await;
     let err = nobody.session.send("bob", "x").await.unwrap_err();
-    assert!(matches!(err, SessionError::NotLoggedIn(_)), "{err}");
-    assert!(err.to_string().contains("kavro register"), "{err}");
+    assert!(
+        matches!(
+            err,
+            SessionError::NotLoggedIn(NotLoggedIn::NoAccount { .. })
+        ),
+        "{err}"
+    );
 
     let mut alice = registered(&relay, "alice").await;
     let err = alice.session.send("zed", "x").await.unwrap_err();
@@ -508,9 +516,9 @@ async fn errors_say_what_to_do() {
         .register("alice2", &password())
         .await
         .unwrap_err();
-    assert!(matches!(err, SessionError::ProfileInUse(_)), "{err}");
+    assert!(matches!(err, SessionError::ProfileInUse { .. }), "{err}");
     let err = alice.session.login("bob", &password()).await.unwrap_err();
-    assert!(matches!(err, SessionError::ProfileInUse(_)), "{err}");
+    assert!(matches!(err, SessionError::ProfileInUse { .. }), "{err}");
 
     let mut fresh = device(&relay).await;
     let err = fresh
@@ -518,6 +526,7 @@ async fn errors_say_what_to_do() {
         .register("alice", &password())
         .await
         .unwrap_err();
+    assert!(matches!(err, SessionError::UsernameTaken { .. }), "{err}");
     assert!(err.to_string().contains("already taken"), "{err}");
     let err = fresh
         .session
@@ -709,10 +718,15 @@ async fn a_profile_belongs_to_one_server_and_one_key_store() {
         .await
         .unwrap();
     let err = session.send("bob", "x").await.unwrap_err();
-    assert!(matches!(err, SessionError::NotLoggedIn(_)), "{err}");
-    assert!(err.to_string().contains("--profile"), "{err}");
+    assert!(
+        matches!(
+            err,
+            SessionError::NotLoggedIn(NotLoggedIn::OtherServer { .. })
+        ),
+        "{err}"
+    );
     let err = session.login("alice", &password()).await.unwrap_err();
-    assert!(matches!(err, SessionError::ProfileInUse(_)), "{err}");
+    assert!(matches!(err, SessionError::ProfileInUse { .. }), "{err}");
     session.close().await;
 
     // KAVRO_KEY_STORE asking for another store than the one recorded.
