@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use kavro_proto::MessageId;
+use kavro_proto::crypto::IdentityPublic;
 use ratatui_textarea::TextArea;
 
 use crate::history::{IncomingState, LocalId, MessageState, OutgoingState, StoredMessage};
@@ -183,6 +184,9 @@ pub struct KeysView {
     pub safety_number: Vec<String>,
     /// When the key changed: the new key's fingerprint and safety number.
     pub pending: Option<(String, Vec<String>)>,
+    /// The key whose safety number this view shows as the one to compare
+    /// (the new key when it changed): `v` trusts exactly this key.
+    pub key_shown: IdentityPublic,
 }
 
 /// A dialog over the chat.

@@ -11,7 +11,7 @@ use super::action::{Action, NetEvent, SendOutcome};
 use super::command::Command;
 use super::state::{ContactEntry, KeysView, Me, SendStatus};
 use super::sync::{self, SyncSettings, emit, report_history, retry_outbox, short_reason};
-use crate::session::{DeliveryOutcome, Session, SessionError};
+use crate::session::{Compared, DeliveryOutcome, Session, SessionError};
 
 pub struct Worker {
     session: Arc<RwLock<Session>>,
@@ -101,13 +101,18 @@ impl Worker {
                 }
             }
             Command::LoadKeys { peer } => self.keys(&peer).await,
-            Command::Trust { peer } => {
+            Command::Trust { peer, key } => {
                 let session = self.session.read().await;
-                match session.trust(&peer).await {
+                match session.trust(&peer, &Compared::Key(key)).await {
                     Ok(outcome) => self.emit(NetEvent::KeyState {
                         peer: outcome.contact.username,
                         state: outcome.contact.state,
                     }),
+                    Err(SessionError::NotTheKeyCompared { username }) => {
+                        self.emit(NetEvent::Failed(format!(
+                            "Not verified: {username}'s key changed again since the safety number was shown. Press Ctrl-F and compare the new one"
+                        )));
+                    }
                     Err(err) => self.emit(NetEvent::Failed(err.to_string())),
                 }
             }
@@ -225,6 +230,7 @@ impl Worker {
                     fingerprint: keys.contact.key.fingerprint().to_string(),
                     safety_number: lines(&keys.safety_number),
                     pending,
+                    key_shown: *keys.contact.key_to_trust(),
                 }));
             }
             Err(err) => self.emit(NetEvent::Failed(err.to_string())),

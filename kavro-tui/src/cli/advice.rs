@@ -19,6 +19,10 @@ pub fn for_session(err: &SessionError) -> Option<String> {
             "Compare safety numbers with `kavro fingerprint {username}` (in person or over \
              another channel), then run `kavro trust {username} <the safety number you compared>`."
         ),
+        SessionError::NotTheKeyCompared { username } => format!(
+            "Run `kavro fingerprint {username}` again, compare the number it shows now with \
+             {username}, and pass that one to `kavro trust {username}`."
+        ),
         SessionError::Unreachable { .. } => "Check that it is running and that --server / \
              KAVRO_SERVER points to it, then try again."
             .to_owned(),
@@ -59,9 +63,10 @@ fn not_logged_in(why: &NotLoggedIn) -> String {
         NotLoggedIn::KeyNotPublished { username, .. } => {
             format!("Run `kavro login {username}` to publish it.")
         }
-        NotLoggedIn::LoggedOut { username } | NotLoggedIn::OtherAccount { username, .. } => {
-            format!("Run `kavro login {username}`.")
-        }
+        NotLoggedIn::LoggedOut { .. } | NotLoggedIn::OtherAccount { .. } => format!(
+            "Run `kavro login {}`.",
+            why.username().unwrap_or("<username>")
+        ),
     }
 }
 

@@ -6,11 +6,12 @@ use std::time::Duration;
 use kavro_proto::validate::INBOX_LIMIT_MAX;
 
 use super::args::{Credentials, HistoryArgs, InboxArgs, SendArgs};
+use super::exit::UsageError;
 use super::output::results::{self, SendState};
 use super::output::{self, Printer};
 use super::{exit, input, warn};
 use crate::relay::LongPoll;
-use crate::session::{DeliveryOutcome, FlushReport, Session, SessionError, SyncOptions};
+use crate::session::{Compared, DeliveryOutcome, FlushReport, Session, SessionError, SyncOptions};
 
 /// Longest long-poll `inbox --watch` asks for.
 const WATCH_WAIT_SECS: u32 = 50;
@@ -333,8 +334,24 @@ pub async fn fingerprint(
     Ok(exit::OK)
 }
 
-pub async fn trust(session: &Session, printer: &Printer, username: &str) -> anyhow::Result<u8> {
-    let outcome = session.trust(username).await?;
+pub async fn trust(
+    session: &Session,
+    printer: &Printer,
+    username: &str,
+    compared: Option<&str>,
+) -> anyhow::Result<u8> {
+    let Some(text) = compared else {
+        return Err(UsageError(format!(
+            "pass what you compared: `kavro trust {username} <safety number or key fingerprint>`, as `kavro fingerprint {username}` shows it; kavro trusts only that key"
+        ))
+        .into());
+    };
+    let compared = Compared::parse(text).ok_or_else(|| {
+        UsageError(format!(
+            "{text:?} is neither a safety number (60 digits) nor a key fingerprint (32 hex digits)"
+        ))
+    })?;
+    let outcome = session.trust(username, &compared).await?;
     let (human, json) = results::trusted(&outcome);
     printer.emit(&human, &json)?;
     Ok(exit::OK)

@@ -29,7 +29,9 @@ pub struct UsageError(pub String);
 pub fn for_session(err: &SessionError) -> u8 {
     match err {
         SessionError::NotLoggedIn(_) | SessionError::AuthRefused { .. } => AUTH,
-        SessionError::KeyChanged { .. } | SessionError::NoUsableKey { .. } => KEY,
+        SessionError::KeyChanged { .. }
+        | SessionError::NotTheKeyCompared { .. }
+        | SessionError::NoUsableKey { .. } => KEY,
         SessionError::Unreachable { .. } | SessionError::RateLimited { .. } => UNAVAILABLE,
         SessionError::NoSuchUser(_) => NO_USER,
         SessionError::InvalidInput(_)

@@ -160,7 +160,10 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Fingerprint { username } => {
             commands::fingerprint(&session, &printer, username.as_deref()).await
         }
-        Command::Trust { username } => commands::trust(&session, &printer, username).await,
+        Command::Trust { username, compared } => {
+            let compared = (!compared.is_empty()).then(|| compared.join(" "));
+            commands::trust(&session, &printer, username, compared.as_deref()).await
+        }
         Command::Completions { .. } => Ok(exit::OK),
     };
     session.close().await;

@@ -30,6 +30,13 @@ pub enum SessionError {
          messages."
     )]
     KeyChanged { username: String },
+    /// `trust` was given a safety number or key fingerprint that is not the
+    /// one of the key it would accept now: nothing was trusted.
+    #[error(
+        "the key {username} has now is not the one whose safety number or fingerprint you \
+         compared (the relay showed another key since), so it was not trusted"
+    )]
+    NotTheKeyCompared { username: String },
     /// The contact has no usable key.
     #[error("cannot encrypt to {username}: {reason}")]
     NoUsableKey { username: String, reason: String },

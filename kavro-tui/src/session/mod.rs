@@ -16,6 +16,8 @@ mod outgoing;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_trust;
 
 use std::sync::Arc;
 
@@ -25,7 +27,7 @@ use kavro_proto::crypto::{IdentityKeypair, IdentityPublic};
 use kavro_proto::validate;
 
 pub use self::accounts::{AccountSummary, LogoutOutcome, WhoAmI};
-pub use self::contacts::{ContactKeys, OwnKey, TrustOutcome};
+pub use self::contacts::{Compared, ContactKeys, OwnKey, TrustOutcome};
 pub use self::error::{NotLoggedIn, SessionError};
 #[cfg(test)]
 pub use self::inbox::SyncBatch;

@@ -113,7 +113,11 @@ async fn a_substituted_key_blocks_sending_until_trusted() {
     let bobs = bob.session.contact_keys("alice").await.unwrap();
     assert_eq!(bobs.safety_number, keys.safety_number);
 
-    let trusted = alice.session.trust("bob").await.unwrap();
+    let trusted = alice
+        .session
+        .trust("bob", &Compared::SafetyNumber(pending))
+        .await
+        .unwrap();
     assert_eq!(trusted.contact.state, KeyState::Verified);
     assert_eq!(trusted.contact.key, *evil.public());
     assert_eq!(trusted.safety_number, pending);
@@ -690,12 +694,22 @@ async fn first_contact_by_message_pins_the_sender() {
     assert_eq!(contacts[0].username, "alice");
     assert_eq!(contacts[0].state, KeyState::Pinned);
     assert_eq!(contacts[0].key, alice.session.own_key().unwrap().public_key);
-    let trusted = bob.session.trust("alice").await.unwrap();
+    let alice_key = alice.session.own_key().unwrap().public_key;
+    let trusted = bob
+        .session
+        .trust("alice", &Compared::KeyFingerprint(alice_key.fingerprint()))
+        .await
+        .unwrap();
     assert_eq!(trusted.contact.state, KeyState::Verified);
     assert!(trusted.replaced.is_none());
     // Trusting someone never seen looks them up and pins them verified.
     let carol = registered(&relay, "carol").await;
-    let outcome = bob.session.trust("carol").await.unwrap();
+    let carol_key = carol.session.own_key().unwrap().public_key;
+    let outcome = bob
+        .session
+        .trust("carol", &Compared::Key(carol_key))
+        .await
+        .unwrap();
     assert_eq!(
         outcome.contact.key,
         carol.session.own_key().unwrap().public_key

@@ -200,6 +200,7 @@ fn safety_number_dialog() {
                 "99547 37459 69541 80197".into(),
             ],
             pending: None,
+            key_shown: kavro_proto::crypto::IdentityPublic::from_bytes([7; 32]),
         }),
     });
     insta::assert_snapshot!("safety_number_80x24", draw(&mut state, 80, 24));

@@ -59,7 +59,10 @@ pub(super) fn on_overlay_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
                 state.overlay = None;
                 Vec::new()
             }
-            KeyCode::Char('v') if view.is_some() => {
+            KeyCode::Char('v') => {
+                let Some(key) = view.as_ref().map(|v| v.key_shown) else {
+                    return Vec::new();
+                };
                 let peer = peer.clone();
                 state.overlay = None;
                 notice(
@@ -67,7 +70,7 @@ pub(super) fn on_overlay_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
                     NoticeKind::Info,
                     format!("Marking {peer}'s key as verified…"),
                 );
-                vec![Command::Trust { peer }]
+                vec![Command::Trust { peer, key }]
             }
             _ => Vec::new(),
         },

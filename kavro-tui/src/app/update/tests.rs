@@ -7,6 +7,7 @@ use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers, MouseEvent, MouseEventKind,
 };
 use kavro_proto::MessageId;
+use kavro_proto::crypto::IdentityPublic;
 
 use super::update;
 use crate::app::action::{Action, NetEvent, SendOutcome};
@@ -216,11 +217,16 @@ fn a_changed_key_blocks_sending_until_trusted() {
             fingerprint: "bb".into(),
             safety_number: vec!["1".into()],
             pending: Some(("cc".into(), vec!["2".into()])),
+            key_shown: IdentityPublic::from_bytes([0xcc; 32]),
         })),
     );
     assert_eq!(
         update(&mut state, key(KeyCode::Char('v'))),
-        vec![Command::Trust { peer: "bob".into() }]
+        vec![Command::Trust {
+            peer: "bob".into(),
+            key: IdentityPublic::from_bytes([0xcc; 32]),
+        }],
+        "v trusts the key whose number was shown"
     );
     assert!(state.overlay.is_none());
     update(

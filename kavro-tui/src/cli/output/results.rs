@@ -137,21 +137,26 @@ pub fn own_key(own: &OwnKey) -> Shown {
 /// `fingerprint USER`: the safety numbers to compare, and how.
 pub fn contact_keys(keys: &ContactKeys, me: &str) -> Shown {
     let name = sanitize(&keys.contact.username);
-    let mut human = if let Some(pending) = &keys.pending_safety_number {
+    let mut human = if let (Some(pending), Some(new)) =
+        (&keys.pending_safety_number, keys.contact.pending)
+    {
         format!(
-            "{name}'s key CHANGED. Safety number with the NEW key (the one `kavro trust {name}` accepts):\n{}\n\
-             Previously pinned key, safety number:\n{}\n\
+            "{name}'s key CHANGED. Safety number with the NEW key (key fingerprint {}):\n{}\n\
+             Previously pinned key ({}), safety number:\n{}\n\
              Ask {name} to run `kavro fingerprint {me}` and read you their number, in person or over another channel you trust. \
-             Only if it matches the NEW number, run `kavro trust {name}`.",
+             Only if it matches the NEW number, run `kavro trust {name} <that number>` (kavro trusts only the key that number belongs to).",
+            new.key.fingerprint(),
             safety_block(pending),
+            keys.contact.key.fingerprint(),
             safety_block(&keys.safety_number),
         )
     } else {
         format!(
-            "Safety number with {name} ({}):\n{}\n\
+            "Safety number with {name} ({}, key fingerprint {}):\n{}\n\
              Ask {name} to run `kavro fingerprint {me}` and compare, in person or over another channel you trust. \
-             If the numbers match, run `kavro trust {name}` to mark the key verified.",
+             If the numbers match, run `kavro trust {name} <that number>` to mark this key verified.",
             key_state_word(keys.contact.state),
+            keys.contact.key.fingerprint(),
             safety_block(&keys.safety_number),
         )
     };
@@ -165,8 +170,10 @@ pub fn contact_keys(keys: &ContactKeys, me: &str) -> Shown {
         "state": keys.contact.state.as_str(),
         "safety_number": keys.safety_number.to_string(),
         "key": keys.contact.key.to_hex(),
+        "key_fingerprint": keys.contact.key.fingerprint().to_string(),
         "changed_safety_number": keys.pending_safety_number.map(|n| n.to_string()),
         "changed_key": keys.contact.pending.map(|p| p.key.to_hex()),
+        "changed_key_fingerprint": keys.contact.pending.map(|p| p.key.fingerprint().to_string()),
         "refreshed": keys.refreshed,
     });
     (human, value)
