@@ -361,6 +361,10 @@ impl History {
             path: path.display().to_string(),
             source,
         };
+        // The database holds plaintext messages: private from the first
+        // byte. SQLite gives the -wal and -shm files the mode of the database
+        // file, so creating that one 0600 covers all three.
+        create_private(path).map_err(|e| open_err(sqlx::Error::Io(e)))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -375,12 +379,6 @@ impl History {
             .await
             .map_err(open_err)?;
         MIGRATOR.run(&pool).await?;
-        #[cfg(unix)]
-        {
-            // The database holds plaintext messages: private, like its directory.
-            use std::os::unix::fs::PermissionsExt as _;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
         Ok(Self { pool })
     }
 
@@ -660,6 +658,37 @@ impl History {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(message_row).collect()
+    }
+}
+
+/// Creates the database file with mode 0600 (whatever the umask), or makes
+/// an existing one and its -wal/-shm files 0600, before SQLite opens them.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut name = path.as_os_str().to_owned();
+                    name.push(suffix);
+                    match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+                        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(err) => Err(err),
     }
 }
 

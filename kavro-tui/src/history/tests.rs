@@ -329,3 +329,37 @@ async fn reopening_keeps_everything() {
         assert_eq!(mode, 0o600);
     }
 }
+
+/// The database and its -wal and -shm files are private from the start
+/// (with a umask of 022 SQLite would create them 0644).
+#[cfg(unix)]
+#[tokio::test]
+async fn files_are_private_from_the_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (dir, history) = open().await;
+    history
+        .insert_incoming(&envelope(1, 1, "hi"), None, at(1))
+        .await
+        .unwrap();
+    let mode = |name: &str| {
+        std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for name in [
+        "history.sqlite3",
+        "history.sqlite3-wal",
+        "history.sqlite3-shm",
+    ] {
+        assert_eq!(mode(name), 0o600, "{name}");
+    }
+    history.close().await;
+    // An existing database made readable by others is made private again.
+    let path = dir.path().join("history.sqlite3");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let again = History::open(&path).await.unwrap();
+    assert_eq!(mode("history.sqlite3"), 0o600);
+    again.close().await;
+}

@@ -8,7 +8,7 @@
 //! 1. it is addressed to us (the payload names our username);
 //! 2. the sender it names is the account the relay says sent it;
 //! 3. it was made with the key pinned for that sender (first contact: the
-//!    key must be one the relay lists for them, and gets pinned).
+//!    key must be the newest the relay lists for them, and gets pinned).
 //!
 //! Otherwise it is `unverified` (1 or 2 fail) or `key_mismatch` (3 fails);
 //! a legacy message is `unverified`; anything that does not open is
@@ -20,7 +20,7 @@ use kavro_proto::api::{InboxMessage, UserInfo};
 use kavro_proto::crypto::{Opened, open};
 use kavro_proto::validate::{BATCH_ACK_MAX, INBOX_LIMIT_MAX};
 
-use super::{Session, SessionError, Unlocked, now};
+use super::{Session, SessionError, Unlocked, newest_key, now};
 use crate::history::{IncomingState, Inserted, NewIncoming, StoredMessage};
 use crate::pinning::{self, Contact};
 use crate::relay::{InboxQuery, RelayError};
@@ -251,14 +251,11 @@ impl Session {
         incoming.peer = Some(claimed_name.clone());
 
         if let Some(info) = &looked_up {
-            // First contact: the key must be one the relay publishes for them.
-            let listed = info
-                .devices
-                .iter()
-                .any(|d| d.identity_pubkey.eq_ignore_ascii_case(&sender_key.to_hex()));
-            if !listed {
+            // First contact: the key must be the newest the relay publishes
+            // for them (an older, listed key may be a lost or stolen device's).
+            if newest_key(info).ok() != Some(sender_key) {
                 incoming.error = Some(format!(
-                    "made with a key the relay does not list for {claimed_name}; not pinned"
+                    "made with a key that is not the newest the relay lists for {claimed_name}; not pinned"
                 ));
                 return Ok((incoming, None));
             }

@@ -96,3 +96,43 @@ async fn verifying_a_pinned_key_needs_its_number_too() {
     );
     assert_eq!(Compared::parse("yes"), None);
 }
+
+#[tokio::test]
+async fn first_contact_pins_only_the_newest_key() {
+    let relay = Arc::new(MemoryRelay::new());
+    let alice = registered(&relay, "alice").await;
+    let bob = registered(&relay, "bob").await;
+    // Bob's account gets a newer key (another device); a message made with
+    // his older, still listed key reaches Alice, who never talked to him.
+    let newer = IdentityKeypair::generate();
+    relay.publish_as("bob", &newer.public().to_hex());
+    let old = bob.session.unlock().unwrap().keypair;
+    let alice_key = alice.session.own_key().unwrap().public_key;
+    let sealed = kavro_proto::crypto::seal(
+        &old,
+        &alice_key,
+        &kavro_proto::crypto::Payload::new("bob", "alice", "from the old device"),
+    )
+    .unwrap();
+    relay.inject(
+        "bob",
+        "alice",
+        &sealed.ciphertext_b64,
+        &sealed.ephemeral_pubkey_hex,
+    );
+    let batch = alice
+        .session
+        .sync_inbox(super::SyncOptions::default())
+        .await
+        .unwrap();
+    let message = &batch.messages[0].message;
+    assert!(!message.verified, "{message:?}");
+    assert!(
+        message.error.as_deref().unwrap().contains("not the newest"),
+        "{message:?}"
+    );
+    assert!(
+        alice.session.contact("bob").await.unwrap().is_none(),
+        "nothing pinned"
+    );
+}
