@@ -200,23 +200,6 @@ pub struct NewIncoming {
     pub ephemeral_pubkey: String,
 }
 
-impl NewIncoming {
-    /// What makes two deliveries the same message: the envelope's id, or for
-    /// messages without one, their exact bytes.
-    pub fn dedupe_key(&self) -> String {
-        use sha2::{Digest as _, Sha256};
-        if let Some(id) = self.msg_uuid {
-            return id.to_string();
-        }
-        let digest = Sha256::new()
-            .chain_update(self.ephemeral_pubkey.to_ascii_lowercase().as_bytes())
-            .chain_update(b"\0")
-            .chain_update(self.ciphertext.as_bytes())
-            .finalize();
-        format!("sha256:{}", hex::encode(digest))
-    }
-}
-
 /// The outcome of storing a received message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
@@ -379,7 +362,9 @@ impl History {
             .await
             .map_err(open_err)?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let history = Self { pool };
+        history.rehash_legacy_keys().await?;
+        Ok(history)
     }
 
     /// Closes the pool (waits for connections to return).
@@ -719,6 +704,8 @@ async fn save_contact_in(
     .await?;
     Ok(())
 }
+
+mod replay;
 
 #[cfg(test)]
 mod tests;

@@ -230,6 +230,10 @@ impl Session {
             .save(&key, &secrets)
             .map_err(|source| keystore_error(&account, source))?;
         self.profile.save_account(account.clone())?;
+        // Nothing can have been sent to a key generated just now: no horizon.
+        self.history
+            .record_identity(keypair.public(), (!new_key).then(super::now))
+            .await?;
         self.relay
             .publish_key(
                 &token,

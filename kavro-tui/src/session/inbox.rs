@@ -12,10 +12,12 @@
 //!
 //! Otherwise it is `unverified` (1 or 2 fail) or `key_mismatch` (3 fails);
 //! a legacy message is `unverified`; anything that does not open is
-//! `undecryptable`.
+//! `undecryptable`. An envelope signed before this history's replay horizon
+//! (`history::replay`) is `unverified` too: it may be a replay.
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use kavro_proto::api::{InboxMessage, UserInfo};
 use kavro_proto::crypto::{Opened, open};
 use kavro_proto::validate::{BATCH_ACK_MAX, INBOX_LIMIT_MAX};
@@ -97,15 +99,20 @@ impl Session {
             ..SyncBatch::default()
         };
         let mut cache = LookupCache::new();
+        let horizon = self
+            .history
+            .replay_horizon(unlocked.keypair.public())
+            .await?;
         let mut stored_ids = Vec::with_capacity(page.len());
         for message in &page {
-            let (incoming, contact) = match self.verify(&unlocked, message, &mut cache).await {
-                Ok(verified) => verified,
-                Err(err) => {
-                    batch.interrupted = Some(err);
-                    break;
-                }
-            };
+            let (incoming, contact) =
+                match self.verify(&unlocked, message, horizon, &mut cache).await {
+                    Ok(verified) => verified,
+                    Err(err) => {
+                        batch.interrupted = Some(err);
+                        break;
+                    }
+                };
             match self
                 .history
                 .insert_incoming(&incoming, contact.as_ref(), now())
@@ -156,6 +163,7 @@ impl Session {
         &self,
         unlocked: &Unlocked,
         message: &InboxMessage,
+        horizon: Option<DateTime<Utc>>,
         cache: &mut LookupCache,
     ) -> Result<(NewIncoming, Option<Contact>), SessionError> {
         // Who the relay says sent it, if we know that account by name.
@@ -215,6 +223,19 @@ impl Session {
         incoming.sender_key = Some(sender_key);
         incoming.text = Some(payload.text.clone());
         incoming.state = IncomingState::Unverified;
+
+        if let Some(horizon) = horizon
+            && payload.sent_at < horizon
+        {
+            incoming.error = Some(format!(
+                "signed {}, before this device's history began ({}): it may be a replay of a message already read here; not shown as verified",
+                payload
+                    .sent_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                horizon.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ));
+            return Ok((incoming, None));
+        }
 
         let me = &unlocked.account.username;
         if !payload.is_addressed_to(me) {

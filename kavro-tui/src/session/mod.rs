@@ -17,6 +17,8 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_replay;
+#[cfg(test)]
 mod tests_trust;
 
 use std::sync::Arc;
@@ -70,6 +72,13 @@ impl Session {
             })
         })?;
         let history = History::open(&profile.paths().history_db()).await?;
+        if let Some(account) = profile.account() {
+            // A history new to this identity (wiped, moved, upgraded) starts
+            // its replay horizon now; an existing one keeps its own.
+            history
+                .record_identity(&account.public_key, Some(now()))
+                .await?;
+        }
         Ok(Self {
             profile,
             relay,
