@@ -8,7 +8,7 @@ use kavro_proto::MessageId;
 use kavro_proto::crypto::IdentityPublic;
 use ratatui_textarea::TextArea;
 
-use crate::history::{IncomingState, LocalId, MessageState, OutgoingState, StoredMessage};
+use crate::history::{LocalId, MessageState, OutgoingState, SenderMark, StoredMessage};
 use crate::pinning::KeyState;
 
 /// Which part of the screen keys go to.
@@ -76,9 +76,15 @@ pub enum SendStatus {
 pub enum Mark {
     /// Sent by us.
     Own,
-    /// Proven: an envelope from the sender's pinned key.
+    /// Made with the sender's key, whose safety number the user compared.
     Verified,
-    /// Readable, sender not proven (a legacy client, or names that do not match).
+    /// Made with the sender's key pinned on first use, not compared.
+    Pinned,
+    /// From a legacy client: only the relay says who sent it.
+    Legacy,
+    /// A legacy message refused by the contact's setting (no text kept).
+    Refused,
+    /// Readable, sender not proven (names that do not match, a possible replay).
     Unverified,
     /// Made with a key other than the one pinned for the sender.
     KeyMismatch,
@@ -127,12 +133,15 @@ impl MessageView {
                 }),
                 me.to_owned(),
             ),
-            MessageState::In(state) => (
-                match state {
-                    IncomingState::Ok => Mark::Verified,
-                    IncomingState::Unverified => Mark::Unverified,
-                    IncomingState::KeyMismatch => Mark::KeyMismatch,
-                    IncomingState::Undecryptable => {
+            MessageState::In(_) => (
+                match message.sender_mark() {
+                    Some(SenderMark::Verified) => Mark::Verified,
+                    Some(SenderMark::Pinned) => Mark::Pinned,
+                    Some(SenderMark::Legacy) => Mark::Legacy,
+                    Some(SenderMark::Refused) => Mark::Refused,
+                    Some(SenderMark::Unverified) => Mark::Unverified,
+                    Some(SenderMark::KeyMismatch) => Mark::KeyMismatch,
+                    Some(SenderMark::Undecryptable) | None => {
                         Mark::Undecryptable(reason("it does not open with your key"))
                     }
                 },

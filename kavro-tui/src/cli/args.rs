@@ -158,6 +158,9 @@ pub enum Command {
         #[arg(value_name = "SAFETY-NUMBER|KEY-FINGERPRINT", num_args = 0..)]
         compared: Vec<String>,
     },
+    /// Settings of this profile
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print a shell completion script
     #[command(long_about = "Print a shell completion script, e.g.\n  \
                       kavro completions bash > ~/.local/share/bash-completion/completions/kavro\n  \
@@ -166,6 +169,33 @@ pub enum Command {
         /// The shell
         shell: clap_complete::Shell,
     },
+}
+
+/// `kavro config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Show or refuse legacy (unauthenticated) messages, per contact or by default
+    #[command(
+        long_about = "Legacy messages come from old clients without sender authentication: \
+                      only the relay says who sent them. By default they are shown, marked as \
+                      legacy. Refused ones are stored with their ciphertext but no text.\n\n\
+                      Examples:\n  kavro config legacy bob refuse\n  \
+                      kavro config legacy --default refuse\n  kavro config legacy"
+    )]
+    Legacy(LegacyArgs),
+}
+
+/// `kavro config legacy`.
+#[derive(Debug, Args)]
+pub struct LegacyArgs {
+    /// The setting for everyone without one of their own
+    #[arg(long, value_name = "allow|refuse", conflicts_with_all = ["username", "policy"])]
+    pub default: Option<crate::history::LegacyPolicy>,
+    /// The contact (omit to list the settings)
+    pub username: Option<String>,
+    /// allow or refuse
+    #[arg(value_name = "allow|refuse", requires = "username")]
+    pub policy: Option<crate::history::LegacyPolicy>,
 }
 
 /// Username and how to get the password.

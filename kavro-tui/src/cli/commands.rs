@@ -356,3 +356,40 @@ pub async fn trust(
     printer.emit(&human, &json)?;
     Ok(exit::OK)
 }
+
+/// `config legacy`: set, or list, whether legacy messages are shown.
+pub async fn legacy(
+    session: &Session,
+    printer: &Printer,
+    args: &super::args::LegacyArgs,
+) -> anyhow::Result<u8> {
+    let change = match (&args.default, &args.username, &args.policy) {
+        (Some(policy), _, _) => Some((None, *policy)),
+        (None, Some(name), Some(policy)) => Some((Some(name.as_str()), *policy)),
+        _ => None,
+    };
+    if let Some((username, policy)) = change {
+        session.set_legacy_policy(username, policy).await?;
+    }
+    let settings = session.legacy_policies().await?;
+    let wanted = |name: &Option<String>| match &args.username {
+        Some(user) if change.is_none() => name
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case(user)),
+        _ => true,
+    };
+    let shown: Vec<_> = settings.iter().filter(|(name, _)| wanted(name)).collect();
+    if shown.is_empty() {
+        printer.human("Legacy messages are shown from everyone (no settings).")?;
+    }
+    for (name, policy) in shown {
+        let who = name
+            .as_deref()
+            .map_or_else(|| "everyone else".to_owned(), output::sanitize);
+        printer.emit(
+            &format!("{who:<30} {policy}"),
+            &serde_json::json!({"username": name, "legacy": policy.as_str()}),
+        )?;
+    }
+    Ok(exit::OK)
+}

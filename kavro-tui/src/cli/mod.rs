@@ -164,6 +164,9 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             let compared = (!compared.is_empty()).then(|| compared.join(" "));
             commands::trust(&session, &printer, username, compared.as_deref()).await
         }
+        Command::Config(args::ConfigCommand::Legacy(args)) => {
+            commands::legacy(&session, &printer, args).await
+        }
         Command::Completions { .. } => Ok(exit::OK),
     };
     session.close().await;

@@ -5,7 +5,7 @@ use kavro_proto::UserId;
 use kavro_proto::crypto::{IdentityPublic, KeyFingerprint, SafetyNumber};
 
 use super::{Session, SessionError, check_username, now};
-use crate::history::StoredMessage;
+use crate::history::{LegacyPolicy, StoredMessage};
 use crate::pinning::{self, Contact, KeyState, Observation};
 
 /// Your own key, for `kavro fingerprint`.
@@ -76,6 +76,26 @@ impl Session {
     /// The contact named `username` (any case), if pinned here.
     pub async fn contact(&self, username: &str) -> Result<Option<Contact>, SessionError> {
         Ok(self.history.contact(username).await?)
+    }
+
+    /// Shows or refuses legacy (unauthenticated) messages from `username`,
+    /// or from everyone without a setting of their own (`None`).
+    pub async fn set_legacy_policy(
+        &self,
+        username: Option<&str>,
+        policy: LegacyPolicy,
+    ) -> Result<(), SessionError> {
+        if let Some(name) = username {
+            check_username(name)?;
+        }
+        Ok(self.history.set_legacy_policy(username, policy).await?)
+    }
+
+    /// The legacy-message settings: `(None, policy)` is the default.
+    pub async fn legacy_policies(
+        &self,
+    ) -> Result<Vec<(Option<String>, LegacyPolicy)>, SessionError> {
+        Ok(self.history.legacy_policies().await?)
     }
 
     /// The contacts that messages waiting in the outbox are addressed to.

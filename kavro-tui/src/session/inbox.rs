@@ -23,7 +23,7 @@ use kavro_proto::crypto::{Opened, open};
 use kavro_proto::validate::{BATCH_ACK_MAX, INBOX_LIMIT_MAX};
 
 use super::{Session, SessionError, Unlocked, newest_key, now};
-use crate::history::{IncomingState, Inserted, NewIncoming, StoredMessage};
+use crate::history::{IncomingState, Inserted, LegacyPolicy, NewIncoming, StoredMessage};
 use crate::pinning::{self, Contact};
 use crate::relay::{InboxQuery, RelayError};
 
@@ -181,6 +181,7 @@ impl Session {
             text: None,
             verified: false,
             state: IncomingState::Undecryptable,
+            legacy: false,
             error: None,
             sender_key: None,
             ciphertext: message.ciphertext.clone(),
@@ -201,6 +202,17 @@ impl Session {
         let (sender_key, payload) = match opened {
             Opened::Legacy { text } => {
                 incoming.state = IncomingState::Unverified;
+                incoming.legacy = true;
+                let policy = self
+                    .history
+                    .legacy_policy(relay_sender.as_ref().map(|c| c.username.as_str()))
+                    .await?;
+                if policy == LegacyPolicy::Refuse {
+                    incoming.error = Some(format!(
+                        "legacy message without sender authentication, refused: legacy messages from {who} are refused here (its ciphertext is kept, its text is not)"
+                    ));
+                    return Ok((incoming, None));
+                }
                 incoming.text = Some(text);
                 let mut why = format!(
                     "legacy message without sender authentication; only the relay says {who} sent it"

@@ -136,3 +136,96 @@ async fn first_contact_pins_only_the_newest_key() {
         "nothing pinned"
     );
 }
+
+#[tokio::test]
+async fn pinned_and_verified_are_two_marks_and_legacy_is_apart() {
+    use crate::history::{LegacyPolicy, SenderMark};
+    let relay = Arc::new(MemoryRelay::new());
+    let alice = registered(&relay, "alice").await;
+    let bob = registered(&relay, "bob").await;
+    let carol = registered(&relay, "carol").await;
+    alice.session.send("bob", "hello").await.unwrap();
+    let batch = bob
+        .session
+        .sync_inbox(super::SyncOptions::default())
+        .await
+        .unwrap();
+    let got = &batch.messages[0].message;
+    assert_eq!(
+        got.sender_mark(),
+        Some(SenderMark::Pinned),
+        "not compared yet"
+    );
+
+    // After comparing, the same message reads as verified.
+    let alice_key = alice.session.own_key().unwrap().public_key;
+    bob.session
+        .trust("alice", &Compared::KeyFingerprint(alice_key.fingerprint()))
+        .await
+        .unwrap();
+    let history = bob.session.history("alice", 10).await.unwrap();
+    assert_eq!(history[0].sender_mark(), Some(SenderMark::Verified));
+
+    // Legacy messages: shown apart; refused per contact, then by default.
+    let bob_key = bob.session.own_key().unwrap().public_key;
+    let legacy = |from: &str, text: &str| {
+        let sealed = kavro_proto::crypto::seal_legacy(&bob_key, text).unwrap();
+        relay.inject(
+            from,
+            "bob",
+            &sealed.ciphertext_b64,
+            &sealed.ephemeral_pubkey_hex,
+        );
+    };
+    let sync = || async {
+        bob.session
+            .sync_inbox(super::SyncOptions::default())
+            .await
+            .unwrap()
+            .messages
+            .into_iter()
+            .map(|r| (r.message.sender_mark(), r.message.text))
+            .collect::<Vec<_>>()
+    };
+    legacy("alice", "old client");
+    assert_eq!(
+        sync().await,
+        vec![(Some(SenderMark::Legacy), Some("old client".to_owned()))]
+    );
+    bob.session
+        .set_legacy_policy(Some("Alice"), LegacyPolicy::Refuse)
+        .await
+        .unwrap();
+    legacy("alice", "refused now");
+    legacy("carol", "carol's old client");
+    assert_eq!(
+        sync().await,
+        vec![
+            (Some(SenderMark::Refused), None),
+            (
+                Some(SenderMark::Legacy),
+                Some("carol's old client".to_owned())
+            ),
+        ]
+    );
+    bob.session
+        .set_legacy_policy(None, LegacyPolicy::Refuse)
+        .await
+        .unwrap();
+    legacy("carol", "refused by default");
+    assert_eq!(sync().await, vec![(Some(SenderMark::Refused), None)]);
+    assert_eq!(
+        bob.session.legacy_policies().await.unwrap(),
+        vec![
+            (None, LegacyPolicy::Refuse),
+            (Some("alice".to_owned()), LegacyPolicy::Refuse)
+        ]
+    );
+    assert!(matches!(
+        bob.session
+            .set_legacy_policy(Some("no spaces"), LegacyPolicy::Allow)
+            .await,
+        Err(SessionError::InvalidInput(_))
+    ));
+    drop(carol);
+}

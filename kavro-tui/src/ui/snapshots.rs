@@ -49,12 +49,7 @@ fn conversation() -> State {
                     "Hi Alice, this message is verified.",
                     Mark::Verified,
                 ),
-                received(
-                    2,
-                    "bob",
-                    "This one came from an old client.",
-                    Mark::Unverified,
-                ),
+                received(2, "bob", "This one came from an old client.", Mark::Legacy),
                 received(
                     3,
                     "bob",
@@ -89,6 +84,26 @@ fn empty_state() {
 #[test]
 fn verified_and_unverified_messages() {
     both("conversation", conversation());
+}
+
+#[test]
+fn pinned_verified_legacy_and_refused_apart() {
+    let mut state = ready();
+    let mut refused = received(4, "bob", "", Mark::Refused);
+    refused.text = None;
+    update(
+        &mut state,
+        Action::Net(NetEvent::History {
+            peer: "bob".into(),
+            messages: vec![
+                received(1, "bob", "Safety number compared.", Mark::Verified),
+                received(2, "bob", "Key pinned, never compared.", Mark::Pinned),
+                received(3, "bob", "From an old client.", Mark::Legacy),
+                refused,
+            ],
+        }),
+    );
+    insta::assert_snapshot!("marks_80x24", draw(&mut state, 80, 24));
 }
 
 #[test]

@@ -15,3 +15,16 @@ CREATE TABLE replay_horizon (
     identity_key TEXT NOT NULL,             -- our public key, hex
     since        TEXT NOT NULL              -- RFC 3339, UTC
 );
+
+-- Legacy (unauthenticated) messages are marked as such, apart from other
+-- unverified ones; a refused one keeps its ciphertext and no text.
+ALTER TABLE messages ADD COLUMN legacy INTEGER NOT NULL DEFAULT 0 CHECK (legacy IN (0, 1));
+UPDATE messages SET legacy = 1
+WHERE direction = 'in' AND state = 'unverified' AND msg_uuid IS NULL AND sender_key IS NULL;
+
+-- Whether legacy messages are shown or refused: per contact (lowercase
+-- username), with '*' the default for everyone else. No row: allow.
+CREATE TABLE legacy_policy (
+    username_norm TEXT PRIMARY KEY,
+    policy        TEXT NOT NULL CHECK (policy IN ('allow', 'refuse'))
+);
