@@ -201,6 +201,24 @@ impl Profile {
     }
 }
 
+impl Profile {
+    /// Forgets the account (after it was deleted): removes the profile's
+    /// config file, so the profile can be used for another account.
+    pub fn forget_account(&mut self) -> Result<(), ConfigError> {
+        match std::fs::remove_file(&self.paths.config_file) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Write {
+                    path: self.paths.config_file.display().to_string(),
+                    source,
+                });
+            }
+            _ => {}
+        }
+        self.account = None;
+        Ok(())
+    }
+}
+
 fn read_account(path: &Path) -> Result<Option<AccountConfig>, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,

@@ -105,7 +105,47 @@ pub enum Command {
     /// Log in; on a device without a key for the account, generate and publish a new one
     Login(Credentials),
     /// Revoke the session token on the relay and forget it here (the key stays)
-    Logout,
+    Logout {
+        /// Revoke every session of the account, on every device
+        #[arg(long)]
+        everywhere: bool,
+    },
+    /// Change the password; every other session of the account is logged out
+    #[command(
+        long_about = "Change the account's password. The relay logs out every other \
+                      session of the account (other devices log in again with the new \
+                      password); this one gets a new token.\n\n\
+                      Prompts for the current password and the new one (twice), or reads both \
+                      from standard input with --password-stdin: the current password on the \
+                      first line, the new one on the second."
+    )]
+    Password {
+        /// Read the current and the new password from the first two lines of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List your keys on the relay (the one this device holds is marked), or retire one
+    Keys {
+        #[command(subcommand)]
+        action: Option<KeysCommand>,
+    },
+    /// Delete the account on the relay and this profile's secrets
+    #[command(
+        long_about = "Delete the account on the relay: its keys, the messages queued \
+                      for it and its sessions go, and the name stays reserved for a while. \
+                      Then this profile's identity key, token and account record are removed \
+                      here; the local history stays.\n\n\
+                      Asks you to type the username, then the password. For scripts: --yes \
+                      and the password from --password-stdin or KAVRO_PASSWORD."
+    )]
+    DeleteAccount {
+        /// Do not ask to type the username (scripts)
+        #[arg(long)]
+        yes: bool,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Show the account, the relay and your key's fingerprint
     Whoami,
     /// Encrypt a message and send it
@@ -168,6 +208,16 @@ pub enum Command {
     Completions {
         /// The shell
         shell: clap_complete::Shell,
+    },
+}
+
+/// `kavro keys`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Retire one of your keys (not the one this device uses): contacts see a key change
+    Retire {
+        /// The key's id, as `kavro keys` lists it
+        key_id: i64,
     },
 }
 

@@ -8,6 +8,7 @@ pub mod args;
 mod commands;
 pub mod exit;
 pub mod input;
+mod manage;
 pub mod output;
 
 use std::process::ExitCode;
@@ -148,7 +149,21 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
     let result = match command {
         Command::Register(args) => commands::account(&mut session, &printer, args, true).await,
         Command::Login(args) => commands::account(&mut session, &printer, args, false).await,
-        Command::Logout => commands::logout(&mut session, &printer).await,
+        Command::Logout { everywhere: false } => commands::logout(&mut session, &printer).await,
+        Command::Logout { everywhere: true } => {
+            manage::logout_everywhere(&mut session, &printer).await
+        }
+        Command::Password { password_stdin } => {
+            manage::password(&session, &printer, *password_stdin).await
+        }
+        Command::Keys { action: None } => manage::keys(&session, &printer).await,
+        Command::Keys {
+            action: Some(args::KeysCommand::Retire { key_id }),
+        } => manage::retire(&session, &printer, *key_id).await,
+        Command::DeleteAccount {
+            yes,
+            password_stdin,
+        } => manage::delete_account(&mut session, &printer, *yes, *password_stdin).await,
         Command::Whoami => commands::whoami(&session, &printer).await,
         Command::Send(args) => commands::send(&session, &printer, args).await,
         Command::Inbox(args) => {

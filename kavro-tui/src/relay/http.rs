@@ -5,13 +5,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kavro_proto::api::Device;
 use kavro_proto::api::{
-    BatchAck, BatchAckResponse, Credentials, DeliveryStatus, ErrorBody, Inbox, InboxMessage,
-    InboxOrder, Me, PublishKey, SendMessage, SendResponse, TokenResponse, UserInfo,
+    BatchAck, BatchAckResponse, Credentials, DeliveryStatus, Devices, ErrorBody, Inbox,
+    InboxMessage, InboxOrder, Me, PublishKey, SendMessage, SendResponse, TokenResponse, UserInfo,
 };
-use kavro_proto::{MessageId, validate};
+use kavro_proto::strings::Password;
+use kavro_proto::{DeviceId, MessageId, UserId, validate};
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{InboxQuery, LongPoll, Relay, RelayError};
@@ -80,6 +83,19 @@ impl HttpRelay {
             detail,
         }
     }
+}
+
+/// Body of `POST /auth/password`.
+#[derive(Serialize)]
+struct ChangePassword<'a> {
+    current_password: &'a str,
+    new_password: &'a str,
+}
+
+/// Body of `DELETE /auth/me`.
+#[derive(Serialize)]
+struct DeleteAccount<'a> {
+    password: &'a str,
 }
 
 /// The long-poll fields of `GET /ready`, read leniently: a relay older than
@@ -197,6 +213,61 @@ impl Relay for HttpRelay {
     async fn me(&self, token: &AccessToken) -> Result<Me, RelayError> {
         self.call(self.request(Method::GET, "/auth/me", Some(token)))
             .await
+    }
+
+    async fn change_password(
+        &self,
+        token: &AccessToken,
+        current: &Password,
+        new: &Password,
+    ) -> Result<AccessToken, RelayError> {
+        let body: TokenResponse = self
+            .call(
+                self.request(Method::POST, "/auth/password", Some(token))
+                    .json(&ChangePassword {
+                        current_password: current.as_str(),
+                        new_password: new.as_str(),
+                    }),
+            )
+            .await?;
+        Ok(AccessToken::new(body.access_token))
+    }
+
+    async fn logout_all(&self, token: &AccessToken) -> Result<(), RelayError> {
+        let _: serde_json::Value = self
+            .call(self.request(Method::POST, "/auth/logout-all", Some(token)))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_account(
+        &self,
+        token: &AccessToken,
+        password: &Password,
+    ) -> Result<(), RelayError> {
+        let _: serde_json::Value = self
+            .call(
+                self.request(Method::DELETE, "/auth/me", Some(token))
+                    .json(&DeleteAccount {
+                        password: password.as_str(),
+                    }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn keys(&self, token: &AccessToken, user: UserId) -> Result<Vec<Device>, RelayError> {
+        let body: Devices = self
+            .call(self.request(Method::GET, &format!("/keys/{user}"), Some(token)))
+            .await?;
+        Ok(body.devices)
+    }
+
+    async fn retire_key(&self, token: &AccessToken, key: DeviceId) -> Result<(), RelayError> {
+        let _: serde_json::Value = self
+            .call(self.request(Method::DELETE, &format!("/keys/{key}"), Some(token)))
+            .await?;
+        Ok(())
     }
 
     async fn publish_key(&self, token: &AccessToken, key: &PublishKey) -> Result<(), RelayError> {

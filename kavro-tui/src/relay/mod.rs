@@ -13,11 +13,12 @@ mod memory;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kavro_proto::MessageId;
 use kavro_proto::api::{
-    Credentials, DeliveryStatus, FieldError, InboxMessage, InboxOrder, Me, PublishKey, SendMessage,
-    UserInfo,
+    Credentials, DeliveryStatus, Device, FieldError, InboxMessage, InboxOrder, Me, PublishKey,
+    SendMessage, UserInfo,
 };
+use kavro_proto::strings::Password;
+use kavro_proto::{DeviceId, MessageId, UserId};
 
 pub use self::http::HttpRelay;
 #[cfg(test)]
@@ -161,6 +162,27 @@ pub trait Relay: Send + Sync {
     async fn logout(&self, token: &AccessToken) -> Result<(), RelayError>;
     /// `GET /auth/me`.
     async fn me(&self, token: &AccessToken) -> Result<Me, RelayError>;
+    /// `POST /auth/password`: a fresh token; every other token of the
+    /// account is revoked. `Unauthorized` for a wrong current password.
+    async fn change_password(
+        &self,
+        token: &AccessToken,
+        current: &Password,
+        new: &Password,
+    ) -> Result<AccessToken, RelayError>;
+    /// `POST /auth/logout-all`: revokes every token of the account.
+    async fn logout_all(&self, token: &AccessToken) -> Result<(), RelayError>;
+    /// `DELETE /auth/me`: deletes the account (`Unauthorized`: wrong password).
+    async fn delete_account(
+        &self,
+        token: &AccessToken,
+        password: &Password,
+    ) -> Result<(), RelayError>;
+    /// `GET /keys/{user_id}` with our token (device names are shown to
+    /// their owner only), oldest first.
+    async fn keys(&self, token: &AccessToken, user: UserId) -> Result<Vec<Device>, RelayError>;
+    /// `DELETE /keys/{key_id}`: retires one of our keys (`NotFound`: not ours).
+    async fn retire_key(&self, token: &AccessToken, key: DeviceId) -> Result<(), RelayError>;
     /// `POST /keys/publish` (idempotent).
     async fn publish_key(&self, token: &AccessToken, key: &PublishKey) -> Result<(), RelayError>;
     /// `GET /users/{username}`: `NotFound` for no such user.

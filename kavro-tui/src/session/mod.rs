@@ -11,11 +11,14 @@ mod accounts;
 mod contacts;
 mod error;
 mod inbox;
+mod manage;
 mod outgoing;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_manage;
 #[cfg(test)]
 mod tests_replay;
 #[cfg(test)]
