@@ -7,6 +7,7 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
+use crate::limits::CounterBackend;
 use crate::state::AppState;
 
 pub struct HealthApi {
@@ -62,14 +63,10 @@ impl HealthApi {
     async fn ready(&self) -> ReadyResponse {
         let database_ok = self.state.store.ping().await.is_ok();
         let counters = self.state.limiter.counters();
-        let redis = if counters.backend() == "redis" {
-            if counters.ping().await.is_ok() {
-                OK
-            } else {
-                DOWN
-            }
-        } else {
-            "not configured"
+        let redis = match counters.backend() {
+            CounterBackend::Redis if counters.ping().await.is_ok() => OK,
+            CounterBackend::Redis => DOWN,
+            CounterBackend::Memory => "not configured",
         };
         let ready = database_ok && redis != DOWN;
         let body = Ready {
