@@ -281,6 +281,7 @@ impl Relay for MemoryRelay {
             database: "ok".into(),
             redis: "not configured".into(),
             long_poll: false,
+            long_poll_max_wait: 0,
         })
     }
 
