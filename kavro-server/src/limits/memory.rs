@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{CounterError, Counters, Decision, wait_ms};
+use super::{CounterBackend, CounterError, Counters, Decision, wait_ms};
 use crate::config::{Lockout, Window};
 
 /// Entries are pruned once a map holds this many keys, so memory stays
@@ -146,8 +146,8 @@ impl Counters for MemoryCounters {
         Ok(())
     }
 
-    fn backend(&self) -> &'static str {
-        "memory"
+    fn backend(&self) -> CounterBackend {
+        CounterBackend::Memory
     }
 }
 

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use super::{CounterError, Counters, Decision, wait_ms};
+use super::{CounterBackend, CounterError, Counters, Decision, wait_ms};
 use crate::config::{Lockout, Window};
 
 /// Sliding-window log in a sorted set: drop entries older than the window,
@@ -55,10 +55,6 @@ pub struct RedisCounters {
     prefix: String,
     hit: Script,
     fail: Script,
-}
-
-fn err(e: &redis::RedisError) -> CounterError {
-    CounterError(e.to_string())
 }
 
 fn millis(d: Duration) -> i64 {
@@ -123,7 +119,7 @@ impl Counters for RedisCounters {
             .arg(member(now))
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok(if wait == 0 {
             Decision::Allowed
         } else {
@@ -144,7 +140,7 @@ impl Counters for RedisCounters {
             .clone()
             .get(until_key)
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         let now = now.timestamp_millis();
         Ok(until.filter(|&u| u > now).map(|u| wait_ms(u - now)))
     }
@@ -168,13 +164,18 @@ impl Counters for RedisCounters {
             .arg(member(now))
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok((locked > 0).then_some(policy.duration))
     }
 
     async fn clear_failures(&self, subject: &str) -> Result<(), CounterError> {
         let (failures, _) = self.lock_keys(subject);
-        let _: () = self.conn.clone().del(failures).await.map_err(|e| err(&e))?;
+        let _: () = self
+            .conn
+            .clone()
+            .del(failures)
+            .await
+            .map_err(CounterError::Redis)?;
         Ok(())
     }
 
@@ -190,7 +191,7 @@ impl Counters for RedisCounters {
             .clone()
             .pset_ex(self.revoked_key(jti), 1, ttl as u64)
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok(())
     }
 
@@ -199,19 +200,19 @@ impl Counters for RedisCounters {
             .clone()
             .exists(self.revoked_key(jti))
             .await
-            .map_err(|e| err(&e))
+            .map_err(CounterError::Redis)
     }
 
     async fn ping(&self) -> Result<(), CounterError> {
         let _: String = redis::cmd("PING")
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok(())
     }
 
-    fn backend(&self) -> &'static str {
-        "redis"
+    fn backend(&self) -> CounterBackend {
+        CounterBackend::Redis
     }
 }
 
@@ -229,6 +230,23 @@ mod tests {
             .await
             .unwrap();
         super::super::contract::run(&counters, "redis").await;
+    }
+
+    #[test]
+    fn counter_errors_keep_redis_error_as_source() {
+        let err = CounterError::Redis(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "connection refused",
+        )));
+        let source = std::error::Error::source(&err).expect("the Redis error is the source");
+        assert!(
+            source.to_string().contains("connection refused"),
+            "{source}"
+        );
+        assert_eq!(
+            crate::error::error_chain(&err),
+            format!("Redis counters unavailable: {source}")
+        );
     }
 
     #[tokio::test]
