@@ -340,7 +340,11 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("p"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|name| name.ends_with(".tmp"))
+            .filter(|name| {
+                std::path::Path::new(name)
+                    .extension()
+                    .is_some_and(|ext| ext.eq_ignore_ascii_case("tmp"))
+            })
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
