@@ -32,9 +32,12 @@ pub struct TestServer {
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub state: Arc<AppState>,
+    /// What this instance was started with (a second instance can share it).
+    pub config: Config,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    /// `None` on a second instance: the first owns the data and services.
+    _dir: Option<tempfile::TempDir>,
     _db: Option<TestDatabase>,
     /// Declared after the server's state so its keys go after the server stops.
     _redis: Option<TestRedisPrefix>,
@@ -87,7 +90,26 @@ impl TestServer {
             redis = Some(prefix);
         }
         tweak(&mut config);
-        let clock = Arc::new(ManualClock::default());
+        let mut server = Self::serve(config, Arc::new(ManualClock::default()), passwords).await;
+        server._dir = Some(dir);
+        server._db = test_db;
+        server._redis = redis;
+        Some(server)
+    }
+
+    /// A second relay instance on the same data directory, database, Redis
+    /// prefix, secrets and clock, as in a scaled-out deployment. Drop it
+    /// before the first.
+    pub async fn second_instance(&self) -> Self {
+        Self::serve(
+            self.config.clone(),
+            self.clock.clone(),
+            Passwords::fast_for_tests(),
+        )
+        .await
+    }
+
+    async fn serve(config: Config, clock: Arc<ManualClock>, passwords: Passwords) -> Self {
         let state = kavro_server::bootstrap::build_with(&config, clock.clone(), passwords)
             .await
             .unwrap();
@@ -98,24 +120,26 @@ impl TestServer {
         let addr: SocketAddr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let serve_state = state.clone();
+        let serve_config = config.clone();
         let task = tokio::spawn(async move {
-            kavro_server::server::serve(acceptor, serve_state, &config, async {
+            kavro_server::server::serve(acceptor, serve_state, &serve_config, async {
                 let _ = rx.await;
             })
             .await
             .unwrap();
         });
-        Some(Self {
+        Self {
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
             clock,
             state,
+            config,
             shutdown: Some(tx),
             task: Some(task),
-            _dir: dir,
-            _db: test_db,
-            _redis: redis,
-        })
+            _dir: None,
+            _db: None,
+            _redis: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
