@@ -130,7 +130,11 @@ impl TestServer {
         });
         Self {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            // A deadline on every call (longer than any long-poll a test asks for).
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(90))
+                .build()
+                .unwrap(),
             clock,
             state,
             config,
@@ -175,6 +179,24 @@ impl TestServer {
         self.call(builder).await
     }
 
+    /// A plain-text GET (e.g. `/metrics`): (status, text).
+    pub async fn text(&self, path: &str) -> (StatusCode, String) {
+        let response = self.request(Method::GET, path).send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    /// Polls `check` every 5 ms until it holds; fails after 20 s.
+    pub async fn until(&self, what: &str, check: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !check() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within 20 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// Registers `name` with a valid password; returns (token, user id).
     pub async fn register(&self, name: &str) -> (String, i64) {
         let (status, body) = self
@@ -211,7 +233,10 @@ impl TestServer {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let _ = stream.write_all(request).await;
         let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response).await;
+        let read = stream.read_to_end(&mut response);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), read)
+            .await
+            .expect("the connection is answered and closed within 30 s");
         let text = String::from_utf8_lossy(&response);
         let status: u16 = text
             .split(' ')
