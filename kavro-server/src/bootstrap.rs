@@ -126,7 +126,8 @@ fn secret_or_generated(
              needs the same value (generate one with `kavro-server gen-secrets`)"
         );
     }
-    match std::fs::read_to_string(file) {
+    // The text read is zeroized too, not only the secret made from it.
+    match std::fs::read_to_string(file).map(zeroize::Zeroizing::new) {
         Ok(text) if !text.trim().is_empty() => {
             check_private(file)?;
             return Ok(SecretString::from(text.trim().to_owned()));

@@ -25,6 +25,7 @@ pub async fn sweep_once(state: &AppState) -> Result<SweepReport, StoreError> {
             "retention sweep"
         );
     }
+    metrics::counter!("kavro_sweeps_total").increment(1);
     metrics::counter!("kavro_messages_expired_total").increment(report.expired);
     metrics::counter!("kavro_receipts_purged_total").increment(report.purged);
     Ok(report)

@@ -112,6 +112,25 @@ mod tests {
     use base64::Engine as _;
 
     use super::*;
+    use crate::testing::implements_debug;
+
+    /// The signing secret lives only in jsonwebtoken's keys, which are
+    /// zeroized on drop and print redacted; `Tokens` itself has no `Debug`.
+    #[test]
+    fn keys_are_zeroized_and_never_printed() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let tokens = Tokens::new(b"a-secret-of-at-least-32-bytes!!!").unwrap();
+        zeroized_on_drop(&tokens.encoding);
+        zeroized_on_drop(&tokens.decoding);
+        assert!(!implements_debug!(Tokens));
+        for shown in [
+            format!("{:?}", tokens.encoding),
+            format!("{:?}", tokens.decoding),
+        ] {
+            assert!(shown.contains("redacted"), "{shown}");
+            assert!(!shown.contains("97, 45"), "no key bytes: {shown}");
+        }
+    }
 
     fn tokens() -> Tokens {
         Tokens::new(&[7u8; 32]).unwrap()
