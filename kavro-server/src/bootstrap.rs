@@ -10,13 +10,15 @@ use base64::Engine as _;
 use crate::auth::password::Passwords;
 use crate::auth::tokens::Tokens;
 use crate::clock::{Clock, SystemClock};
+use crate::clock::before;
 use crate::config::{Config, Toggle};
+use crate::http::client_ip::ClientPrefixes;
 use crate::fieldcrypt::FieldCrypt;
 use crate::limits::memory::MemoryCounters;
 use crate::limits::redis::RedisCounters;
 use crate::limits::{Counters, Limiter};
 use crate::secret::SecretString;
-use crate::state::{AppState, Settings};
+use crate::state::{AppState, MetricsAccess, Settings};
 use crate::store::{self, StoreOptions};
 use crate::wake::WakeHub;
 
@@ -50,6 +52,10 @@ pub async fn build_with(
         "KAVRO_FERNET_KEYS",
         FieldCrypt::generate_key,
     )?;
+    if !config.jwt_secret.is_empty() {
+        crate::auth::entropy::check_secret(config.jwt_secret.expose())
+            .context("KAVRO_JWT_SECRET (jwt_secret) is refused")?;
+    }
     let tokens = Tokens::new(jwt_secret.expose().as_bytes())
         .context("KAVRO_JWT_SECRET is too short: use at least 32 random bytes")?;
     let fields = FieldCrypt::new(fernet_keys.expose()).context("KAVRO_FERNET_KEYS")?;
@@ -79,6 +85,8 @@ pub async fn build_with(
             .context("subscribing to Redis for long-poll wake-ups")?,
         None => WakeHub::local(),
     });
+    restore_revocations(store.as_ref(), counters.as_ref(), clock.now(), config.token_ttl)
+        .await?;
     let limiter = Limiter::new(
         counters,
         config.limits.clone(),
@@ -99,12 +107,56 @@ pub async fn build_with(
             message_ttl: config.message_ttl,
             receipt_ttl: config.receipt_ttl,
             max_pending_per_recipient: config.max_pending_per_recipient,
+            max_pending_per_sender: config.max_pending_per_sender,
+            username_reservation: config.username_reservation,
             trusted_proxies: config.trusted_proxies.clone(),
+            prefixes: ClientPrefixes {
+                v4: config.ip_prefix_v4,
+                v6: config.ip_prefix_v6,
+            },
+            metrics: MetricsAccess {
+                allow: config.metrics_allow.clone(),
+                token: Some(config.metrics_token.clone()).filter(|t| !t.is_empty()),
+            },
             max_long_polls_per_user: config.max_long_polls_per_user,
             max_wait: config.max_wait,
             tls: config.tls_cert.is_some(),
         },
     }))
+}
+
+/// Puts the token generations the database raised within the last token
+/// lifetime back into the counters: in-process counters start empty, and a
+/// Redis may have lost them. Older ones no longer matter (every token they
+/// refuse has expired).
+async fn restore_revocations(
+    store: &dyn crate::store::Store,
+    counters: &dyn Counters,
+    now: chrono::DateTime<chrono::Utc>,
+    token_ttl: std::time::Duration,
+) -> anyhow::Result<()> {
+    let revoked = store
+        .revoked_generations(before(now, token_ttl))
+        .await
+        .context("reading revoked sessions")?;
+    for entry in &revoked {
+        counters
+            .revoke_generation(
+                entry.user,
+                entry.generation,
+                crate::clock::after(entry.revoked_at, token_ttl),
+                now,
+            )
+            .await
+            .context("restoring revoked sessions into the counters")?;
+    }
+    if !revoked.is_empty() {
+        tracing::info!(
+            accounts = revoked.len(),
+            "restored session revocations from the database"
+        );
+    }
+    Ok(())
 }
 
 /// The configured secret; else, on the embedded default, the one kept in
