@@ -33,7 +33,7 @@ pub async fn build_with(
     clock: Arc<dyn Clock>,
     passwords: Passwords,
 ) -> anyhow::Result<Arc<AppState>> {
-    config.validate().map_err(anyhow::Error::msg)?;
+    config.validate()?;
     let embedded = config.is_embedded_database();
     if embedded {
         create_private_dir(&config.data_dir)?;

@@ -430,42 +430,68 @@ impl Config {
     }
 
     /// Checks what serde cannot: pairs of settings, ranges.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err("tls_cert and tls_key must be set together".to_owned());
+            return Err(InvalidConfig::TlsHalfSet);
         }
         if self.lockout.failures == 0 {
-            return Err("lockout.failures must be at least 1".to_owned());
+            return Err(InvalidConfig::NoLockoutFailures);
         }
-        if self.token_ttl < Duration::from_secs(60) {
-            return Err("token_ttl must be at least 1 minute".to_owned());
+        if self.token_ttl < MIN_TOKEN_TTL {
+            return Err(InvalidConfig::TokenTtlTooShort);
         }
         if self.db_max_connections == 0 {
-            return Err("db_max_connections must be at least 1".to_owned());
+            return Err(InvalidConfig::NoDbConnections);
         }
-        if self.max_pending_per_recipient == 0 || self.max_pending_per_sender == 0 {
-            return Err(
-                "max_pending_per_recipient and max_pending_per_sender must be at least 1"
-                    .to_owned(),
-            );
+        if self.max_pending_per_recipient == 0 {
+            return Err(InvalidConfig::NoPendingMessages);
+        }
+        if self.max_pending_per_sender == 0 {
+            return Err(InvalidConfig::NoPendingPerSender);
         }
         if !(1..=32).contains(&self.ip_prefix_v4) || !(1..=128).contains(&self.ip_prefix_v6) {
-            return Err("ip_prefix_v4 must be 1 to 32 and ip_prefix_v6 1 to 128".to_owned());
+            return Err(InvalidConfig::IpPrefixOutOfRange);
         }
         if self.lockout.duration.is_zero() || self.lockout.max_duration < self.lockout.duration {
-            return Err(
-                "lockout.duration must be above zero and lockout.max_duration at least as long"
-                    .to_owned(),
-            );
+            return Err(InvalidConfig::LockoutDurations);
         }
         if self.header_timeout.is_zero() || self.body_timeout.is_zero() {
-            return Err("header_timeout and body_timeout must be above zero".to_owned());
+            return Err(InvalidConfig::ZeroTimeout);
         }
         if self.sweep_interval.is_zero() {
-            return Err("sweep_interval must be above zero".to_owned());
+            return Err(InvalidConfig::ZeroSweepInterval);
         }
         Ok(())
     }
+}
+
+/// The shortest `token_ttl` [`Config::validate`] accepts.
+const MIN_TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// A combination or range of settings that [`Config::validate`] refuses; the
+/// message names the setting, for the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidConfig {
+    #[error("tls_cert and tls_key must be set together")]
+    TlsHalfSet,
+    #[error("lockout.failures must be at least 1")]
+    NoLockoutFailures,
+    #[error("token_ttl must be at least 1 minute")]
+    TokenTtlTooShort,
+    #[error("db_max_connections must be at least 1")]
+    NoDbConnections,
+    #[error("max_pending_per_recipient must be at least 1")]
+    NoPendingMessages,
+    #[error("max_pending_per_sender must be at least 1")]
+    NoPendingPerSender,
+    #[error("ip_prefix_v4 must be 1 to 32 and ip_prefix_v6 1 to 128")]
+    IpPrefixOutOfRange,
+    #[error("lockout.duration must be above zero and lockout.max_duration at least as long")]
+    LockoutDurations,
+    #[error("header_timeout and body_timeout must be above zero")]
+    ZeroTimeout,
+    #[error("sweep_interval must be above zero")]
+    ZeroSweepInterval,
 }
 
 impl fmt::Debug for Config {
@@ -732,11 +758,62 @@ mod tests {
     }
 
     #[test]
-    fn mismatched_tls_is_refused() {
-        let config = Config {
-            tls_cert: Some("cert.pem".into()),
-            ..Config::default()
-        };
-        assert!(config.validate().is_err());
+    fn each_bad_combination_is_refused_by_name() {
+        let cases: [(fn(&mut Config), InvalidConfig); 14] = [
+            (
+                |c| c.tls_cert = Some("cert.pem".into()),
+                InvalidConfig::TlsHalfSet,
+            ),
+            (
+                |c| c.tls_key = Some("key.pem".into()),
+                InvalidConfig::TlsHalfSet,
+            ),
+            (|c| c.lockout.failures = 0, InvalidConfig::NoLockoutFailures),
+            (
+                |c| c.token_ttl = Duration::from_secs(59),
+                InvalidConfig::TokenTtlTooShort,
+            ),
+            (|c| c.db_max_connections = 0, InvalidConfig::NoDbConnections),
+            (
+                |c| c.max_pending_per_recipient = 0,
+                InvalidConfig::NoPendingMessages,
+            ),
+            (
+                |c| c.body_timeout = Duration::ZERO,
+                InvalidConfig::ZeroTimeout,
+            ),
+            (
+                |c| c.header_timeout = Duration::ZERO,
+                InvalidConfig::ZeroTimeout,
+            ),
+            (
+                |c| c.sweep_interval = Duration::ZERO,
+                InvalidConfig::ZeroSweepInterval,
+            ),
+            (
+                |c| c.max_pending_per_sender = 0,
+                InvalidConfig::NoPendingPerSender,
+            ),
+            (|c| c.ip_prefix_v4 = 33, InvalidConfig::IpPrefixOutOfRange),
+            (|c| c.ip_prefix_v6 = 0, InvalidConfig::IpPrefixOutOfRange),
+            (
+                |c| c.lockout.duration = Duration::ZERO,
+                InvalidConfig::LockoutDurations,
+            ),
+            (
+                |c| c.lockout.max_duration = Duration::from_secs(60),
+                InvalidConfig::LockoutDurations,
+            ),
+        ];
+        assert_eq!(Config::default().validate(), Ok(()));
+        for (tweak, expected) in cases {
+            let mut config = Config::default();
+            tweak(&mut config);
+            assert_eq!(config.validate(), Err(expected));
+        }
+        assert_eq!(
+            InvalidConfig::TokenTtlTooShort.to_string(),
+            "token_ttl must be at least 1 minute"
+        );
     }
 }

@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::{ApiTags, client_ip};
 use crate::error::ApiError;
+use crate::limits::CounterBackend;
 use crate::state::AppState;
 
 pub struct HealthApi {
@@ -98,14 +99,10 @@ impl HealthApi {
     async fn ready(&self) -> ReadyResponse {
         let database_ok = self.state.store.ping().await.is_ok();
         let counters = self.state.limiter.counters();
-        let redis = if counters.backend() == "redis" {
-            if counters.ping().await.is_ok() {
-                OK
-            } else {
-                DOWN
-            }
-        } else {
-            "not configured"
+        let redis = match counters.backend() {
+            CounterBackend::Redis if counters.ping().await.is_ok() => OK,
+            CounterBackend::Redis => DOWN,
+            CounterBackend::Memory => "not configured",
         };
         let ready = database_ok && redis != DOWN;
         let body = Ready {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use kavro_proto::UserId;
 
-use super::{CounterError, Counters, Decision, TokenState, backed_off, wait_ms};
+use super::{CounterBackend, CounterError, Counters, Decision, TokenState, backed_off, wait_ms};
 use crate::config::{Lockout, Window};
 use crate::store::TokenGeneration;
 
@@ -208,8 +208,8 @@ impl Counters for MemoryCounters {
         Ok(())
     }
 
-    fn backend(&self) -> &'static str {
-        "memory"
+    fn backend(&self) -> CounterBackend {
+        CounterBackend::Memory
     }
 }
 

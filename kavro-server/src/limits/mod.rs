@@ -24,6 +24,7 @@ use kavro_proto::UserId;
 
 use crate::clock::Clock;
 use crate::config::{Lockout, RateLimits, Window};
+use crate::error::error_chain;
 use crate::store::TokenGeneration;
 
 /// The outcome of a rate-limit check.
@@ -36,9 +37,23 @@ pub enum Decision {
     },
 }
 
+/// The shared counters did not answer. Only the Redis backend can fail; the
+/// source keeps Redis's own error for the log.
 #[derive(Debug, thiserror::Error)]
-#[error("counter backend unavailable: {0}")]
-pub struct CounterError(pub String);
+pub enum CounterError {
+    #[error("Redis counters unavailable")]
+    Redis(#[source] ::redis::RedisError),
+}
+
+/// Where the counters live, which decides what an outage means (see the
+/// module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterBackend {
+    /// This process only: cannot fail, not shared with other instances.
+    Memory,
+    /// Shared by every instance; can be unreachable.
+    Redis,
+}
 
 /// Storage of the counters. Every method is one atomic step, whatever the
 /// number of instances sharing the backend.
@@ -98,8 +113,7 @@ pub trait Counters: Send + Sync + 'static {
     ) -> Result<TokenState, CounterError>;
     /// A cheap round trip, for `/ready`.
     async fn ping(&self) -> Result<(), CounterError>;
-    /// `memory` or `redis`.
-    fn backend(&self) -> &'static str;
+    fn backend(&self) -> CounterBackend;
 }
 
 /// What the counters know about one presented token.
@@ -177,7 +191,8 @@ impl Limiter {
         lockout: Lockout,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let fallback = (counters.backend() != "memory").then(memory::MemoryCounters::default);
+        let fallback =
+            (counters.backend() != CounterBackend::Memory).then(memory::MemoryCounters::default);
         Self {
             counters,
             fallback,
@@ -206,7 +221,7 @@ impl Limiter {
             Ok(decision) => decision,
             Err(err) => {
                 metrics::counter!("kavro_limiter_fallback_total").increment(1);
-                tracing::warn!(error = %err, route = route.name(), "rate limit counters unavailable; using this instance's memory");
+                tracing::warn!(error = %error_chain(&err), route = route.name(), "rate limit counters unavailable; using this instance's memory");
                 match &self.fallback {
                     Some(fallback) => fallback
                         .hit(&key, window, now)
@@ -236,7 +251,7 @@ impl Limiter {
             Ok(None) => Ok(()),
             Ok(Some(retry_after)) => Err(Refusal::Limited { retry_after }),
             Err(err) => {
-                tracing::error!(error = %err, "lockout counters unavailable; refusing logins");
+                tracing::error!(error = %error_chain(&err), "lockout counters unavailable; refusing logins");
                 Err(Refusal::Unavailable)
             }
         }
@@ -257,7 +272,7 @@ impl Limiter {
             )
             .await
             .map_err(|err| {
-                tracing::error!(error = %err, "lockout counters unavailable");
+                tracing::error!(error = %error_chain(&err), "lockout counters unavailable");
                 Refusal::Unavailable
             })
     }
@@ -269,7 +284,7 @@ impl Limiter {
             .clear_failures(&lock_subject(username, network))
             .await
         {
-            tracing::warn!(error = %err, "could not reset failed-login count");
+            tracing::warn!(error = %error_chain(&err), "could not reset failed-login count");
         }
     }
 
@@ -278,7 +293,7 @@ impl Limiter {
             .revoke(jti, until, self.clock.now())
             .await
             .map_err(|err| {
-                tracing::error!(error = %err, "cannot record token revocation");
+                tracing::error!(error = %error_chain(&err), "cannot record token revocation");
                 Refusal::Unavailable
             })
     }
@@ -305,7 +320,7 @@ impl Limiter {
             .token_state(jti, user, self.clock.now())
             .await
             .map_err(|err| {
-                tracing::error!(error = %err, "cannot check token revocation; refusing");
+                tracing::error!(error = %error_chain(&err), "cannot check token revocation; refusing");
                 Refusal::Unavailable
             })
     }

@@ -15,7 +15,7 @@ use redis::{AsyncCommands, Script};
 
 use kavro_proto::UserId;
 
-use super::{CounterError, Counters, Decision, TokenState, wait_ms};
+use super::{CounterBackend, CounterError, Counters, Decision, TokenState, wait_ms};
 use crate::config::{Lockout, Window};
 use crate::store::TokenGeneration;
 
@@ -93,10 +93,6 @@ pub struct RedisCounters {
     generation: Script,
 }
 
-fn err(e: &redis::RedisError) -> CounterError {
-    CounterError(e.to_string())
-}
-
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -162,7 +158,7 @@ impl Counters for RedisCounters {
             .arg(member(now))
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok(if wait == 0 {
             Decision::Allowed
         } else {
@@ -183,7 +179,7 @@ impl Counters for RedisCounters {
             .clone()
             .get(until_key)
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         let now = now.timestamp_millis();
         Ok(until.filter(|&u| u > now).map(|u| wait_ms(u - now)))
     }
@@ -209,7 +205,7 @@ impl Counters for RedisCounters {
             .arg(millis(policy.max_duration))
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok((locked > 0).then(|| wait_ms(locked)))
     }
 
@@ -220,7 +216,7 @@ impl Counters for RedisCounters {
             .clone()
             .del(&[failures, strikes])
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok(())
     }
 
@@ -236,7 +232,7 @@ impl Counters for RedisCounters {
             .clone()
             .pset_ex(self.revoked_key(jti), 1, ttl as u64)
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok(())
     }
 
@@ -245,7 +241,7 @@ impl Counters for RedisCounters {
             .clone()
             .exists(self.revoked_key(jti))
             .await
-            .map_err(|e| err(&e))
+            .map_err(CounterError::Redis)
     }
 
     async fn revoke_generation(
@@ -263,7 +259,7 @@ impl Counters for RedisCounters {
             .arg(keep)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok(())
     }
 
@@ -279,7 +275,7 @@ impl Counters for RedisCounters {
             .get(self.generation_key(user))
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok(TokenState {
             revoked,
             min_generation: TokenGeneration(generation.unwrap_or_default()),
@@ -290,12 +286,12 @@ impl Counters for RedisCounters {
         let _: String = redis::cmd("PING")
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok(())
     }
 
-    fn backend(&self) -> &'static str {
-        "redis"
+    fn backend(&self) -> CounterBackend {
+        CounterBackend::Redis
     }
 }
 
@@ -313,6 +309,23 @@ mod tests {
             .await
             .unwrap();
         super::super::contract::run(&counters, "redis").await;
+    }
+
+    #[test]
+    fn counter_errors_keep_redis_error_as_source() {
+        let err = CounterError::Redis(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "connection refused",
+        )));
+        let source = std::error::Error::source(&err).expect("the Redis error is the source");
+        assert!(
+            source.to_string().contains("connection refused"),
+            "{source}"
+        );
+        assert_eq!(
+            crate::error::error_chain(&err),
+            format!("Redis counters unavailable: {source}")
+        );
     }
 
     #[tokio::test]

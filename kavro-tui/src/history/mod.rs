@@ -661,14 +661,6 @@ impl History {
         .await?;
         rows.iter().map(message_row).collect()
     }
-
-    /// How many messages are stored (both directions).
-    pub async fn message_count(&self) -> Result<u64, HistoryError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(count.try_into().unwrap_or(0))
-    }
 }
 
 async fn save_contact_in(

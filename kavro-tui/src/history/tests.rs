@@ -12,6 +12,14 @@ fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_780_000_000 + secs, 0).unwrap()
 }
 
+/// How many messages are stored (both directions).
+async fn message_count(history: &History) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(&history.pool)
+        .await
+        .unwrap()
+}
+
 async fn open() -> (tempfile::TempDir, History) {
     let dir = tempfile::tempdir().unwrap();
     let history = History::open(&dir.path().join("history.sqlite3"))
@@ -86,7 +94,7 @@ async fn a_message_id_seen_twice_is_stored_once() {
             same_delivery: false
         }
     );
-    assert_eq!(history.message_count().await.unwrap(), 1);
+    assert_eq!(message_count(&history).await, 1);
     let stored = history.message(id).await.unwrap().unwrap();
     assert_eq!(stored.text.as_deref(), Some("hi"));
     assert_eq!(stored.state, MessageState::In(IncomingState::Ok));
@@ -247,7 +255,7 @@ async fn a_note_to_self_is_stored_in_both_directions() {
         .await
         .unwrap();
     assert!(matches!(inserted, Inserted::New(_)));
-    assert_eq!(history.message_count().await.unwrap(), 2);
+    assert_eq!(message_count(&history).await, 2);
 }
 
 #[tokio::test]
@@ -313,7 +321,7 @@ async fn reopening_keeps_everything() {
         .unwrap();
     history.close().await;
     let again = History::open(&path).await.unwrap();
-    assert_eq!(again.message_count().await.unwrap(), 1);
+    assert_eq!(message_count(&again).await, 1);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;

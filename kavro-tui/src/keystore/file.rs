@@ -57,6 +57,7 @@ impl FileStore {
         Self { path }
     }
 
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }

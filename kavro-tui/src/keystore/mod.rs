@@ -245,8 +245,10 @@ enum KeyringSource {
     /// The platform's keyring, initialised on first use.
     Os,
     /// A given store (keyring-core's mock in tests).
+    #[cfg(test)]
     Given(Arc<keyring_core::CredentialStore>),
     /// No keyring at all, with the reason.
+    #[cfg(test)]
     Missing(String),
 }
 
@@ -269,6 +271,7 @@ impl Keystores {
     }
 
     /// With a given keyring store instead of the platform's (tests).
+    #[cfg(test)]
     pub fn with_keyring_store(
         secrets_file: PathBuf,
         explicit: Option<KeyStoreKind>,
@@ -282,6 +285,7 @@ impl Keystores {
     }
 
     /// As on a machine without any keyring (tests).
+    #[cfg(test)]
     pub fn without_keyring(secrets_file: PathBuf, explicit: Option<KeyStoreKind>) -> Self {
         Self {
             explicit,
@@ -307,7 +311,9 @@ impl Keystores {
     fn keyring_store(&self) -> KeyringStore {
         match &self.keyring {
             KeyringSource::Os => KeyringStore::os(),
+            #[cfg(test)]
             KeyringSource::Given(store) => KeyringStore::with_store(store.clone()),
+            #[cfg(test)]
             KeyringSource::Missing(reason) => KeyringStore::missing(reason.clone()),
         }
     }

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kavro_proto::api::{
-    BatchAck, BatchAckResponse, Credentials, DeliveryStatus, Device, Devices, ErrorBody, Health,
-    Inbox, InboxMessage, InboxOrder, Me, PublishKey, Ready, SendMessage, SendResponse,
-    TokenResponse, UserInfo,
+    BatchAck, BatchAckResponse, Credentials, DeliveryStatus, ErrorBody, Inbox, InboxMessage,
+    InboxOrder, Me, PublishKey, Ready, SendMessage, SendResponse, TokenResponse, UserInfo,
 };
-use kavro_proto::{MessageId, UserId, validate};
+use kavro_proto::{MessageId, validate};
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -147,14 +146,6 @@ async fn error_from(response: Response) -> RelayError {
 
 #[async_trait]
 impl Relay for HttpRelay {
-    fn server(&self) -> &str {
-        &self.base
-    }
-
-    async fn health(&self) -> Result<Health, RelayError> {
-        self.call(self.request(Method::GET, "/health", None)).await
-    }
-
     async fn ready(&self) -> Result<Ready, RelayError> {
         self.call(self.request(Method::GET, "/ready", None)).await
     }
@@ -214,13 +205,6 @@ impl Relay for HttpRelay {
             .await
     }
 
-    async fn keys(&self, user: UserId) -> Result<Vec<Device>, RelayError> {
-        let body: Devices = self
-            .call(self.request(Method::GET, &format!("/keys/{user}"), None))
-            .await?;
-        Ok(body.devices)
-    }
-
     async fn send(
         &self,
         token: &AccessToken,
@@ -257,13 +241,6 @@ impl Relay for HttpRelay {
         Ok(body.messages)
     }
 
-    async fn ack(&self, token: &AccessToken, id: MessageId) -> Result<(), RelayError> {
-        let _: serde_json::Value = self
-            .call(self.request(Method::POST, &format!("/messages/{id}/ack"), Some(token)))
-            .await?;
-        Ok(())
-    }
-
     async fn ack_many(&self, token: &AccessToken, ids: &[MessageId]) -> Result<u64, RelayError> {
         let body: BatchAckResponse = self
             .call(
@@ -298,7 +275,7 @@ mod tests {
             .port();
         let server = ServerUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
         let relay = HttpRelay::new(&server).unwrap();
-        let err = relay.health().await.unwrap_err();
+        let err = relay.ready().await.unwrap_err();
         match &err {
             RelayError::Unreachable { server: s, detail } => {
                 assert_eq!(s, server.as_str());

@@ -1,5 +1,6 @@
-//! [`MemoryRelay`]: the relay's behaviour (API.md) in process memory, for
-//! tests of code built on the client core, without a server. It also lets a
+//! [`MemoryRelay`]: the relay's v1 HTTP contract, as the client relies on
+//! it, in process memory, for tests of code built on the client core,
+//! without a server. It also lets a
 //! test play the malicious or broken relay: go offline, substitute a user's
 //! key, or deliver arbitrary ciphertext.
 
@@ -9,8 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kavro_proto::api::{
-    Credentials, DeliveryState, DeliveryStatus, Device, FieldError, Health, InboxMessage,
-    InboxOrder, Me, PublishKey, Ready, SendMessage, UserInfo,
+    Credentials, DeliveryState, DeliveryStatus, Device, FieldError, InboxMessage, InboxOrder, Me,
+    PublishKey, Ready, SendMessage, UserInfo,
 };
 use kavro_proto::validate::{self, CiphertextError};
 use kavro_proto::{DeviceId, MessageId, UserId};
@@ -273,20 +274,6 @@ impl MemoryRelay {
 
 #[async_trait]
 impl Relay for MemoryRelay {
-    #[allow(clippy::unnecessary_literal_bound)] // the trait returns the base URL of `self`
-    fn server(&self) -> &str {
-        "memory://relay"
-    }
-
-    async fn health(&self) -> Result<Health, RelayError> {
-        drop(self.open()?);
-        Ok(Health {
-            status: "ok".into(),
-            service: "kavro".into(),
-            version: "memory".into(),
-        })
-    }
-
     async fn ready(&self) -> Result<Ready, RelayError> {
         drop(self.open()?);
         Ok(Ready {
@@ -394,14 +381,6 @@ impl Relay for MemoryRelay {
         })
     }
 
-    async fn keys(&self, user: UserId) -> Result<Vec<Device>, RelayError> {
-        let mut state = self.open()?;
-        Ok(state
-            .user_by_id(user)
-            .map(|u| u.devices.clone())
-            .unwrap_or_default())
-    }
-
     async fn send(
         &self,
         token: &AccessToken,
@@ -492,23 +471,6 @@ impl Relay for MemoryRelay {
                 created_at: m.created_at,
             })
             .collect())
-    }
-
-    async fn ack(&self, token: &AccessToken, id: MessageId) -> Result<(), RelayError> {
-        let mut state = self.open()?;
-        Self::ack_refused(&mut state)?;
-        let me = state.caller(token)?;
-        let message = state
-            .messages
-            .get_mut(&id)
-            .ok_or_else(|| RelayError::NotFound("Message not found".to_owned()))?;
-        if message.recipient != me {
-            return Err(RelayError::Forbidden(
-                "Only the recipient can acknowledge a message".to_owned(),
-            ));
-        }
-        message.delivered_at.get_or_insert_with(Utc::now);
-        Ok(())
     }
 
     async fn ack_many(&self, token: &AccessToken, ids: &[MessageId]) -> Result<u64, RelayError> {

@@ -2,23 +2,25 @@
 //! a method per route the client uses, and [`RelayError`], which keeps what a
 //! caller needs to decide (retry later, log in again, no such user, ...).
 //!
-//! [`HttpRelay`] speaks to a real relay; [`MemoryRelay`] is an in-process
-//! relay for tests of code built on the core (the session's tests, the chat
+//! [`HttpRelay`] speaks to a real relay; `MemoryRelay` (compiled for unit
+//! tests only, never into the binary) is an in-process relay for tests of code built on the core (the session's tests, the chat
 //! app's). Wire types come from `kavro_proto::api`, shared with the server.
 
 mod http;
+#[cfg(test)]
 mod memory;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kavro_proto::MessageId;
 use kavro_proto::api::{
-    Credentials, DeliveryStatus, Device, FieldError, Health, InboxMessage, InboxOrder, Me,
-    PublishKey, Ready, SendMessage, UserInfo,
+    Credentials, DeliveryStatus, FieldError, InboxMessage, InboxOrder, Me, PublishKey, Ready,
+    SendMessage, UserInfo,
 };
-use kavro_proto::{MessageId, UserId};
 
 pub use self::http::HttpRelay;
+#[cfg(test)]
 pub use self::memory::MemoryRelay;
 use crate::keystore::AccessToken;
 
@@ -112,10 +114,6 @@ impl Default for InboxQuery {
 /// relay value can serve any account and holds no secret.
 #[async_trait]
 pub trait Relay: Send + Sync {
-    /// The base URL, for messages.
-    fn server(&self) -> &str;
-    /// `GET /health`.
-    async fn health(&self) -> Result<Health, RelayError>;
     /// `GET /ready`.
     async fn ready(&self) -> Result<Ready, RelayError>;
     /// `POST /auth/register`.
@@ -134,8 +132,6 @@ pub trait Relay: Send + Sync {
         token: &AccessToken,
         username: &str,
     ) -> Result<UserInfo, RelayError>;
-    /// `GET /keys/{user_id}`, oldest first.
-    async fn keys(&self, user: UserId) -> Result<Vec<Device>, RelayError>;
     /// `POST /messages/`; with `client_msg_id` a retry returns the first id.
     async fn send(
         &self,
@@ -148,8 +144,6 @@ pub trait Relay: Send + Sync {
         token: &AccessToken,
         query: InboxQuery,
     ) -> Result<Vec<InboxMessage>, RelayError>;
-    /// `POST /messages/{id}/ack`.
-    async fn ack(&self, token: &AccessToken, id: MessageId) -> Result<(), RelayError>;
     /// `POST /messages/ack` (at most 500 ids): how many are now acknowledged.
     async fn ack_many(&self, token: &AccessToken, ids: &[MessageId]) -> Result<u64, RelayError>;
     /// `GET /messages/{id}/status`, for the sender.

@@ -22,11 +22,11 @@ use kavro_proto::api::UserInfo;
 use kavro_proto::crypto::{IdentityKeypair, IdentityPublic};
 use kavro_proto::validate;
 
-pub use self::accounts::{AccountSummary, LogoutOutcome, WhoAmI};
-pub use self::contacts::{ContactKeys, OwnKey, TrustOutcome};
 pub use self::error::SessionError;
-pub use self::inbox::{Received, SyncBatch, SyncOptions};
-pub use self::outgoing::{DeliveryOutcome, FlushReport, SentMessage};
+#[cfg(test)]
+pub use self::inbox::SyncBatch;
+pub use self::inbox::SyncOptions;
+pub use self::outgoing::{DeliveryOutcome, FlushReport};
 use crate::config::{AccountConfig, Profile};
 use crate::history::History;
 use crate::keystore::{AccessToken, AccountKey, Keystores, SecretStore};
