@@ -5,6 +5,8 @@
 //! `KAVRO_TEST_DATABASE_URL` is set. After each step the counters must equal
 //! what a count over the rows gives.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -171,38 +173,63 @@ pub async fn story(store: &dyn Store) {
     assert_counts(store, cat, ann, (0, 0), at(106)).await;
 }
 
-/// The exact cut-off under concurrency: `senders` tasks on `stores` (separate
-/// connection pools, like separate relay instances) send to one recipient
-/// whose quota is `max`; exactly `max` are stored.
-pub async fn concurrent_cutoff(stores: &[&dyn Store], max: u32, attempts: u32) {
+/// The exact cut-off under concurrency: one recipient whose quota is `max`
+/// gets `max - 50` messages one after the other, then 16 tasks spread over
+/// `stores` (separate connection pools, like separate relay instances) make
+/// the remaining `attempts` sends at once, from 8 senders; exactly `max` are
+/// stored, the rest refused, and the counter says `max`.
+pub async fn concurrent_cutoff(stores: &[Arc<dyn Store>], max: u32, attempts: u32) {
     let now = Utc::now();
-    let to = user(stores[0], "cc_to", now).await;
+    let to = user(stores[0].as_ref(), "cc_to", now).await;
     let mut senders = Vec::new();
     for i in 0..8 {
-        senders.push(user(stores[0], &format!("cc_from{i}"), now).await);
+        senders.push(user(stores[0].as_ref(), &format!("cc_from{i}"), now).await);
     }
-    let tasks = (0..attempts).map(|n| {
-        let store = stores[n as usize % stores.len()];
+    let prefill = max.saturating_sub(50);
+    for n in 0..prefill {
         let mut m = message(senders[n as usize % senders.len()], to, now);
         m.max_pending = max;
         m.max_pending_per_sender = max;
-        async move { store.store_message(m).await }
-    });
-    let results = futures_util::future::join_all(tasks).await;
-    let stored = results.iter().filter(|r| r.is_ok()).count();
-    let refused = results
-        .iter()
-        .filter(|r| matches!(r, Err(StoreError::QuotaExceeded(Quota::Recipient))))
-        .count();
-    assert_eq!((stored, refused), (max as usize, (attempts - max) as usize));
+        stores[0].store_message(m).await.unwrap();
+    }
+    let next = Arc::new(AtomicU32::new(prefill));
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let store = stores[task % stores.len()].clone();
+            let (next, senders) = (next.clone(), senders.clone());
+            tokio::spawn(async move {
+                let (mut stored, mut refused) = (0u32, 0u32);
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= attempts {
+                        return (stored, refused);
+                    }
+                    let mut m = message(senders[n as usize % senders.len()], to, now);
+                    m.max_pending = max;
+                    m.max_pending_per_sender = max;
+                    match store.store_message(m).await {
+                        Ok(_) => stored += 1,
+                        Err(StoreError::QuotaExceeded(Quota::Recipient)) => refused += 1,
+                        Err(other) => panic!("send {n}: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let (mut stored, mut refused) = (0, 0);
+    for task in tasks {
+        let (s, r) = task.await.unwrap();
+        stored += s;
+        refused += r;
+    }
+    assert_eq!((prefill + stored, refused), (max, attempts - max));
+    let last = stores.last().unwrap();
     assert_eq!(
-        stores[1 % stores.len()]
-            .pending_counts(to, senders[0])
-            .await
-            .unwrap()
-            .recipient,
+        last.pending_counts(to, senders[0]).await.unwrap().recipient,
         u64::from(max)
     );
+    let listed = last.inbox(to, 200, InboxOrder::Asc, now).await.unwrap();
+    assert_eq!(listed.len(), 200.min(max as usize));
 }
 
 fn sqlite_options(dir: &std::path::Path) -> StoreOptions {
@@ -222,10 +249,10 @@ async fn quota_story_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quota_cutoff_is_exact_on_sqlite() {
+async fn quota_cutoff_at_10_000_is_exact_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let store = super::connect(&sqlite_options(dir.path())).await.unwrap();
-    concurrent_cutoff(&[store.as_ref()], 50, 80).await;
+    concurrent_cutoff(&[store], 10_000, 10_050).await;
 }
 
 #[tokio::test]
@@ -245,17 +272,23 @@ async fn quota_story_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quota_cutoff_is_exact_across_two_pools_on_postgres() {
+async fn quota_cutoff_at_10_000_is_exact_across_two_pools_on_postgres() {
     let Some(db) = crate::testing::TestDatabase::create().await else {
         return;
     };
+    // Commits that do not wait for the WAL flush: the same locks and
+    // visibility, without a disk flush per send of this 10,000-send test.
     let options = StoreOptions {
-        url: db.url.clone(),
+        url: format!(
+            "{}{}options=-c%20synchronous_commit%3Doff",
+            db.url,
+            if db.url.contains('?') { '&' } else { '?' }
+        ),
         read_url: None,
         max_connections: 8,
         migrate: true,
     };
     let a = super::connect(&options).await.unwrap();
     let b = super::connect(&options).await.unwrap();
-    concurrent_cutoff(&[a.as_ref(), b.as_ref()], 50, 80).await;
+    concurrent_cutoff(&[a, b], 10_000, 10_050).await;
 }
