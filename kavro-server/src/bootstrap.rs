@@ -301,4 +301,100 @@ mod tests {
             "given"
         );
     }
+
+    fn embedded(dir: &Path) -> Config {
+        Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn revocations_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = embedded(dir.path());
+        let clock = Arc::new(crate::clock::ManualClock::default());
+        let first = build_with(&config, clock.clone(), Passwords::fast_for_tests())
+            .await
+            .unwrap();
+        let new_user = |name: &'static str| crate::store::NewUser {
+            username: name,
+            username_normalized: name,
+            password_hash: "$argon2id$x",
+            created_at: clock.now(),
+        };
+        let stays = first.store.create_user(new_user("stays")).await.unwrap();
+        let leaves = first.store.create_user(new_user("leaves")).await.unwrap();
+        let untouched = first.store.create_user(new_user("untouched")).await.unwrap();
+        // Written to the database only, as if the process died before (or
+        // the in-memory counters forgot on restart).
+        let generation = first.store.revoke_tokens(stays, clock.now()).await.unwrap();
+        let deleted = first
+            .store
+            .delete_account(leaves, clock.now())
+            .await
+            .unwrap();
+        drop(first);
+        clock.advance(std::time::Duration::from_secs(60));
+        let second = build_with(&config, clock.clone(), Passwords::fast_for_tests())
+            .await
+            .unwrap();
+        let state = |user| second.limiter.token_state("any", user);
+        assert_eq!(state(stays).await.unwrap().min_generation, generation);
+        assert_eq!(
+            state(leaves).await.unwrap().min_generation,
+            deleted.generation
+        );
+        assert_eq!(
+            state(untouched).await.unwrap().min_generation,
+            crate::store::TokenGeneration(0)
+        );
+        // Past a token lifetime every older token has expired: nothing to restore.
+        drop(second);
+        clock.advance(config.token_ttl);
+        let third = build_with(&config, clock.clone(), Passwords::fast_for_tests())
+            .await
+            .unwrap();
+        assert_eq!(
+            third
+                .limiter
+                .token_state("any", stays)
+                .await
+                .unwrap()
+                .min_generation,
+            crate::store::TokenGeneration(0)
+        );
+    }
+
+    #[tokio::test]
+    async fn guessable_jwt_secret_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for weak in ["k".repeat(64), "kavro-secret".repeat(4)] {
+            let config = Config {
+                jwt_secret: SecretString::from(weak.clone()),
+                ..embedded(dir.path())
+            };
+            let err = build_with(
+                &config,
+                Arc::new(SystemClock),
+                Passwords::fast_for_tests(),
+            )
+            .await
+            .err()
+            .expect("refused");
+            let text = format!("{err:#}");
+            assert!(
+                text.contains("KAVRO_JWT_SECRET") && text.contains("gen-secrets"),
+                "{text}"
+            );
+            assert!(!text.contains(&weak), "the secret is not repeated: {text}");
+        }
+        let strong = Config {
+            jwt_secret: SecretString::from(hex::encode(rand::random::<[u8; 32]>())),
+            ..embedded(dir.path())
+        };
+        build_with(&strong, Arc::new(SystemClock), Passwords::fast_for_tests())
+            .await
+            .unwrap();
+    }
 }
