@@ -222,8 +222,16 @@ pub struct Ready {
     pub database: String,
     /// `ok`, `unavailable`, or `not configured`.
     pub redis: String,
-    /// Whether the relay offers long-poll on the inbox (`wait`).
+    /// Whether the relay holds `GET /messages/inbox?wait=S` open until a
+    /// message arrives; `false` when its operator set `max_wait = 0`, in which
+    /// case `wait` is accepted and answered at once.
     pub long_poll: bool,
+    /// The longest the relay holds a long-poll, in whole seconds (rounded up,
+    /// at most 60), whatever `wait` asks for; `0` when `long_poll` is `false`.
+    /// Relays older than this field omit it, which reads as `0`: go by
+    /// `long_poll` then.
+    #[serde(default)]
+    pub long_poll_max_wait: u32,
 }
 
 /// One field that failed validation.

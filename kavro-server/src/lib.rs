@@ -20,5 +20,5 @@ pub mod store;
 pub mod tls;
 pub mod wake;
 
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -116,7 +116,12 @@ fn two_people_exchange_verified_messages() {
     assert_eq!(a[0]["safety_number"].as_str().map(str::len), Some(71));
     let own = alice.json(&["fingerprint"]);
     assert_eq!(own[0]["fingerprint"], me[0]["fingerprint"]);
-    let trusted = alice.json(&["trust", "bob"]);
+    // `trust` wants what was compared: a bare `trust bob` is a usage error.
+    let run = alice.exec(&["trust", "bob"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("safety number"), "{run:?}");
+    let number = a[0]["safety_number"].as_str().expect("number");
+    let trusted = alice.json(&["trust", "bob", number]);
     assert_eq!(trusted[0]["state"], "verified");
     assert_eq!(alice.json(&["contacts"])[0]["state"], "verified");
 
@@ -197,9 +202,36 @@ fn a_substituted_key_is_refused_until_trusted() {
     let bobs = bob.json(&["fingerprint", "alice"]);
     assert_eq!(bobs[0]["safety_number"], keys[0]["safety_number"]);
 
-    let trusted = alice.json(&["trust", "bob"]);
+    let shown = keys[0]["changed_safety_number"]
+        .as_str()
+        .expect("number")
+        .to_owned();
+    assert_eq!(
+        keys[0]["changed_key_fingerprint"],
+        fake.public().fingerprint().to_string()
+    );
+
+    // Between `fingerprint` and `trust` the relay shows a third key, which
+    // the next send records: the number Alice compared is not that key's.
+    let third = kavro_proto::crypto::IdentityKeypair::generate();
+    let (status, body) = http.post(
+        "/keys/publish",
+        Some(&bob_token),
+        &json!({"identity_pubkey": third.public().to_hex()}),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(alice.exec(&["send", "bob", "refused"]).code, Some(4));
+    let run = alice.exec(&["trust", "bob", &shown]);
+    assert_eq!(run.code, Some(4), "{run:?}");
+    assert!(run.stderr.contains("kavro fingerprint bob"), "{run:?}");
+    assert_eq!(alice.json(&["contacts"])[0]["state"], "changed");
+    let keys = alice.json(&["fingerprint", "bob"]);
+    assert_eq!(keys[0]["changed_key"], third.public().to_hex());
+    // The key fingerprint works as well as the safety number.
+    let key_id = keys[0]["changed_key_fingerprint"].as_str().expect("id");
+    let trusted = alice.json(&["trust", "bob", key_id]);
     assert_eq!(trusted[0]["state"], "verified");
-    assert_eq!(trusted[0]["key"], fake.public().to_hex());
+    assert_eq!(trusted[0]["key"], third.public().to_hex());
     assert!(alice.exec(&["inbox"]).stderr.is_empty());
     alice.ok(&["send", "bob", "to the new key"]);
 

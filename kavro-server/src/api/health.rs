@@ -1,6 +1,7 @@
 //! `/health`, `/ready`, `/metrics`: for load balancers, orchestrators and Prometheus.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kavro_proto::api::{Health, Ready, SERVICE_NAME};
 use poem::Request;
@@ -105,11 +106,13 @@ impl HealthApi {
             CounterBackend::Memory => "not configured",
         };
         let ready = database_ok && redis != DOWN;
+        let long_poll_max_wait = long_poll_seconds(self.state.settings.max_wait);
         let body = Ready {
             status: if ready { "ready" } else { DOWN }.to_owned(),
             database: if database_ok { OK } else { DOWN }.to_owned(),
             redis: redis.to_owned(),
-            long_poll: true,
+            long_poll: long_poll_max_wait > 0,
+            long_poll_max_wait,
         };
         if ready {
             ReadyResponse::Ready(Json(body))
@@ -140,5 +143,27 @@ impl HealthApi {
         Ok(MetricsResponse::Ok(PlainText(
             crate::http::metrics::handle().render(),
         )))
+    }
+}
+
+/// The longest long-poll `max_wait` allows, as `/ready` reports it: whole
+/// seconds rounded up (a sub-second wait is still a long-poll), at most the
+/// API's 60, and 0 only when long-poll is off.
+fn long_poll_seconds(max_wait: Duration) -> u32 {
+    let secs = max_wait.as_secs() + u64::from(max_wait.subsec_nanos() > 0);
+    secs.min(u64::from(kavro_proto::validate::INBOX_WAIT_MAX)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_poll_seconds_round_up_and_cap() {
+        assert_eq!(long_poll_seconds(Duration::ZERO), 0);
+        assert_eq!(long_poll_seconds(Duration::from_millis(300)), 1);
+        assert_eq!(long_poll_seconds(Duration::from_secs(25)), 25);
+        assert_eq!(long_poll_seconds(Duration::from_millis(25_001)), 26);
+        assert_eq!(long_poll_seconds(Duration::from_secs(3600)), 60);
     }
 }

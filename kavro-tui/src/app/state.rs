@@ -5,9 +5,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use kavro_proto::MessageId;
+use kavro_proto::crypto::IdentityPublic;
 use ratatui_textarea::TextArea;
 
-use crate::history::LocalId;
+use crate::history::{IncomingState, LocalId, MessageState, OutgoingState, StoredMessage};
 use crate::pinning::KeyState;
 
 /// Which part of the screen keys go to.
@@ -111,6 +112,54 @@ impl MessageView {
     pub fn is_own(&self) -> bool {
         self.mark == Mark::Own
     }
+
+    /// How a message of the local history is shown; `me` is our username.
+    pub fn from_stored(message: &StoredMessage, me: &str) -> Self {
+        let reason = |fallback: &str| message.error.clone().unwrap_or_else(|| fallback.to_owned());
+        let (mark, status, author) = match message.state {
+            MessageState::Out(state) => (
+                Mark::Own,
+                Some(match state {
+                    OutgoingState::Pending => SendStatus::Queued(reason("not sent yet")),
+                    OutgoingState::Stored => SendStatus::Stored,
+                    OutgoingState::Delivered => SendStatus::Delivered,
+                    OutgoingState::Failed => SendStatus::Failed(reason("refused")),
+                }),
+                me.to_owned(),
+            ),
+            MessageState::In(state) => (
+                match state {
+                    IncomingState::Ok => Mark::Verified,
+                    IncomingState::Unverified => Mark::Unverified,
+                    IncomingState::KeyMismatch => Mark::KeyMismatch,
+                    IncomingState::Undecryptable => {
+                        Mark::Undecryptable(reason("it does not open with your key"))
+                    }
+                },
+                None,
+                Self::conversation_of(message),
+            ),
+        };
+        Self {
+            id: ViewId::Local(message.local_id),
+            author,
+            sent_at: message.sent_at,
+            text: message.text.clone(),
+            mark,
+            status,
+            relay_id: message.relay_id,
+        }
+    }
+
+    /// The conversation a stored message belongs to: the peer's name, else
+    /// `user #id`.
+    pub fn conversation_of(message: &StoredMessage) -> String {
+        message.peer.clone().unwrap_or_else(|| {
+            message
+                .peer_user_id
+                .map_or_else(|| "unknown".to_owned(), |id| format!("user #{id}"))
+        })
+    }
 }
 
 /// The messages with one contact.
@@ -135,6 +184,9 @@ pub struct KeysView {
     pub safety_number: Vec<String>,
     /// When the key changed: the new key's fingerprint and safety number.
     pub pending: Option<(String, Vec<String>)>,
+    /// The key whose safety number this view shows as the one to compare
+    /// (the new key when it changed): `v` trusts exactly this key.
+    pub key_shown: IdentityPublic,
 }
 
 /// A dialog over the chat.

@@ -80,7 +80,7 @@ pub struct Cli {
     #[arg(long, global = true, display_order = 902)]
     pub json: bool,
 
-    /// Chat app: seconds between inbox polls when the relay has no long-poll
+    /// Seconds between inbox polls (chat app, inbox --watch) when the relay has no long-poll
     #[arg(
         long,
         global = true,
@@ -143,10 +143,20 @@ pub enum Command {
         /// The contact (omit for your own key)
         username: Option<String>,
     },
-    /// Accept a contact's current key after comparing safety numbers
+    /// Accept a contact's key after comparing safety numbers: only the key you compared
+    #[command(
+        long_about = "Mark a contact's key verified (or accept their new key) after comparing \
+                      safety numbers. Pass the safety number or the key fingerprint that \
+                      `kavro fingerprint USER` showed and you compared: if the relay has shown \
+                      another key since, nothing is trusted and kavro exits with 4."
+    )]
     Trust {
         /// The contact
         username: String,
+        /// The safety number (60 digits) or key fingerprint (32 hex digits) you compared,
+        /// spaces allowed
+        #[arg(value_name = "SAFETY-NUMBER|KEY-FINGERPRINT", num_args = 0..)]
+        compared: Vec<String>,
     },
     /// Print a shell completion script
     #[command(long_about = "Print a shell completion script, e.g.\n  \

@@ -128,6 +128,9 @@ impl AccessToken {
     }
 }
 
+/// The inner `Zeroizing` wipes the text when dropped.
+impl zeroize::ZeroizeOnDrop for AccessToken {}
+
 /// Everything secret about one account on one device.
 pub struct StoredSecrets {
     pub identity: IdentitySecret,
@@ -373,6 +376,25 @@ mod tests {
             identity: IdentitySecret::from_bytes([byte; 32]),
             token: token.map(|t| AccessToken::new(t.to_owned())),
         }
+    }
+
+    // Secrets: never printed, copied implicitly or serialised; wiped on drop.
+    static_assertions::assert_impl_all!(AccessToken: zeroize::ZeroizeOnDrop);
+    static_assertions::assert_not_impl_any!(
+        AccessToken: fmt::Debug,
+        fmt::Display,
+        Clone,
+        Serialize
+    );
+    static_assertions::assert_impl_all!(Zeroizing<String>: zeroize::ZeroizeOnDrop);
+    static_assertions::assert_not_impl_any!(StoredSecrets: fmt::Debug, Clone, Serialize);
+    static_assertions::assert_not_impl_any!(RecordIn: fmt::Debug, Clone);
+
+    #[test]
+    fn a_wiped_token_is_empty() {
+        let mut token = AccessToken::new("eyJ.secret.jwt".to_owned());
+        token.0.zeroize();
+        assert_eq!(token.expose(), "");
     }
 
     #[test]

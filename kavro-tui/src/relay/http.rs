@@ -7,14 +7,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kavro_proto::api::{
     BatchAck, BatchAckResponse, Credentials, DeliveryStatus, ErrorBody, Inbox, InboxMessage,
-    InboxOrder, Me, PublishKey, Ready, SendMessage, SendResponse, TokenResponse, UserInfo,
+    InboxOrder, Me, PublishKey, SendMessage, SendResponse, TokenResponse, UserInfo,
 };
 use kavro_proto::{MessageId, validate};
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::{InboxQuery, Relay, RelayError};
+use super::{InboxQuery, LongPoll, Relay, RelayError};
 use crate::config::ServerUrl;
 use crate::keystore::AccessToken;
 
@@ -82,6 +82,22 @@ impl HttpRelay {
     }
 }
 
+/// The long-poll fields of `GET /ready`, read leniently: a relay older than
+/// `long_poll_max_wait` does not send it (and the other fields of the body
+/// do not matter here).
+#[derive(serde::Deserialize)]
+struct ReadyLongPoll {
+    long_poll: bool,
+    #[serde(default)]
+    long_poll_max_wait: Option<u32>,
+}
+
+impl ReadyLongPoll {
+    fn long_poll(&self) -> LongPoll {
+        LongPoll::from_ready(self.long_poll, self.long_poll_max_wait)
+    }
+}
+
 /// The most specific message in an error's chain ("Connection refused
 /// (os error 111)" rather than "error sending request").
 fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
@@ -146,8 +162,9 @@ async fn error_from(response: Response) -> RelayError {
 
 #[async_trait]
 impl Relay for HttpRelay {
-    async fn ready(&self) -> Result<Ready, RelayError> {
-        self.call(self.request(Method::GET, "/ready", None)).await
+    async fn long_poll(&self) -> Result<LongPoll, RelayError> {
+        let ready: ReadyLongPoll = self.call(self.request(Method::GET, "/ready", None)).await?;
+        Ok(ready.long_poll())
     }
 
     async fn register(&self, credentials: &Credentials) -> Result<AccessToken, RelayError> {
@@ -275,7 +292,7 @@ mod tests {
             .port();
         let server = ServerUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
         let relay = HttpRelay::new(&server).unwrap();
-        let err = relay.ready().await.unwrap_err();
+        let err = relay.long_poll().await.unwrap_err();
         match &err {
             RelayError::Unreachable { server: s, detail } => {
                 assert_eq!(s, server.as_str());
@@ -284,5 +301,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(err.is_transient());
+    }
+
+    #[test]
+    fn ready_is_read_from_old_and_new_relays() {
+        let parse = |body: &str| {
+            serde_json::from_str::<ReadyLongPoll>(body)
+                .unwrap()
+                .long_poll()
+        };
+        let old = r#"{"status":"ready","database":"ok","redis":"not configured","long_poll":true}"#;
+        assert_eq!(parse(old), LongPoll::UpTo(25));
+        let off = r#"{"status":"ready","database":"ok","redis":"ok","long_poll":false,"long_poll_max_wait":0}"#;
+        assert_eq!(parse(off), LongPoll::Off);
+        let short = r#"{"status":"ready","database":"ok","redis":"ok","long_poll":true,"long_poll_max_wait":8}"#;
+        assert_eq!(parse(short), LongPoll::UpTo(8));
     }
 }

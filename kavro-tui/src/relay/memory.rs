@@ -11,13 +11,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kavro_proto::api::{
     Credentials, DeliveryState, DeliveryStatus, Device, FieldError, InboxMessage, InboxOrder, Me,
-    PublishKey, Ready, SendMessage, UserInfo,
+    PublishKey, SendMessage, UserInfo,
 };
 use kavro_proto::validate::{self, CiphertextError};
 use kavro_proto::{DeviceId, MessageId, UserId};
 use uuid::Uuid;
 
-use super::{InboxQuery, Relay, RelayError};
+use super::{InboxQuery, LongPoll, Relay, RelayError};
 use crate::keystore::AccessToken;
 
 struct User {
@@ -50,6 +50,10 @@ struct State {
     lose_send_answers: usize,
     /// Acks to refuse as if the relay went away after the fetch.
     fail_acks: usize,
+    /// What `/ready` says about long-poll (the memory relay never waits).
+    long_poll: Option<LongPoll>,
+    /// The `wait` of every inbox request, in order.
+    inbox_waits: Vec<u32>,
 }
 
 impl State {
@@ -158,6 +162,16 @@ impl MemoryRelay {
     /// Makes every call fail as if the relay were down (or back up).
     pub fn set_offline(&self, offline: bool) {
         self.lock().offline = offline;
+    }
+
+    /// What `/ready` answers about long-poll (default: off).
+    pub fn set_long_poll(&self, long_poll: LongPoll) {
+        self.lock().long_poll = Some(long_poll);
+    }
+
+    /// The `wait` every inbox request asked for, in order.
+    pub fn inbox_waits(&self) -> Vec<u32> {
+        self.lock().inbox_waits.clone()
     }
 
     /// Makes every call answer `429` with this `Retry-After` (or stop).
@@ -274,14 +288,9 @@ impl MemoryRelay {
 
 #[async_trait]
 impl Relay for MemoryRelay {
-    async fn ready(&self) -> Result<Ready, RelayError> {
-        drop(self.open()?);
-        Ok(Ready {
-            status: "ready".into(),
-            database: "ok".into(),
-            redis: "not configured".into(),
-            long_poll: false,
-        })
+    async fn long_poll(&self) -> Result<LongPoll, RelayError> {
+        let state = self.open()?;
+        Ok(state.long_poll.unwrap_or(LongPoll::Off))
     }
 
     async fn register(&self, credentials: &Credentials) -> Result<AccessToken, RelayError> {
@@ -439,8 +448,9 @@ impl Relay for MemoryRelay {
         token: &AccessToken,
         query: InboxQuery,
     ) -> Result<Vec<InboxMessage>, RelayError> {
-        let state = self.open()?;
+        let mut state = self.open()?;
         let me = state.caller(token)?;
+        state.inbox_waits.push(query.wait);
         if !(validate::INBOX_LIMIT_MIN..=validate::INBOX_LIMIT_MAX).contains(&query.limit)
             || query.wait > validate::INBOX_WAIT_MAX
         {

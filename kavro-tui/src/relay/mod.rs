@@ -15,8 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kavro_proto::MessageId;
 use kavro_proto::api::{
-    Credentials, DeliveryStatus, FieldError, InboxMessage, InboxOrder, Me, PublishKey, Ready,
-    SendMessage, UserInfo,
+    Credentials, DeliveryStatus, FieldError, InboxMessage, InboxOrder, Me, PublishKey, SendMessage,
+    UserInfo,
 };
 
 pub use self::http::HttpRelay;
@@ -90,6 +90,43 @@ impl RelayError {
     }
 }
 
+/// Whether, and for how long, the relay holds an inbox request open while
+/// nothing is pending: what `GET /ready` says, so the client never guesses
+/// from response times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongPoll {
+    /// The relay answers at once (`long_poll: false`, or a maximum of 0):
+    /// poll at an interval instead.
+    Off,
+    /// The relay holds a request up to this many seconds.
+    UpTo(u32),
+}
+
+impl LongPoll {
+    /// What a relay that says `long_poll: true` without `long_poll_max_wait`
+    /// (one older than the field) is taken to hold a request for.
+    pub const UNSTATED_MAX_WAIT: u32 = 25;
+
+    /// From the fields of `/ready`; `max_wait` is `None` when the relay does
+    /// not send it.
+    pub fn from_ready(long_poll: bool, max_wait: Option<u32>) -> Self {
+        match (long_poll, max_wait) {
+            (false, _) | (true, Some(0)) => Self::Off,
+            (true, None) => Self::UpTo(Self::UNSTATED_MAX_WAIT),
+            (true, Some(seconds)) => Self::UpTo(seconds.min(kavro_proto::validate::INBOX_WAIT_MAX)),
+        }
+    }
+
+    /// The `wait` to ask for when the client would like `wanted` seconds:
+    /// never more than the relay holds, 0 when it does not long-poll.
+    pub fn wait(self, wanted: u32) -> u32 {
+        match self {
+            Self::Off => 0,
+            Self::UpTo(max) => wanted.min(max),
+        }
+    }
+}
+
 /// `GET /messages/inbox` parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InboxQuery {
@@ -114,8 +151,8 @@ impl Default for InboxQuery {
 /// relay value can serve any account and holds no secret.
 #[async_trait]
 pub trait Relay: Send + Sync {
-    /// `GET /ready`.
-    async fn ready(&self) -> Result<Ready, RelayError>;
+    /// `GET /ready`: whether the relay long-polls, and up to how long.
+    async fn long_poll(&self) -> Result<LongPoll, RelayError>;
     /// `POST /auth/register`.
     async fn register(&self, credentials: &Credentials) -> Result<AccessToken, RelayError>;
     /// `POST /auth/login`.
@@ -152,4 +189,23 @@ pub trait Relay: Send + Sync {
         token: &AccessToken,
         id: MessageId,
     ) -> Result<DeliveryStatus, RelayError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LongPoll;
+
+    #[test]
+    fn long_poll_comes_from_ready_and_clamps_the_wait() {
+        assert_eq!(LongPoll::from_ready(false, None), LongPoll::Off);
+        assert_eq!(LongPoll::from_ready(false, Some(30)), LongPoll::Off);
+        assert_eq!(LongPoll::from_ready(true, Some(0)), LongPoll::Off);
+        // A relay older than `long_poll_max_wait`.
+        assert_eq!(LongPoll::from_ready(true, None), LongPoll::UpTo(25));
+        assert_eq!(LongPoll::from_ready(true, Some(10)), LongPoll::UpTo(10));
+        assert_eq!(LongPoll::from_ready(true, Some(600)), LongPoll::UpTo(60));
+        assert_eq!(LongPoll::Off.wait(25), 0);
+        assert_eq!(LongPoll::UpTo(10).wait(25), 10);
+        assert_eq!(LongPoll::UpTo(60).wait(25), 25);
+    }
 }

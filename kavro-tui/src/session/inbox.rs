@@ -276,7 +276,7 @@ impl Session {
         } else {
             incoming.state = IncomingState::KeyMismatch;
             incoming.error = Some(format!(
-                "made with a key other than the one pinned for {claimed_name}: their key changed, or someone impersonates them. Compare safety numbers with `kavro fingerprint {claimed_name}`, then run `kavro trust {claimed_name}`"
+                "made with a key other than the one pinned for {claimed_name}: their key changed, or someone impersonates them"
             ));
         }
         Ok((incoming, observed.to_save().cloned()))

@@ -3,6 +3,8 @@
 //! them. Text that came over the network is sanitised before it reaches a
 //! terminal (no escape sequences, no bidirectional overrides).
 
+pub mod results;
+
 use std::io::Write as _;
 
 use chrono::{DateTime, Local, Utc};
@@ -183,7 +185,7 @@ pub fn contact_line(contact: &Contact) -> String {
     let word = key_state_word(contact.state);
     match contact.pending {
         Some(pending) => format!(
-            "{name:<30} {word:<9} {}  now shows {}: run `kavro fingerprint {name}`, then `kavro trust {name}`",
+            "{name:<30} {word:<9} {}  now shows {}: run `kavro fingerprint {name}`, then `kavro trust {name} <safety number>`",
             contact.key.fingerprint(),
             pending.key.fingerprint()
         ),
@@ -205,7 +207,7 @@ pub fn safety_block(number: &SafetyNumber) -> String {
 pub fn changed_warning(contact: &Contact) -> String {
     let name = sanitize(&contact.username);
     format!(
-        "warning: {name}'s identity key CHANGED and is not trusted: `kavro send {name}` is refused and messages made with the new key are not verified. Compare safety numbers with `kavro fingerprint {name}`, then run `kavro trust {name}`."
+        "warning: {name}'s identity key CHANGED and is not trusted: `kavro send {name}` is refused and messages made with the new key are not verified. Compare safety numbers with `kavro fingerprint {name}`, then run `kavro trust {name} <the number you compared>`."
     )
 }
 
