@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod trust;
 
 use common::{Counters, Db, TestServer, assert_error, message_body};
 use reqwest::{Method, StatusCode};
@@ -317,7 +318,8 @@ async fn keys(s: TestServer) {
     )
     .await;
     for prefix in PREFIXES {
-        let (status, body) = s.get(&format!("{prefix}/keys/{id}"), None).await;
+        // The owner's view (others see no device names: tests/trust/keys.rs).
+        let (status, body) = s.get(&format!("{prefix}/keys/{id}"), Some(&token)).await;
         assert_eq!(status, StatusCode::OK);
         let devices = body["devices"].as_array().unwrap();
         assert_eq!(devices.len(), 2, "{body}");
@@ -718,8 +720,10 @@ async fn operations(s: TestServer) {
             "/auth/login",
             "/auth/me",
             "/auth/logout",
+            "/auth/password",
+            "/auth/logout-all",
             "/keys/publish",
-            "/keys/{user_id}",
+            "/keys/{id}",
             "/users/{username}",
             "/messages",
             "/messages/inbox",
@@ -830,7 +834,7 @@ async fn sql_metacharacters(s: TestServer) {
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     let (_, inbox) = s.get("/messages/inbox", Some(&bob)).await;
     assert_eq!(inbox["messages"][0]["metadata"], json!({nasty: nasty}));
-    let (_, users) = s.get("/users/alice", Some(&bob)).await;
+    let (_, users) = s.get("/users/alice", Some(&alice)).await;
     assert_eq!(users["devices"][0]["device_name"], nasty);
 }
 

@@ -231,7 +231,7 @@ fn kill_9_on_postgres_loses_nothing() {
             ("KAVRO_DATABASE_URL".to_owned(), db.url.clone()),
             (
                 "KAVRO_JWT_SECRET".to_owned(),
-                "crash-test-secret-of-at-least-32-bytes".to_owned(),
+                "crash-tests-5e8b1d9f2a7c4360-not-a-real-secret".to_owned(),
             ),
             (
                 "KAVRO_FERNET_KEYS".to_owned(),

@@ -1,8 +1,9 @@
 //! Scale-out: two `kavro-server` processes on different ports share one
 //! PostgreSQL database and one Redis. A long-poll on B is answered by a send
-//! through A; a token revoked on A is refused on B; a rate limit is counted
-//! across both; the retention sweeps of both delete nothing twice and lose
-//! nothing. Needs KAVRO_TEST_DATABASE_URL and KAVRO_TEST_REDIS_URL.
+//! through A; a token revoked on A is refused on B; logging out everywhere and
+//! a password change on one end every session on both; a rate limit is
+//! counted across both; the retention sweeps of both delete nothing twice and
+//! lose nothing. Needs KAVRO_TEST_DATABASE_URL and KAVRO_TEST_REDIS_URL.
 
 use std::time::{Duration, Instant};
 
@@ -180,4 +181,60 @@ fn retention_on_both_instances_deletes_nothing_twice_and_loses_nothing() {
         );
         assert_eq!(inbox[0]["ciphertext"], body(n)["ciphertext"]);
     }
+}
+
+#[test]
+fn logout_everywhere_and_password_change_reach_every_instance() {
+    let Some(cluster) = cluster(&[("KAVRO_RATE_LIMITS", "off")]) else {
+        return;
+    };
+    let a = Http::new(&cluster.a.url);
+    let b = Http::new(&cluster.b.url);
+    let (on_a, _) = a.register("carol", "Passw0rd-c");
+    let login = |http: &Http, password: &str| {
+        let (status, body) = http.post(
+            "/auth/login",
+            None,
+            &json!({"username": "carol", "password": password}),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().expect("token").to_owned()
+    };
+    let on_b = login(&b, "Passw0rd-c");
+    for token in [&on_a, &on_b] {
+        assert_eq!(a.get("/auth/me", Some(token)).0, 200);
+        assert_eq!(b.get("/auth/me", Some(token)).0, 200);
+    }
+
+    // Logging out everywhere through A ends both sessions on both instances.
+    let (status, body) = a.post("/auth/logout-all", Some(&on_b), &json!({}));
+    assert_eq!(status, 200, "{body}");
+    for token in [&on_a, &on_b] {
+        assert_eq!(a.get("/auth/me", Some(token)).0, 401);
+        assert_eq!(b.get("/auth/me", Some(token)).0, 401);
+    }
+
+    // A password change through B ends the session opened on A.
+    let on_a = login(&a, "Passw0rd-c");
+    let on_b = login(&b, "Passw0rd-c");
+    let (status, body) = b.post(
+        "/auth/password",
+        Some(&on_b),
+        &json!({"current_password": "Passw0rd-c", "new_password": "N3w-passw0rd"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let fresh = body["access_token"].as_str().expect("token").to_owned();
+    for token in [&on_a, &on_b] {
+        assert_eq!(a.get("/auth/me", Some(token)).0, 401);
+        assert_eq!(b.get("/auth/me", Some(token)).0, 401);
+    }
+    assert_eq!(a.get("/auth/me", Some(&fresh)).0, 200);
+    assert_eq!(b.get("/auth/me", Some(&fresh)).0, 200);
+    let (status, _) = a.post(
+        "/auth/login",
+        None,
+        &json!({"username": "carol", "password": "Passw0rd-c"}),
+    );
+    assert_eq!(status, 401, "the old password is gone on every instance");
+    login(&a, "N3w-passw0rd");
 }
