@@ -62,7 +62,15 @@ pub struct Cli {
 #[derive(Subcommand, Debug, Clone, PartialEq)]
 pub enum Scenario {
     /// C tasks send ~200-byte messages to random users
-    Send,
+    Send {
+        /// Undelivered messages put in every inbox before measuring, so the
+        /// sends go to recipients with that many pending (e.g. 10000 against
+        /// 0: the relay's pending quota must not cost more for a full queue).
+        /// Raise the relay's max_pending_per_recipient and
+        /// max_pending_per_sender above it, or the fill is refused
+        #[arg(long, default_value_t = 0)]
+        pending: usize,
+    },
     /// Fill every inbox, then C tasks fetch pages of it (no ack)
     Inbox {
         /// Messages put in each inbox before measuring
@@ -130,7 +138,7 @@ pub enum Scenario {
 impl Scenario {
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Send => "send",
+            Self::Send { .. } => "send",
             Self::Inbox { .. } => "inbox",
             Self::Mixed { .. } => "mixed",
             Self::Delivery { .. } => "delivery",
@@ -214,7 +222,7 @@ impl Cli {
             Scenario::LoginTiming { logins, .. } if *logins == 0 => {
                 Err("login-timing needs --logins of at least 1".into())
             }
-            Scenario::Send | Scenario::LoginTiming { .. } | Scenario::Seed { .. } => Ok(()),
+            Scenario::Send { .. } | Scenario::LoginTiming { .. } | Scenario::Seed { .. } => Ok(()),
         }
     }
 
@@ -313,7 +321,9 @@ mod tests {
         assert_eq!(cli.duration, Duration::from_secs(30));
         assert_eq!(cli.warmup, Duration::from_secs(2));
         assert!(!cli.json && cli.server_pids.is_empty());
-        assert_eq!(cli.scenario, Scenario::Send);
+        assert_eq!(cli.scenario, Scenario::Send { pending: 0 });
+        let cli = parse(&["--url", "http://127.0.0.1:8000", "send", "--pending", "10000"]);
+        assert_eq!(cli.scenario, Scenario::Send { pending: 10_000 });
         cli.validate().unwrap();
     }
 

@@ -29,6 +29,9 @@ pub enum ApiError {
     Forbidden(Json<ErrorBody>),
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// The request conflicts with the resource's state (e.g. a retired key).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
     #[oai(status = 405)]
     MethodNotAllowed(Json<ErrorBody>),
     /// The request body did not arrive in time.
@@ -76,6 +79,10 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::NotFound(body(404, message))
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(body(409, message))
     }
 
     pub fn method_not_allowed() -> Self {
@@ -135,6 +142,7 @@ impl ApiError {
             Self::Unauthorized(..) => 401,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
+            Self::Conflict(_) => 409,
             Self::MethodNotAllowed(_) => 405,
             Self::RequestTimeout(_) => 408,
             Self::PayloadTooLarge(_) => 413,

@@ -261,6 +261,16 @@ async fn slow_clients_are_cut_off() {
         .unwrap();
     let text = String::from_utf8_lossy(&response[..n]);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    // The body limit answered before any route: counted all the same.
+    let (_, metrics) = s.text("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("kavro_http_requests_total{")
+                && line.contains("operation=\"unmatched\"")
+                && line.contains("status=\"408\"")),
+        "{metrics}"
+    );
 
     // A long-poll outlives the header timeout.
     let (status, body) = s.get("/messages/inbox?wait=2", Some(&alice)).await;
@@ -318,6 +328,12 @@ async fn max_wait_caps_long_polls() {
         return;
     };
     let (bob, _) = s.register("bob").await;
+    let (_, ready) = s.get("/ready", None).await;
+    assert_eq!(
+        (&ready["long_poll"], &ready["long_poll_max_wait"]),
+        (&json!(true), &json!(1)),
+        "300 ms is reported rounded up: {ready}"
+    );
     let response = s
         .request(Method::GET, "/messages/inbox?wait=60")
         .bearer_auth(&bob)
@@ -326,6 +342,48 @@ async fn max_wait_caps_long_polls() {
         .await
         .expect("answered long before the client's 60 s");
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// `max_wait = 0` turns long-poll off, and `/ready` says so: a `wait` is
+/// accepted and answered at once, and a message sent after that answer is in
+/// the next read (no request was left holding it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_wait_zero_turns_long_poll_off() {
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
+        c.max_wait = Duration::ZERO;
+    })
+    .await
+    else {
+        return;
+    };
+    let (alice, _) = s.register("alice").await;
+    let (bob, bob_id) = s.register("bob").await;
+    let (status, ready) = s.get("/ready", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&ready["long_poll"], &ready["long_poll_max_wait"]),
+        (&json!(false), &json!(0)),
+        "{ready}"
+    );
+    let response = s
+        .request(Method::GET, "/messages/inbox?wait=60")
+        .bearer_auth(&bob)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("answered at once, not held for 60 s");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        json!({"messages": []})
+    );
+    assert_eq!(s.state.wake.open_waiters(), 0, "nothing is held");
+    let (status, _) = s
+        .post("/messages", Some(&alice), common::message_body(bob_id))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, inbox) = s.get("/messages/inbox?wait=60", Some(&bob)).await;
+    assert_eq!(inbox["messages"].as_array().map(Vec::len), Some(1));
 }
 
 /// A client that dropped a long-poll and came back is not locked out: past
@@ -346,9 +404,10 @@ async fn a_new_long_poll_replaces_the_oldest_past_the_cap() {
             .timeout(Duration::from_secs(20))
             .send(),
     );
-    while s.state.wake.open_waiters() < 1 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    s.until("the first long-poll is held", || {
+        s.state.wake.open_waiters() >= 1
+    })
+    .await;
     let second = tokio::spawn(
         s.request(Method::GET, "/messages/inbox?wait=30")
             .bearer_auth(&bob)

@@ -219,15 +219,8 @@ impl Load {
 }
 
 /// Polls until `check` holds (recovery takes a reconnect or two).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn eventually(what: &str, check: impl FnMut() -> bool) {
+    kavro_e2e::eventually(what, Duration::from_secs(30), check);
 }
 
 /// Every answer is one of `allowed` (a `401` or a `500` fails the test), none
@@ -251,28 +244,6 @@ fn assert_answers(sent: &[Sent], allowed: &[u16], log: &str) {
         sent.iter().any(|s| s.status == 503),
         "the outage was observed"
     );
-}
-
-/// Reads and acknowledges `token`'s whole inbox, oldest first.
-fn drain_inbox(http: &Http, token: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "the inbox did not drain in 60 s");
-        let (status, page) = http.get("/messages/inbox?limit=200&order=asc", Some(token));
-        assert_eq!(status, 200, "{page}");
-        let messages = page["messages"].as_array().expect("messages").clone();
-        if messages.is_empty() {
-            return all;
-        }
-        let ids: Vec<i64> = messages
-            .iter()
-            .map(|m| m["id"].as_i64().expect("message id"))
-            .collect();
-        let (status, body) = http.post("/messages/ack", Some(token), &json!({"ids": ids}));
-        assert_eq!(status, 200, "{body}");
-        all.extend(messages);
-    }
 }
 
 /// Every send that got a `201` is in the inbox exactly once, under the id it
@@ -347,7 +318,7 @@ fn postgres_restart_under_load() {
     let mut sent = load.finish();
     assert_answers(&sent, &[201, 503], &server.log());
     sent.extend(probes);
-    assert_delivered_exactly_once(&sent, &drain_inbox(&http, &bob));
+    assert_delivered_exactly_once(&sent, &http.drain_inbox(&bob));
 }
 
 #[test]
@@ -400,5 +371,5 @@ fn redis_restart_under_load() {
     // Sends are authenticated: while Redis was away they failed closed (503)
     // before reaching the send limit.
     assert_answers(&sent, &[201, 429, 503], &server.log());
-    assert_delivered_exactly_once(&sent, &drain_inbox(&http, &bob));
+    assert_delivered_exactly_once(&sent, &http.drain_inbox(&bob));
 }

@@ -4,10 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kavro_proto::api::{Health, Ready, SERVICE_NAME};
+use poem::Request;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi};
+use subtle::ConstantTimeEq as _;
 
-use super::ApiTags;
+use super::{ApiTags, client_ip};
+use crate::error::ApiError;
 use crate::limits::CounterBackend;
 use crate::state::AppState;
 
@@ -45,6 +48,39 @@ enum MetricsResponse {
 
 const OK: &str = "ok";
 const DOWN: &str = "unavailable";
+
+/// Headers a proxy adds: a request carrying one did not come straight from
+/// the client that opened the connection, so its peer address says nothing.
+const PROXY_HEADERS: [&str; 3] = ["x-forwarded-for", "forwarded", "x-real-ip"];
+
+/// Whether `req` may read `/metrics`: with the configured token, or from an
+/// allowed address without passing through a proxy.
+fn metrics_allowed(state: &AppState, req: &Request) -> Result<(), ApiError> {
+    let access = &state.settings.metrics;
+    if let Some(token) = &access.token {
+        let presented = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
+            return Ok(());
+        }
+    }
+    let proxied = PROXY_HEADERS
+        .iter()
+        .any(|name| req.headers().contains_key(*name));
+    let ip = client_ip(state, req);
+    if !proxied && ip.is_some_and(|ip| access.allow.iter().any(|net| net.contains(&ip))) {
+        return Ok(());
+    }
+    Err(if access.token.is_some() {
+        ApiError::unauthorized("Metrics need the configured bearer token")
+    } else {
+        ApiError::forbidden("Metrics are served only to the addresses in metrics_allow")
+    })
+}
 
 #[OpenApi(tag = "ApiTags::Operations")]
 impl HealthApi {
@@ -89,10 +125,13 @@ impl HealthApi {
     ///
     /// Requests by operation and status with latency histograms; messages
     /// stored, delivered and expired; pending messages; open long-polls;
-    /// rate-limit rejections; database pool use.
+    /// rate-limit rejections; database pool use. Restricted: by default only
+    /// loopback clients that did not come through a proxy (`metrics_allow`),
+    /// or anyone with `metrics_token` as a bearer token (`401`/`403` otherwise).
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
-    async fn metrics(&self) -> MetricsResponse {
+    async fn metrics(&self, req: &Request) -> Result<MetricsResponse, ApiError> {
         let state = &self.state;
+        metrics_allowed(state, req)?;
         if let Ok(pending) = state.store.pending_total(state.clock.now()).await {
             metrics::gauge!("kavro_messages_pending").set(pending as f64);
         }
@@ -101,7 +140,9 @@ impl HealthApi {
         metrics::gauge!("kavro_db_pool_idle").set(f64::from(pool.idle));
         metrics::gauge!("kavro_db_pool_max").set(f64::from(pool.max));
         metrics::gauge!("kavro_long_polls_open").set(state.wake.open_waiters() as f64);
-        MetricsResponse::Ok(PlainText(crate::http::metrics::handle().render()))
+        Ok(MetricsResponse::Ok(PlainText(
+            crate::http::metrics::handle().render(),
+        )))
     }
 }
 
