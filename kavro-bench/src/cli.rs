@@ -62,7 +62,15 @@ pub struct Cli {
 #[derive(Subcommand, Debug, Clone, PartialEq)]
 pub enum Scenario {
     /// C tasks send ~200-byte messages to random users
-    Send,
+    Send {
+        /// Undelivered messages put in every inbox before measuring, so the
+        /// sends go to recipients with that many pending (e.g. 10000 against
+        /// 0: the relay's pending quota must not cost more for a full queue).
+        /// Raise the relay's max_pending_per_recipient and
+        /// max_pending_per_sender above it, or the fill is refused
+        #[arg(long, default_value_t = 0)]
+        pending: usize,
+    },
     /// Fill every inbox, then C tasks fetch pages of it (no ack)
     Inbox {
         /// Messages put in each inbox before measuring
@@ -141,7 +149,7 @@ pub enum Scenario {
 impl Scenario {
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Send => "send",
+            Self::Send { .. } => "send",
             Self::Inbox { .. } => "inbox",
             Self::Mixed { .. } => "mixed",
             Self::Delivery { .. } => "delivery",
@@ -229,7 +237,7 @@ impl Cli {
             Scenario::Groups { group_size, .. } if self.users < *group_size as usize => Err(
                 format!("--users must be at least --group-size ({group_size}): one group at least"),
             ),
-            Scenario::Send
+            Scenario::Send { .. }
             | Scenario::LoginTiming { .. }
             | Scenario::Seed { .. }
             | Scenario::Groups { .. } => Ok(()),
@@ -332,7 +340,9 @@ mod tests {
         assert_eq!(cli.duration, Duration::from_secs(30));
         assert_eq!(cli.warmup, Duration::from_secs(2));
         assert!(!cli.json && cli.server_pids.is_empty());
-        assert_eq!(cli.scenario, Scenario::Send);
+        assert_eq!(cli.scenario, Scenario::Send { pending: 0 });
+        let cli = parse(&["--url", "http://127.0.0.1:8000", "send", "--pending", "10000"]);
+        assert_eq!(cli.scenario, Scenario::Send { pending: 10_000 });
         cli.validate().unwrap();
     }
 

@@ -60,7 +60,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         cli.urls.join(" + ")
     );
     let users = setup::create_users(&instances, &run_id, user_count, cli.setup_concurrency).await?;
-    if let Scenario::Inbox { prefill, .. } = cli.scenario {
+    if let Scenario::Inbox { prefill, .. } | Scenario::Send { pending: prefill } = cli.scenario
+        && prefill > 0
+    {
         setup::fill_inboxes(
             &instances,
             &users,
@@ -101,7 +103,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         humantime::format_duration(warmup)
     );
     let outcome = match cli.scenario {
-        Scenario::Send => scenarios::send::run(ctx).await,
+        Scenario::Send { .. } => scenarios::send::run(ctx).await,
         Scenario::Inbox { limit, .. } => scenarios::inbox::run(ctx, limit).await,
         Scenario::Mixed { limit } => scenarios::mixed::run(ctx, limit).await,
         Scenario::Delivery { wait, .. } => {
@@ -173,7 +175,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
 fn options(cli: &Cli) -> Map<String, Value> {
     let mut map = Map::new();
     match &cli.scenario {
-        Scenario::Send | Scenario::Seed { .. } => {}
+        Scenario::Seed { .. } => {}
+        Scenario::Send { pending } => {
+            map.insert("pending".into(), json!(pending));
+        }
         Scenario::Inbox { prefill, limit } => {
             map.insert("prefill".into(), json!(prefill));
             map.insert("limit".into(), json!(limit));

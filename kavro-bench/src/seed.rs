@@ -10,6 +10,10 @@
 //! (`generate_series` on PostgreSQL, a recursive CTE on SQLite) and inserted
 //! in committed batches, so progress shows and no transaction grows huge.
 //!
+//! The relay's pending counters (`inbox_counts`, `sender_counts`, which its
+//! quotas read instead of counting the queue) are created with the users and
+//! recounted for the seeded users once their messages are in.
+//!
 //! The database must already have the relay's schema (`kavro-server migrate`).
 
 use std::ops::Range;
@@ -205,6 +209,11 @@ impl Rows<'_> {
             .execute(&mut *tx)
             .await
             .context("inserting keys")?;
+            sqlx::query("INSERT INTO inbox_counts (recipient_id) SELECT unnest($1::bigint[])")
+                .bind(&batch)
+                .execute(&mut *tx)
+                .await
+                .context("inserting the pending counters")?;
             tx.commit().await?;
             ids.extend(batch);
             progress("users", range.end, self.plan.users);
@@ -228,9 +237,33 @@ impl Rows<'_> {
             .context("inserting messages")?;
             progress("messages", range.end, self.plan.messages);
         }
+        let mut tx = conn.begin().await?;
+        sqlx::query(
+            "INSERT INTO sender_counts (recipient_id, sender_id, pending)
+             SELECT recipient_id, sender_id, count(*) FROM messages
+             WHERE recipient_id = ANY($1) AND delivered_at IS NULL AND ciphertext IS NOT NULL
+             GROUP BY recipient_id, sender_id
+             ON CONFLICT (recipient_id, sender_id) DO UPDATE SET pending = EXCLUDED.pending",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .context("counting the pending messages per sender")?;
+        sqlx::query(
+            "UPDATE inbox_counts i SET pending = c.n FROM (
+               SELECT recipient_id, count(*) AS n FROM messages
+               WHERE recipient_id = ANY($1) AND delivered_at IS NULL AND ciphertext IS NOT NULL
+               GROUP BY recipient_id) c
+             WHERE i.recipient_id = c.recipient_id",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .context("counting the pending messages")?;
+        tx.commit().await?;
         // Fresh statistics, so the planner sees the seeded tables as they are
         // (autovacuum would get there too, at a time of its choosing).
-        sqlx::query("ANALYZE users, devices, messages")
+        sqlx::query("ANALYZE users, devices, messages, inbox_counts, sender_counts")
             .execute(&mut *conn)
             .await?;
         Ok(())
@@ -272,6 +305,17 @@ impl Rows<'_> {
             .execute(&mut *tx)
             .await
             .context("inserting keys")?;
+            sqlx::query(
+                "INSERT INTO inbox_counts (recipient_id)
+                 SELECT id FROM users
+                 WHERE id BETWEEN ?1 AND ?2 AND substr(username_normalized, 1, length(?3)) = ?3",
+            )
+            .bind(low)
+            .bind(high)
+            .bind(&self.plan.prefix)
+            .execute(&mut *tx)
+            .await
+            .context("inserting the pending counters")?;
             tx.commit().await?;
             ids.extend(batch);
             progress("users", range.end, self.plan.users);
@@ -307,6 +351,34 @@ impl Rows<'_> {
             tx.commit().await?;
             progress("messages", range.end, self.plan.messages);
         }
+        let mut tx = conn.begin().await?;
+        // Recount the seeded users' counters from their rows.
+        sqlx::query(
+            "INSERT INTO sender_counts (recipient_id, sender_id, pending)
+             SELECT recipient_id, sender_id, count(*) FROM messages
+             WHERE recipient_id IN (
+                 SELECT id FROM users WHERE substr(username_normalized, 1, length(?1)) = ?1)
+               AND delivered_at IS NULL AND ciphertext IS NOT NULL
+             GROUP BY recipient_id, sender_id
+             ON CONFLICT (recipient_id, sender_id) DO UPDATE SET pending = excluded.pending",
+        )
+        .bind(&self.plan.prefix)
+        .execute(&mut *tx)
+        .await
+        .context("counting the pending messages per sender")?;
+        sqlx::query(
+            "UPDATE inbox_counts SET pending = (
+               SELECT count(*) FROM messages
+               WHERE recipient_id = inbox_counts.recipient_id AND delivered_at IS NULL
+                 AND ciphertext IS NOT NULL)
+             WHERE recipient_id IN (
+                 SELECT id FROM users WHERE substr(username_normalized, 1, length(?1)) = ?1)",
+        )
+        .bind(&self.plan.prefix)
+        .execute(&mut *tx)
+        .await
+        .context("counting the pending messages")?;
+        tx.commit().await?;
         sqlx::query("ANALYZE").execute(&mut *conn).await?;
         Ok(())
     }
@@ -457,6 +529,32 @@ mod tests {
                 .fetch_one(&mut conn)
                 .await
                 .unwrap(),
+            0
+        );
+        // The relay's pending counters agree with the rows.
+        assert_eq!(
+            count("SELECT sum(pending) FROM inbox_counts")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap(),
+            60
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM inbox_counts")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap(),
+            25
+        );
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM sender_counts s WHERE pending <> (SELECT count(*)
+                 FROM messages m WHERE m.recipient_id = s.recipient_id
+                 AND m.sender_id = s.sender_id)"
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap(),
             0
         );
         let names: Vec<String> =

@@ -19,6 +19,22 @@ pub struct Credentials {
     pub password: Password,
 }
 
+/// Body of `POST /auth/password`: a new password for the caller's account.
+/// Every other token of the account is refused afterwards.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct ChangePassword {
+    pub current_password: Password,
+    pub new_password: Password,
+}
+
+/// Body of `DELETE /auth/me`: the account's password, to confirm.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct DeleteAccount {
+    pub password: Password,
+}
+
 /// A bearer token, returned by register and login.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
@@ -92,7 +108,8 @@ pub struct SendMessage {
     pub ciphertext: Base64Ciphertext,
     /// Hex of the 32-byte ephemeral X25519 public key the box was made with.
     pub ephemeral_pubkey: PublicKeyHex,
-    /// Any JSON value; stored encrypted and returned unchanged.
+    /// Any JSON value of at most 4 KiB once serialized (else `422`); stored
+    /// encrypted and returned unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
     /// Makes the send idempotent: a retry with the same id returns the first
@@ -205,8 +222,16 @@ pub struct Ready {
     pub database: String,
     /// `ok`, `unavailable`, or `not configured`.
     pub redis: String,
-    /// Whether the relay offers long-poll on the inbox (`wait`).
+    /// Whether the relay holds `GET /messages/inbox?wait=S` open until a
+    /// message arrives; `false` when its operator set `max_wait = 0`, in which
+    /// case `wait` is accepted and answered at once.
     pub long_poll: bool,
+    /// The longest the relay holds a long-poll, in whole seconds (rounded up,
+    /// at most 60), whatever `wait` asks for; `0` when `long_poll` is `false`.
+    /// Relays older than this field omit it, which reads as `0`: go by
+    /// `long_poll` then.
+    #[serde(default)]
+    pub long_poll_max_wait: u32,
 }
 
 /// One field that failed validation.

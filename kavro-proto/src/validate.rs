@@ -10,6 +10,8 @@ use base64::Engine as _;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Largest decoded ciphertext the relay accepts.
 pub const MAX_CIPHERTEXT_BYTES: usize = 64 * 1024;
+/// Largest `metadata` of a message, as compact serialized JSON.
+pub const MAX_METADATA_BYTES: usize = 4 * 1024;
 /// Longest `device_name`, in characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;
 /// Username length bounds, in characters.
@@ -116,6 +118,17 @@ pub fn device_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A message's `metadata` is at most [`MAX_METADATA_BYTES`] of compact JSON.
+pub fn metadata(value: &serde_json::Value) -> Result<(), String> {
+    let size = serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len());
+    if size > MAX_METADATA_BYTES {
+        return Err(format!(
+            "must be at most {MAX_METADATA_BYTES} bytes of JSON (got {size})"
+        ));
+    }
+    Ok(())
+}
+
 /// Why a ciphertext was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CiphertextError {
@@ -172,6 +185,20 @@ mod tests {
         assert!(username("alice'; DROP TABLE users;--").is_err());
         assert!(username("ålice").is_err());
         assert_eq!(normalize_username("AliCe"), "alice");
+    }
+
+    #[test]
+    fn metadata_is_capped_at_4_kib_of_json() {
+        // `"` + 4094 characters + `"` is exactly 4096 bytes.
+        let at_limit = serde_json::Value::String("x".repeat(MAX_METADATA_BYTES - 2));
+        assert!(metadata(&at_limit).is_ok());
+        let over = serde_json::Value::String("x".repeat(MAX_METADATA_BYTES - 1));
+        let err = metadata(&over).unwrap_err();
+        assert!(err.contains("4096") && err.contains("4097"), "{err}");
+        assert!(metadata(&serde_json::json!({"n": 1, "tags": ["a", "b"]})).is_ok());
+        // Escapes count as sent: 700 newlines are 1,400 bytes of JSON text.
+        let nested = serde_json::json!([vec!["\n".repeat(700); 3]]);
+        assert!(metadata(&nested).is_err());
     }
 
     #[test]

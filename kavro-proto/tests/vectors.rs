@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::DateTime;
 use kavro_proto::crypto::{
     CIPHERTEXT_BUCKETS, IdentityKeypair, IdentityPublic, IdentitySecret, KeyFingerprint, OpenError,
-    Opened, Payload, SafetyNumber, SealRandomness, open, seal_legacy_with_fixed_randomness,
-    seal_with_fixed_randomness,
+    Opened, PartyHalf, Payload, SAFETY_NUMBER_ITERATIONS, SafetyNumber, SealRandomness, open,
+    seal_legacy_with_fixed_randomness, seal_with_fixed_randomness,
 };
 use kavro_proto::validate::base64_strict;
 use serde::Deserialize;
@@ -74,8 +74,13 @@ struct FailVector {
 
 #[derive(Deserialize)]
 struct FingerprintFile {
-    safety_number: Vec<SafetyNumberVector>,
     key_fingerprint: Vec<KeyFingerprintVector>,
+}
+
+#[derive(Deserialize)]
+struct SafetyNumberFile {
+    iterations: u32,
+    safety_number: Vec<SafetyNumberVector>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +89,8 @@ struct SafetyNumberVector {
     a_key: String,
     b_name: String,
     b_key: String,
+    a_half: String,
+    b_half: String,
     safety_number: String,
 }
 
@@ -240,19 +247,40 @@ fn fail_vectors_are_refused_with_the_expected_error() {
     assert_eq!(kinds_seen, expected);
 }
 
+/// A half as its 6 groups, written like the vectors.
+fn half_text(half: &PartyHalf) -> String {
+    half.groups()
+        .iter()
+        .map(|g| format!("{g:05}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[test]
-fn fingerprint_vectors() {
-    let file: FingerprintFile = load("fingerprint_v1.json");
-    assert!(!file.safety_number.is_empty() && !file.key_fingerprint.is_empty());
+fn safety_number_vectors() {
+    let file: SafetyNumberFile = load("safety_number_v2.json");
+    assert_eq!(file.iterations, SAFETY_NUMBER_ITERATIONS);
+    assert!(!file.safety_number.is_empty());
     for v in &file.safety_number {
         let a: IdentityPublic = v.a_key.parse().unwrap();
         let b: IdentityPublic = v.b_key.parse().unwrap();
+        // Each half depends on its own party only.
+        let a_half = PartyHalf::of_account(&v.a_name, &a);
+        assert_eq!(half_text(&a_half), v.a_half);
+        assert_eq!(half_text(&PartyHalf::of_account(&v.b_name, &b)), v.b_half);
         let number = SafetyNumber::compute(&v.a_name, &a, &v.b_name, &b);
         assert_eq!(number.to_string(), v.safety_number);
+        assert!(number.contains(&a_half));
         // The same on the other side, and whatever case each side uses.
         let swapped = SafetyNumber::compute(&v.b_name.to_uppercase(), &b, &v.a_name, &a);
         assert_eq!(swapped, number);
     }
+}
+
+#[test]
+fn fingerprint_vectors() {
+    let file: FingerprintFile = load("fingerprint_v1.json");
+    assert!(!file.key_fingerprint.is_empty());
     for v in &file.key_fingerprint {
         let key: IdentityPublic = v.key.parse().unwrap();
         assert_eq!(KeyFingerprint::of(&key).to_string(), v.fingerprint);

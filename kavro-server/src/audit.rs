@@ -37,6 +37,26 @@ pub fn key_published(user: UserId, pubkey_hex: &str, ip: Option<IpAddr>) {
     tracing::info!(target: TARGET, event = "key_publish", user_id = user.0, pubkey = pubkey_hex, ip = %ip_text(ip));
 }
 
+pub fn key_retired(user: UserId, key: kavro_proto::DeviceId, ip: Option<IpAddr>) {
+    tracing::info!(target: TARGET, event = "key_retire", user_id = user.0, key_id = key.0, ip = %ip_text(ip));
+}
+
+pub fn password_changed(user: UserId, ip: Option<IpAddr>) {
+    tracing::info!(target: TARGET, event = "password_change", user_id = user.0, ip = %ip_text(ip));
+}
+
+pub fn password_check_failed(user: UserId, ip: Option<IpAddr>) {
+    tracing::warn!(target: TARGET, event = "password_check_failure", user_id = user.0, ip = %ip_text(ip));
+}
+
+pub fn logged_out_everywhere(user: UserId, ip: Option<IpAddr>) {
+    tracing::info!(target: TARGET, event = "logout_all", user_id = user.0, ip = %ip_text(ip));
+}
+
+pub fn account_deleted(user: UserId, username: &str, ip: Option<IpAddr>) {
+    tracing::info!(target: TARGET, event = "account_delete", user_id = user.0, username, ip = %ip_text(ip));
+}
+
 pub fn logged_out(user: UserId, ip: Option<IpAddr>) {
     tracing::info!(target: TARGET, event = "logout", user_id = user.0, ip = %ip_text(ip));
 }

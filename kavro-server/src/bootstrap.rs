@@ -10,13 +10,15 @@ use base64::Engine as _;
 use crate::auth::password::Passwords;
 use crate::auth::tokens::Tokens;
 use crate::clock::{Clock, SystemClock};
+use crate::clock::before;
 use crate::config::{Config, Toggle};
+use crate::http::client_ip::ClientPrefixes;
 use crate::fieldcrypt::FieldCrypt;
 use crate::limits::memory::MemoryCounters;
 use crate::limits::redis::RedisCounters;
 use crate::limits::{Counters, Limiter};
 use crate::secret::SecretString;
-use crate::state::{AppState, Settings};
+use crate::state::{AppState, MetricsAccess, Settings};
 use crate::store::{self, StoreOptions};
 use crate::wake::WakeHub;
 
@@ -31,7 +33,7 @@ pub async fn build_with(
     clock: Arc<dyn Clock>,
     passwords: Passwords,
 ) -> anyhow::Result<Arc<AppState>> {
-    config.validate().map_err(anyhow::Error::msg)?;
+    config.validate()?;
     let embedded = config.is_embedded_database();
     if embedded {
         create_private_dir(&config.data_dir)?;
@@ -50,6 +52,10 @@ pub async fn build_with(
         "KAVRO_FERNET_KEYS",
         FieldCrypt::generate_key,
     )?;
+    if !config.jwt_secret.is_empty() {
+        crate::auth::entropy::check_secret(config.jwt_secret.expose())
+            .context("KAVRO_JWT_SECRET (jwt_secret) is refused")?;
+    }
     let tokens = Tokens::new(jwt_secret.expose().as_bytes())
         .context("KAVRO_JWT_SECRET is too short: use at least 32 random bytes")?;
     let fields = FieldCrypt::new(fernet_keys.expose()).context("KAVRO_FERNET_KEYS")?;
@@ -81,6 +87,8 @@ pub async fn build_with(
             .context("subscribing to Redis for long-poll wake-ups")?,
         None => WakeHub::local(),
     });
+    restore_revocations(store.as_ref(), counters.as_ref(), clock.now(), config.token_ttl)
+        .await?;
     let limiter = Limiter::new(
         counters,
         config.limits.clone(),
@@ -101,7 +109,17 @@ pub async fn build_with(
             message_ttl: config.message_ttl,
             receipt_ttl: config.receipt_ttl,
             max_pending_per_recipient: config.max_pending_per_recipient,
+            max_pending_per_sender: config.max_pending_per_sender,
+            username_reservation: config.username_reservation,
             trusted_proxies: config.trusted_proxies.clone(),
+            prefixes: ClientPrefixes {
+                v4: config.ip_prefix_v4,
+                v6: config.ip_prefix_v6,
+            },
+            metrics: MetricsAccess {
+                allow: config.metrics_allow.clone(),
+                token: Some(config.metrics_token.clone()).filter(|t| !t.is_empty()),
+            },
             max_long_polls_per_user: config.max_long_polls_per_user,
             max_wait: config.max_wait,
             tls: config.tls_cert.is_some(),
@@ -111,6 +129,40 @@ pub async fn build_with(
             tokens: device_tokens,
         },
     }))
+}
+
+/// Puts the token generations the database raised within the last token
+/// lifetime back into the counters: in-process counters start empty, and a
+/// Redis may have lost them. Older ones no longer matter (every token they
+/// refuse has expired).
+async fn restore_revocations(
+    store: &dyn crate::store::Store,
+    counters: &dyn Counters,
+    now: chrono::DateTime<chrono::Utc>,
+    token_ttl: std::time::Duration,
+) -> anyhow::Result<()> {
+    let revoked = store
+        .revoked_generations(before(now, token_ttl))
+        .await
+        .context("reading revoked sessions")?;
+    for entry in &revoked {
+        counters
+            .revoke_generation(
+                entry.user,
+                entry.generation,
+                crate::clock::after(entry.revoked_at, token_ttl),
+                now,
+            )
+            .await
+            .context("restoring revoked sessions into the counters")?;
+    }
+    if !revoked.is_empty() {
+        tracing::info!(
+            accounts = revoked.len(),
+            "restored session revocations from the database"
+        );
+    }
+    Ok(())
 }
 
 /// The configured secret; else, on the embedded default, the one kept in
@@ -132,7 +184,8 @@ fn secret_or_generated(
              needs the same value (generate one with `kavro-server gen-secrets`)"
         );
     }
-    match std::fs::read_to_string(file) {
+    // The text read is zeroized too, not only the secret made from it.
+    match std::fs::read_to_string(file).map(zeroize::Zeroizing::new) {
         Ok(text) if !text.trim().is_empty() => {
             check_private(file)?;
             return Ok(SecretString::from(text.trim().to_owned()));
@@ -254,5 +307,101 @@ mod tests {
             .expose(),
             "given"
         );
+    }
+
+    fn embedded(dir: &Path) -> Config {
+        Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn revocations_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = embedded(dir.path());
+        let clock = Arc::new(crate::clock::ManualClock::default());
+        let first = build_with(&config, clock.clone(), Passwords::fast_for_tests())
+            .await
+            .unwrap();
+        let new_user = |name: &'static str| crate::store::NewUser {
+            username: name,
+            username_normalized: name,
+            password_hash: "$argon2id$x",
+            created_at: clock.now(),
+        };
+        let stays = first.store.create_user(new_user("stays")).await.unwrap();
+        let leaves = first.store.create_user(new_user("leaves")).await.unwrap();
+        let untouched = first.store.create_user(new_user("untouched")).await.unwrap();
+        // Written to the database only, as if the process died before (or
+        // the in-memory counters forgot on restart).
+        let generation = first.store.revoke_tokens(stays, clock.now()).await.unwrap();
+        let deleted = first
+            .store
+            .delete_account(leaves, clock.now())
+            .await
+            .unwrap();
+        drop(first);
+        clock.advance(std::time::Duration::from_secs(60));
+        let second = build_with(&config, clock.clone(), Passwords::fast_for_tests())
+            .await
+            .unwrap();
+        let state = |user| second.limiter.token_state("any", user);
+        assert_eq!(state(stays).await.unwrap().min_generation, generation);
+        assert_eq!(
+            state(leaves).await.unwrap().min_generation,
+            deleted.generation
+        );
+        assert_eq!(
+            state(untouched).await.unwrap().min_generation,
+            crate::store::TokenGeneration(0)
+        );
+        // Past a token lifetime every older token has expired: nothing to restore.
+        drop(second);
+        clock.advance(config.token_ttl);
+        let third = build_with(&config, clock.clone(), Passwords::fast_for_tests())
+            .await
+            .unwrap();
+        assert_eq!(
+            third
+                .limiter
+                .token_state("any", stays)
+                .await
+                .unwrap()
+                .min_generation,
+            crate::store::TokenGeneration(0)
+        );
+    }
+
+    #[tokio::test]
+    async fn guessable_jwt_secret_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for weak in ["k".repeat(64), "kavro-secret".repeat(4)] {
+            let config = Config {
+                jwt_secret: SecretString::from(weak.clone()),
+                ..embedded(dir.path())
+            };
+            let err = build_with(
+                &config,
+                Arc::new(SystemClock),
+                Passwords::fast_for_tests(),
+            )
+            .await
+            .err()
+            .expect("refused");
+            let text = format!("{err:#}");
+            assert!(
+                text.contains("KAVRO_JWT_SECRET") && text.contains("gen-secrets"),
+                "{text}"
+            );
+            assert!(!text.contains(&weak), "the secret is not repeated: {text}");
+        }
+        let strong = Config {
+            jwt_secret: SecretString::from(hex::encode(rand::random::<[u8; 32]>())),
+            ..embedded(dir.path())
+        };
+        build_with(&strong, Arc::new(SystemClock), Passwords::fast_for_tests())
+            .await
+            .unwrap();
     }
 }

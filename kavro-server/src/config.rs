@@ -70,6 +70,25 @@ pub struct Config {
     pub lockout: Lockout,
     /// Most undelivered messages one recipient may have; senders get `429` past it.
     pub max_pending_per_recipient: u32,
+    /// Most undelivered messages one recipient may have from one sender, so
+    /// one sender cannot fill someone's queue; that sender gets `429` past it.
+    pub max_pending_per_sender: u32,
+    /// How long the name of a deleted account stays reserved (nobody can
+    /// register it and pose as the old owner).
+    #[serde(with = "humantime_serde")]
+    pub username_reservation: Duration,
+    /// Per-IP limits and the login lockout key IPv4 clients by this prefix
+    /// length (32: each address).
+    pub ip_prefix_v4: u8,
+    /// ... and IPv6 clients by this one (64: one subnet, what one host or one
+    /// customer usually gets, so rotating addresses within it does not help).
+    pub ip_prefix_v6: u8,
+    /// Clients allowed to read `/metrics` without a token (addresses or CIDR
+    /// ranges). Requests that came through a proxy never count as these.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub metrics_allow: Vec<IpNet>,
+    /// A bearer token that opens `/metrics` from anywhere; empty: none.
+    pub metrics_token: SecretString,
     /// How long shutdown waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -102,17 +121,24 @@ pub struct RateLimits {
     pub ack: RateSpec,
 }
 
-/// Account lockout after repeated failed logins.
+/// Login lockout after repeated failed logins, per (account, client prefix):
+/// failures from one network lock that network out of that account, not the
+/// owner logging in from elsewhere.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Lockout {
-    /// Failed logins within `window` that lock the account.
+    /// Failed logins within `window` that lock the account for that client prefix.
     pub failures: u32,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
-    /// How long the account stays locked.
+    /// How long the first lock lasts; each further lock of the same
+    /// (account, prefix) lasts twice as long as the one before.
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
+    /// The longest a lock grows to. The doubling starts over once a client
+    /// prefix has stayed unlocked for this long, or logs in correctly.
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -259,6 +285,15 @@ impl Default for Config {
             limits: RateLimits::default(),
             lockout: Lockout::default(),
             max_pending_per_recipient: 10_000,
+            max_pending_per_sender: 1_000,
+            username_reservation: Duration::from_secs(30 * 24 * 3600),
+            ip_prefix_v4: 32,
+            ip_prefix_v6: 64,
+            metrics_allow: vec![
+                IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)),
+                IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ],
+            metrics_token: SecretString::default(),
             shutdown_grace: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
@@ -290,6 +325,7 @@ impl Default for Lockout {
             failures: 5,
             window: Duration::from_secs(300),
             duration: Duration::from_secs(300),
+            max_duration: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -394,30 +430,68 @@ impl Config {
     }
 
     /// Checks what serde cannot: pairs of settings, ranges.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err("tls_cert and tls_key must be set together".to_owned());
+            return Err(InvalidConfig::TlsHalfSet);
         }
         if self.lockout.failures == 0 {
-            return Err("lockout.failures must be at least 1".to_owned());
+            return Err(InvalidConfig::NoLockoutFailures);
         }
-        if self.token_ttl < Duration::from_secs(60) {
-            return Err("token_ttl must be at least 1 minute".to_owned());
+        if self.token_ttl < MIN_TOKEN_TTL {
+            return Err(InvalidConfig::TokenTtlTooShort);
         }
         if self.db_max_connections == 0 {
-            return Err("db_max_connections must be at least 1".to_owned());
+            return Err(InvalidConfig::NoDbConnections);
         }
         if self.max_pending_per_recipient == 0 {
-            return Err("max_pending_per_recipient must be at least 1".to_owned());
+            return Err(InvalidConfig::NoPendingMessages);
+        }
+        if self.max_pending_per_sender == 0 {
+            return Err(InvalidConfig::NoPendingPerSender);
+        }
+        if !(1..=32).contains(&self.ip_prefix_v4) || !(1..=128).contains(&self.ip_prefix_v6) {
+            return Err(InvalidConfig::IpPrefixOutOfRange);
+        }
+        if self.lockout.duration.is_zero() || self.lockout.max_duration < self.lockout.duration {
+            return Err(InvalidConfig::LockoutDurations);
         }
         if self.header_timeout.is_zero() || self.body_timeout.is_zero() {
-            return Err("header_timeout and body_timeout must be above zero".to_owned());
+            return Err(InvalidConfig::ZeroTimeout);
         }
         if self.sweep_interval.is_zero() {
-            return Err("sweep_interval must be above zero".to_owned());
+            return Err(InvalidConfig::ZeroSweepInterval);
         }
         Ok(())
     }
+}
+
+/// The shortest `token_ttl` [`Config::validate`] accepts.
+const MIN_TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// A combination or range of settings that [`Config::validate`] refuses; the
+/// message names the setting, for the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidConfig {
+    #[error("tls_cert and tls_key must be set together")]
+    TlsHalfSet,
+    #[error("lockout.failures must be at least 1")]
+    NoLockoutFailures,
+    #[error("token_ttl must be at least 1 minute")]
+    TokenTtlTooShort,
+    #[error("db_max_connections must be at least 1")]
+    NoDbConnections,
+    #[error("max_pending_per_recipient must be at least 1")]
+    NoPendingMessages,
+    #[error("max_pending_per_sender must be at least 1")]
+    NoPendingPerSender,
+    #[error("ip_prefix_v4 must be 1 to 32 and ip_prefix_v6 1 to 128")]
+    IpPrefixOutOfRange,
+    #[error("lockout.duration must be above zero and lockout.max_duration at least as long")]
+    LockoutDurations,
+    #[error("header_timeout and body_timeout must be above zero")]
+    ZeroTimeout,
+    #[error("sweep_interval must be above zero")]
+    ZeroSweepInterval,
 }
 
 impl fmt::Debug for Config {
@@ -436,22 +510,72 @@ impl fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("lockout", &self.lockout)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("metrics_allow", &self.metrics_allow)
+            .field("metrics_token", &self.metrics_token)
             .finish_non_exhaustive()
     }
 }
 
-/// Hides the password of `scheme://user:password@host/…`.
+/// Hides the credentials of a URL: the password of
+/// `scheme://user:password@host/…`, and the value of every query parameter
+/// whose name suggests a secret (`?password=…`, `sslpassword`, `token`, `secret`,
+/// `key`, …), as both PostgreSQL and Redis URLs accept them there too.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+    let (before_fragment, fragment) = match url.split_once('#') {
+        Some((head, tail)) => (head, Some(tail)),
+        None => (url, None),
+    };
+    let (base, query) = match before_fragment.split_once('?') {
+        Some((head, tail)) => (head, Some(tail)),
+        None => (before_fragment, None),
+    };
+    let mut out = redact_userinfo(base);
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if is_secret_parameter(name) => format!("{name}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
     }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+/// `scheme://user:password@host/path` with the password replaced; the `@`
+/// is looked for only in the authority (before the path).
+fn redact_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!(
+                "{}{user}:***@{host}{}",
+                &url[..scheme_end],
+                &rest[authority_end..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Query parameter names that carry secrets in database and Redis URLs.
+fn is_secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "key", "auth", "credential"]
+        .iter()
+        .any(|word| name.contains(word))
 }
 
 #[cfg(test)]
@@ -591,11 +715,105 @@ mod tests {
     }
 
     #[test]
-    fn mismatched_tls_is_refused() {
-        let config = Config {
-            tls_cert: Some("cert.pem".into()),
-            ..Config::default()
-        };
-        assert!(config.validate().is_err());
+    fn redact_url_hides_passwords_everywhere() {
+        let cases = [
+            (
+                "postgres://kavro:hunter2@db/kavro",
+                "postgres://kavro:***@db/kavro",
+            ),
+            (
+                "postgres://db/kavro?user=kavro&password=hunter2",
+                "postgres://db/kavro?user=kavro&password=***",
+            ),
+            (
+                "postgresql://db/kavro?sslmode=require&sslpassword=hunter2&application_name=relay",
+                "postgresql://db/kavro?sslmode=require&sslpassword=***&application_name=relay",
+            ),
+            (
+                "redis://127.0.0.1:6379/0?password=hunter2",
+                "redis://127.0.0.1:6379/0?password=***",
+            ),
+            ("redis://:hunter2@cache:6379", "redis://:***@cache:6379"),
+            (
+                "rediss://u:hunter2@cache/0?PASSWORD=hunter2&token=hunter2#frag",
+                "rediss://u:***@cache/0?PASSWORD=***&token=***#frag",
+            ),
+            // An `@` after the authority is not a credential separator.
+            (
+                "postgres://u:hunter2@db/kavro?application_name=a@b",
+                "postgres://u:***@db/kavro?application_name=a@b",
+            ),
+            (
+                "postgres://db/k?application_name=x@y:z",
+                "postgres://db/k?application_name=x@y:z",
+            ),
+            ("sqlite:///var/lib/kavro/kavro.db", "sqlite:///var/lib/kavro/kavro.db"),
+            ("postgres://user@db/kavro", "postgres://user@db/kavro"),
+            ("", ""),
+        ];
+        for (url, redacted) in cases {
+            assert_eq!(redact_url(url), redacted, "{url}");
+            assert!(!redact_url(url).contains("hunter2"), "{url}");
+        }
+    }
+
+    #[test]
+    fn each_bad_combination_is_refused_by_name() {
+        let cases: [(fn(&mut Config), InvalidConfig); 14] = [
+            (
+                |c| c.tls_cert = Some("cert.pem".into()),
+                InvalidConfig::TlsHalfSet,
+            ),
+            (
+                |c| c.tls_key = Some("key.pem".into()),
+                InvalidConfig::TlsHalfSet,
+            ),
+            (|c| c.lockout.failures = 0, InvalidConfig::NoLockoutFailures),
+            (
+                |c| c.token_ttl = Duration::from_secs(59),
+                InvalidConfig::TokenTtlTooShort,
+            ),
+            (|c| c.db_max_connections = 0, InvalidConfig::NoDbConnections),
+            (
+                |c| c.max_pending_per_recipient = 0,
+                InvalidConfig::NoPendingMessages,
+            ),
+            (
+                |c| c.body_timeout = Duration::ZERO,
+                InvalidConfig::ZeroTimeout,
+            ),
+            (
+                |c| c.header_timeout = Duration::ZERO,
+                InvalidConfig::ZeroTimeout,
+            ),
+            (
+                |c| c.sweep_interval = Duration::ZERO,
+                InvalidConfig::ZeroSweepInterval,
+            ),
+            (
+                |c| c.max_pending_per_sender = 0,
+                InvalidConfig::NoPendingPerSender,
+            ),
+            (|c| c.ip_prefix_v4 = 33, InvalidConfig::IpPrefixOutOfRange),
+            (|c| c.ip_prefix_v6 = 0, InvalidConfig::IpPrefixOutOfRange),
+            (
+                |c| c.lockout.duration = Duration::ZERO,
+                InvalidConfig::LockoutDurations,
+            ),
+            (
+                |c| c.lockout.max_duration = Duration::from_secs(60),
+                InvalidConfig::LockoutDurations,
+            ),
+        ];
+        assert_eq!(Config::default().validate(), Ok(()));
+        for (tweak, expected) in cases {
+            let mut config = Config::default();
+            tweak(&mut config);
+            assert_eq!(config.validate(), Err(expected));
+        }
+        assert_eq!(
+            InvalidConfig::TokenTtlTooShort.to_string(),
+            "token_ttl must be at least 1 minute"
+        );
     }
 }

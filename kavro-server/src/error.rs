@@ -29,11 +29,11 @@ pub enum ApiError {
     Forbidden(Json<ErrorBody>),
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    #[oai(status = 405)]
-    MethodNotAllowed(Json<ErrorBody>),
-    /// The request conflicts with the current state (v2: already exists, too many key packages).
+    /// The request conflicts with the resource's state (e.g. a retired key).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    #[oai(status = 405)]
+    MethodNotAllowed(Json<ErrorBody>),
     /// The request body did not arrive in time.
     #[oai(status = 408)]
     RequestTimeout(Json<ErrorBody>),
@@ -142,8 +142,8 @@ impl ApiError {
             Self::Unauthorized(..) => 401,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
-            Self::MethodNotAllowed(_) => 405,
             Self::Conflict(_) => 409,
+            Self::MethodNotAllowed(_) => 405,
             Self::RequestTimeout(_) => 408,
             Self::PayloadTooLarge(_) => 413,
             Self::UnsupportedMediaType(_) => 415,

@@ -1,4 +1,4 @@
-//! Field encryption at rest (API.md part 4): `device_name` and `metadata` are
+//! Field encryption at rest (docs/API.md part 4): `device_name` and `metadata` are
 //! stored as Fernet tokens, so a copy of the database alone does not reveal
 //! them. Several keys may be configured: the first encrypts, all decrypt,
 //! which lets operators rotate keys without a migration.
@@ -72,6 +72,20 @@ impl FieldCrypt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::implements_debug;
+
+    /// The Fernet keys are zeroized on drop and cannot be printed: a
+    /// `Fernet` is two byte arrays, so it needs dropping only because its
+    /// `Drop` zeroizes them; neither it nor anything holding it has `Debug`.
+    #[test]
+    fn keys_are_zeroized_and_never_printed() {
+        fn zeroizable<T: zeroize::Zeroize>() {}
+        zeroizable::<fernet::Fernet>();
+        assert!(std::mem::needs_drop::<fernet::Fernet>());
+        assert!(!implements_debug!(fernet::Fernet));
+        assert!(!implements_debug!(fernet::MultiFernet));
+        assert!(!implements_debug!(FieldCrypt));
+    }
 
     #[test]
     fn round_trip_and_rotation() {

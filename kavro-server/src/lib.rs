@@ -21,5 +21,5 @@ pub mod tls;
 pub mod v2;
 pub mod wake;
 
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;

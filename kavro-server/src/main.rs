@@ -153,12 +153,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig => {
-            config.validate().map_err(anyhow::Error::msg)?;
+            config.validate()?;
             println!("{config:#?}");
             Ok(())
         }
         Command::Migrate => {
-            config.validate().map_err(anyhow::Error::msg)?;
+            config.validate()?;
             kavro_server::store::connect(&kavro_server::store::StoreOptions {
                 url: config.effective_database_url(),
                 read_url: None,

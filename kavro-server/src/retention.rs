@@ -1,5 +1,6 @@
 //! The retention sweep: drops the ciphertext of messages whose time to live
-//! ran out, and deletes receipts older than the receipt TTL. Acknowledged
+//! ran out, deletes receipts older than the receipt TTL, and releases the
+//! names of accounts deleted longer ago than the reservation period. Acknowledged
 //! messages lose their ciphertext at once (in the ack itself).
 
 use std::sync::Arc;
@@ -9,22 +10,28 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::before;
 use crate::state::AppState;
-use crate::store::{StoreError, SweepReport};
+use crate::store::{StoreError, SweepCutoffs, SweepReport};
 
 /// One sweep at the state's current time.
 pub async fn sweep_once(state: &AppState) -> Result<SweepReport, StoreError> {
     let now = state.clock.now();
     let report = state
         .store
-        .sweep(now, before(now, state.settings.receipt_ttl))
+        .sweep(SweepCutoffs {
+            now,
+            receipts_before: before(now, state.settings.receipt_ttl),
+            names_before: before(now, state.settings.username_reservation),
+        })
         .await?;
-    if report.expired > 0 || report.purged > 0 {
+    if report.expired > 0 || report.purged > 0 || report.names_released > 0 {
         tracing::info!(
             expired = report.expired,
             purged = report.purged,
+            names_released = report.names_released,
             "retention sweep"
         );
     }
+    metrics::counter!("kavro_sweeps_total").increment(1);
     metrics::counter!("kavro_messages_expired_total").increment(report.expired);
     metrics::counter!("kavro_receipts_purged_total").increment(report.purged);
     match state.v2.store.sweep_v2(now).await {

@@ -79,6 +79,20 @@ impl<'de> Deserialize<'de> for SecretString {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::implements_debug;
+
+    /// The text lives in a buffer that is zeroized when dropped (a compile
+    /// error if the field stops being one), and only a redacted `Debug` exists.
+    #[test]
+    fn zeroized_on_drop_and_redacted() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let secret = SecretString::from("hunter2".to_owned());
+        zeroized_on_drop(&secret.0);
+        assert!(implements_debug!(SecretString), "the probe can say yes");
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+        assert_eq!(format!("{:?}", SecretString::default()), "<unset>");
+        assert_eq!(format!("{:#?}", secret), "<redacted>");
+    }
 
     #[test]
     fn never_printed() {

@@ -44,20 +44,19 @@ pub fn app(
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .nest("/", root);
+    // Outermost last; the order is the one ARCHITECTURE.md lists. The request
+    // metrics wrap everything, so the body limit's 400/408/413 are counted
+    // too; the security headers go on CORS preflight answers as well.
     let app = routes
         .catch_all_error(crate::http::errors::render)
         .with(AllowHeader(allowed))
-        .with(RequestMetrics)
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(BodyLimit {
             max: kavro_proto::validate::MAX_BODY_BYTES,
             timeout: body_timeout,
         })
-        .with(SecurityHeaders {
-            hsts: state.settings.tls,
-        })
         .data(state.clone());
-    if cors_origins.is_empty() {
+    let app = if cors_origins.is_empty() {
         app.boxed()
     } else {
         let cors = cors_origins
@@ -67,7 +66,12 @@ pub fn app(
             })
             .allow_credentials(false);
         app.with(cors).boxed()
-    }
+    };
+    app.with(SecurityHeaders {
+        hsts: state.settings.tls,
+    })
+    .with(RequestMetrics)
+    .boxed()
 }
 
 /// Serves `state` on `acceptor` until `shutdown` resolves, then lets in-flight

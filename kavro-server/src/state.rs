@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::http::client_ip::ClientPrefixes;
+use crate::secret::SecretString;
+
 use crate::auth::password::Passwords;
 use crate::auth::tokens::Tokens;
 use crate::clock::Clock;
@@ -21,11 +24,26 @@ pub struct Settings {
     pub message_ttl: Duration,
     pub receipt_ttl: Duration,
     pub max_pending_per_recipient: u32,
+    pub max_pending_per_sender: u32,
+    /// How long a deleted account's name stays reserved.
+    pub username_reservation: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    /// How per-IP limits and the lockout group client addresses.
+    pub prefixes: ClientPrefixes,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
     pub max_long_polls_per_user: u32,
     /// Longest long-poll this relay holds (shorter than the client asks, if set so).
     pub max_wait: Duration,
     pub tls: bool,
+}
+
+/// `/metrics` is served to clients in `allow` that came straight to the
+/// relay (no proxy header), and to anyone with `token`.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess {
+    pub allow: Vec<IpNet>,
+    pub token: Option<SecretString>,
 }
 
 pub struct AppState {

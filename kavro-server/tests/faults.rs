@@ -7,80 +7,15 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{Counters, Db, TestServer};
 use kavro_server::auth::password::Passwords;
 use kavro_server::config::Toggle;
+use kavro_server::testing::{HashGate, PrivateRedis};
 use poem::listener::Acceptor as _;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-
-/// A private `redis-server` on a free port (never the machine's shared one).
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start_on(port: u16) -> Option<Self> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(Self { child, port });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-
-    fn start() -> Option<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let started = Self::start_on(port);
-        if started.is_none() {
-            assert!(
-                std::env::var("KAVRO_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "redis-server is not available but KAVRO_REQUIRE_SERVICES=1"
-            );
-            eprintln!("skipping: cannot start redis-server");
-        }
-        started
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// While Redis is down: request limits fall back to this instance's memory
 /// (sends still work and are still limited), while login (lockout) and
@@ -141,7 +76,7 @@ async fn redis_outage_is_survived_as_documented() {
     assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
 
     // Redis comes back on the same address: the relay recovers on its own.
-    let _redis = PrivateRedis::start_on(redis.port).expect("restart redis");
+    redis.restart();
     let mut recovered = false;
     for _ in 0..100 {
         if s.get("/auth/me", Some(&bob)).await.0 == StatusCode::OK {
@@ -161,48 +96,66 @@ async fn redis_outage_is_survived_as_documented() {
     assert_eq!(s.get("/ready", None).await.0, StatusCode::OK);
 }
 
-/// Password hashing runs on the blocking pool: with a single async worker,
-/// `/health` is answered while a burst of real-cost logins is still hashing.
-/// (An ordering check, not a timing one: if hashing ran on the async worker,
-/// `/health` could not be answered until every hash was done.)
+/// Password hashing runs on the blocking pool. With a single async worker, a
+/// login's hash is held at a gate until the test releases it, and `/health`
+/// must answer meanwhile: were the hash on the async worker, that worker would
+/// wait at the gate, nothing could be served, and the `/health` call would
+/// time out. (No timing: the hash is held for as long as the test likes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn logins_do_not_block_health() {
-    const LOGINS: usize = 24;
-    let passwords = Passwords::new().unwrap();
+    let gate = HashGate::default();
+    let passwords = Passwords::gated_for_tests(gate.clone());
     let Some(s) = TestServer::start_with(Db::Sqlite, Counters::Memory, passwords, |_| {}).await
     else {
         return;
     };
-    s.register("hasher").await;
     let s = std::sync::Arc::new(s);
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let logins: Vec<_> = (0..LOGINS)
-        .map(|_| {
-            let (s, done) = (s.clone(), done.clone());
-            tokio::spawn(async move {
-                let (status, _) = s
-                    .post(
-                        "/auth/login",
-                        None,
-                        json!({"username": "hasher", "password": "Passw0rd!"}),
-                    )
-                    .await;
-                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                status
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let (status, _) = s.get("/health", None).await;
-    assert_eq!(status, StatusCode::OK);
-    let finished = done.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(
-        finished < LOGINS,
-        "health answered while logins were still hashing ({finished} done)"
+    // An unknown user: the login still verifies (against the dummy hash).
+    let login = tokio::spawn({
+        let s = s.clone();
+        async move {
+            s.post(
+                "/auth/login",
+                None,
+                json!({"username": "nobody", "password": "Passw0rd!"}),
+            )
+            .await
+            .0
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), gate.arrived(1))
+        .await
+        .expect("the login reaches the password hash");
+    // Asked from a plain thread with an OS-level timeout: a runtime timer
+    // would never fire if the only worker were stuck at the gate.
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let health = std::thread::spawn(move || blocking_status(&addr, "/health"))
+        .join()
+        .unwrap();
+    let login_still_hashing = !login.is_finished();
+    // Release before asserting, so a failure does not leave the worker held.
+    gate.release();
+    assert_eq!(
+        health,
+        Some(200),
+        "/health answers while a login's hash is held"
     );
-    for login in logins {
-        assert_eq!(login.await.unwrap(), StatusCode::OK);
-    }
+    assert!(login_still_hashing, "the login waited at the gate");
+    assert_eq!(login.await.unwrap(), StatusCode::UNAUTHORIZED);
+}
+
+/// `GET path` on a plain socket, waiting at most 30 s for the status line.
+fn blocking_status(addr: &str, path: &str) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    String::from_utf8_lossy(&head[9..12]).parse().ok()
 }
 
 /// With a certificate and key, the relay speaks HTTPS and sends HSTS.
@@ -308,6 +261,16 @@ async fn slow_clients_are_cut_off() {
         .unwrap();
     let text = String::from_utf8_lossy(&response[..n]);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    // The body limit answered before any route: counted all the same.
+    let (_, metrics) = s.text("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("kavro_http_requests_total{")
+                && line.contains("operation=\"unmatched\"")
+                && line.contains("status=\"408\"")),
+        "{metrics}"
+    );
 
     // A long-poll outlives the header timeout.
     let (status, body) = s.get("/messages/inbox?wait=2", Some(&alice)).await;
@@ -365,6 +328,12 @@ async fn max_wait_caps_long_polls() {
         return;
     };
     let (bob, _) = s.register("bob").await;
+    let (_, ready) = s.get("/ready", None).await;
+    assert_eq!(
+        (&ready["long_poll"], &ready["long_poll_max_wait"]),
+        (&json!(true), &json!(1)),
+        "300 ms is reported rounded up: {ready}"
+    );
     let response = s
         .request(Method::GET, "/messages/inbox?wait=60")
         .bearer_auth(&bob)
@@ -373,6 +342,48 @@ async fn max_wait_caps_long_polls() {
         .await
         .expect("answered long before the client's 60 s");
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// `max_wait = 0` turns long-poll off, and `/ready` says so: a `wait` is
+/// accepted and answered at once, and a message sent after that answer is in
+/// the next read (no request was left holding it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_wait_zero_turns_long_poll_off() {
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
+        c.max_wait = Duration::ZERO;
+    })
+    .await
+    else {
+        return;
+    };
+    let (alice, _) = s.register("alice").await;
+    let (bob, bob_id) = s.register("bob").await;
+    let (status, ready) = s.get("/ready", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&ready["long_poll"], &ready["long_poll_max_wait"]),
+        (&json!(false), &json!(0)),
+        "{ready}"
+    );
+    let response = s
+        .request(Method::GET, "/messages/inbox?wait=60")
+        .bearer_auth(&bob)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("answered at once, not held for 60 s");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        json!({"messages": []})
+    );
+    assert_eq!(s.state.wake.open_waiters(), 0, "nothing is held");
+    let (status, _) = s
+        .post("/messages", Some(&alice), common::message_body(bob_id))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, inbox) = s.get("/messages/inbox?wait=60", Some(&bob)).await;
+    assert_eq!(inbox["messages"].as_array().map(Vec::len), Some(1));
 }
 
 /// A client that dropped a long-poll and came back is not locked out: past
@@ -393,9 +404,10 @@ async fn a_new_long_poll_replaces_the_oldest_past_the_cap() {
             .timeout(Duration::from_secs(20))
             .send(),
     );
-    while s.state.wake.open_waiters() < 1 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    s.until("the first long-poll is held", || {
+        s.state.wake.open_waiters() >= 1
+    })
+    .await;
     let second = tokio::spawn(
         s.request(Method::GET, "/messages/inbox?wait=30")
             .bearer_auth(&bob)

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod trust;
 
 use common::{Counters, Db, TestServer, assert_error, message_body};
 use reqwest::{Method, StatusCode};
@@ -317,7 +318,8 @@ async fn keys(s: TestServer) {
     )
     .await;
     for prefix in PREFIXES {
-        let (status, body) = s.get(&format!("{prefix}/keys/{id}"), None).await;
+        // The owner's view (others see no device names: tests/trust/keys.rs).
+        let (status, body) = s.get(&format!("{prefix}/keys/{id}"), Some(&token)).await;
         assert_eq!(status, StatusCode::OK);
         let devices = body["devices"].as_array().unwrap();
         assert_eq!(devices.len(), 2, "{body}");
@@ -631,13 +633,10 @@ async fn long_poll(s: TestServer) {
         tokio::spawn(request)
     };
     // The poll is held until something arrives (we wait until it is registered).
-    for _ in 0..200 {
-        if s.state.wake.open_waiters() == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    assert_eq!(s.state.wake.open_waiters(), 1, "the long-poll is waiting");
+    s.until("the long-poll is waiting", || {
+        s.state.wake.open_waiters() == 1
+    })
+    .await;
     assert!(!poll.is_finished());
     let (_, sent) = s
         .post("/messages", Some(&alice), message_body(bob_id))
@@ -695,22 +694,7 @@ async fn operations(s: TestServer) {
             .await
             .unwrap();
         let headers = response.headers().clone();
-        assert_eq!(headers["x-content-type-options"], "nosniff");
-        assert_eq!(headers["x-frame-options"], "DENY");
-        assert_eq!(
-            headers["referrer-policy"],
-            "strict-origin-when-cross-origin"
-        );
-        assert!(
-            headers["content-security-policy"]
-                .to_str()
-                .unwrap()
-                .contains("default-src 'none'")
-        );
-        assert!(
-            headers.get("strict-transport-security").is_none(),
-            "no HSTS without TLS"
-        );
+        assert_security_headers("/health", &headers);
         assert!(
             headers.get("access-control-allow-origin").is_none(),
             "CORS off"
@@ -722,6 +706,12 @@ async fn operations(s: TestServer) {
         let (status, ready) = s.get(&format!("{prefix}/ready"), None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(ready["database"], "ok");
+        assert_eq!(ready["redis"], "not configured");
+        assert_eq!(
+            (&ready["long_poll"], &ready["long_poll_max_wait"]),
+            (&json!(true), &json!(60)),
+            "the default max_wait (60 s): {ready}"
+        );
         let (status, spec) = s.get(&format!("{prefix}/openapi.json"), None).await;
         assert_eq!(status, StatusCode::OK);
         let paths = spec["paths"].as_object().unwrap();
@@ -730,8 +720,10 @@ async fn operations(s: TestServer) {
             "/auth/login",
             "/auth/me",
             "/auth/logout",
+            "/auth/password",
+            "/auth/logout-all",
             "/keys/publish",
-            "/keys/{user_id}",
+            "/keys/{id}",
             "/users/{username}",
             "/messages",
             "/messages/inbox",
@@ -842,7 +834,7 @@ async fn sql_metacharacters(s: TestServer) {
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     let (_, inbox) = s.get("/messages/inbox", Some(&bob)).await;
     assert_eq!(inbox["messages"][0]["metadata"], json!({nasty: nasty}));
-    let (_, users) = s.get("/users/alice", Some(&bob)).await;
+    let (_, users) = s.get("/users/alice", Some(&alice)).await;
     assert_eq!(users["devices"][0]["device_name"], nasty);
 }
 
@@ -990,4 +982,164 @@ async fn cors_only_for_listed_origins() {
         .await
         .unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+/// The contract's security headers (no HSTS: these servers run without TLS).
+/// The Swagger UI's policy allows its inline scripts; every other answer
+/// allows nothing.
+fn assert_security_headers(what: &str, headers: &reqwest::header::HeaderMap) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(header("x-frame-options"), Some("DENY"), "{what}");
+    assert_eq!(
+        header("referrer-policy"),
+        Some("strict-origin-when-cross-origin"),
+        "{what}"
+    );
+    let csp = header("content-security-policy").unwrap_or_default();
+    if what.contains("/docs") {
+        assert!(
+            csp.contains("'unsafe-inline'") && csp.contains("frame-ancestors 'none'"),
+            "{what}: {csp}"
+        );
+    } else {
+        assert_eq!(csp, "default-src 'none'; frame-ancestors 'none'", "{what}");
+    }
+    assert_eq!(header("strict-transport-security"), None, "{what}");
+}
+
+/// Every operation of the spec, at both mounts, with and without a token,
+/// answers with the security headers, whatever its status; and so do the
+/// answers no route gives (docs, spec, unknown route, wrong method, body limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_on_every_route() {
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |_| {}).await else {
+        return;
+    };
+    let (token, _) = s.register("alice").await;
+    let mut checked = 0;
+    for prefix in PREFIXES {
+        let (_, spec) = s.get(&format!("{prefix}/openapi.json"), None).await;
+        for (template, operations) in spec["paths"].as_object().unwrap() {
+            let path = template
+                .replace("{user_id}", "1")
+                .replace("{id}", "1")
+                .replace("{username}", "alice");
+            for method in operations.as_object().unwrap().keys() {
+                let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+                // Logging out revokes the token: use a token of its own.
+                let own_token = if path.ends_with("/logout") {
+                    s.login("alice").await
+                } else {
+                    token.clone()
+                };
+                for auth in [None, Some(own_token.as_str())] {
+                    let mut request = s.request(method.clone(), &format!("{prefix}{path}"));
+                    if method == Method::POST {
+                        request = request.json(&json!({}));
+                    }
+                    if let Some(auth) = auth {
+                        request = request.bearer_auth(auth);
+                    }
+                    let response = request.send().await.unwrap();
+                    let what = format!("{method} {prefix}{path} -> {}", response.status());
+                    assert_security_headers(&what, response.headers());
+                    checked += 1;
+                }
+            }
+        }
+        let oversized = vec![b' '; kavro_proto::validate::MAX_BODY_BYTES + 1];
+        let others = [
+            (Method::GET, format!("{prefix}/docs"), None, StatusCode::OK),
+            (
+                Method::GET,
+                format!("{prefix}/openapi.json"),
+                None,
+                StatusCode::OK,
+            ),
+            (
+                Method::GET,
+                format!("{prefix}/no/such/route"),
+                None,
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Method::DELETE,
+                format!("{prefix}/health"),
+                None,
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            (
+                Method::POST,
+                format!("{prefix}/messages"),
+                Some(oversized),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+        ];
+        for (method, path, body, expected) in others {
+            let mut request = s.request(method.clone(), &path);
+            if let Some(body) = body {
+                request = request.body(body);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), expected, "{method} {path}");
+            assert_security_headers(&format!("{method} {path}"), response.headers());
+        }
+    }
+    // 15 operations a mount (the spec's), each with and without a token.
+    assert!(checked >= 2 * 15 * 2, "only {checked} requests checked");
+}
+
+/// The sum of `kavro_http_requests_total` for one operation and status.
+fn requests_counted(metrics: &str, operation: &str, status: u16) -> u64 {
+    let operation = format!("operation=\"{operation}\"");
+    let status = format!("status=\"{status}\"");
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("kavro_http_requests_total{"))
+        .filter(|line| line.contains(&operation) && line.contains(&status))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The body limit answers before any route matches; its `413` and `400` are
+/// counted all the same (as the operation `unmatched`). The metrics are
+/// process-wide and other tests run at once, so this compares before and
+/// after; nothing but the body limit answers `unmatched` with these statuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_limit_answers_are_counted() {
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |_| {}).await else {
+        return;
+    };
+    let metrics = || async {
+        s.request(Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = metrics().await;
+    let head = "POST /messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Connection: close\r\n";
+    let too_large = format!("{head}Content-Length: {}\r\n\r\n", 1024 * 1024 + 1);
+    // hyper itself refuses a malformed Content-Length (before the app); a
+    // broken chunked body is the client error the body limit answers.
+    let invalid = format!("{head}Transfer-Encoding: chunked\r\n\r\nzz\r\nnot hex\r\n");
+    for _ in 0..2 {
+        let (status, body) = s.raw(too_large.as_bytes()).await;
+        assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE);
+        let (status, body) = s.raw(invalid.as_bytes()).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST);
+    }
+    let after = metrics().await;
+    for status in [413, 400] {
+        let counted = requests_counted(&after, "unmatched", status)
+            - requests_counted(&before, "unmatched", status);
+        assert!(
+            counted >= 2,
+            "{counted} of 2 answers {status} counted:\n{after}"
+        );
+    }
 }

@@ -148,7 +148,6 @@ pub struct Profile {
     paths: ProfilePaths,
     account: Option<AccountConfig>,
     server: ServerUrl,
-    server_overridden: bool,
 }
 
 impl Profile {
@@ -163,16 +162,15 @@ impl Profile {
         let name = ProfileName::new(name)?;
         let paths = dirs.profile(&name);
         let account = read_account(&paths.config_file)?;
-        let (server, server_overridden) = match (server_override, &account) {
-            (Some(url), _) => (ServerUrl::parse(url)?, true),
-            (None, Some(account)) => (account.server.clone(), false),
-            (None, None) => (ServerUrl::parse(DEFAULT_SERVER)?, false),
+        let server = match (server_override, &account) {
+            (Some(url), _) => ServerUrl::parse(url)?,
+            (None, Some(account)) => account.server.clone(),
+            (None, None) => ServerUrl::parse(DEFAULT_SERVER)?,
         };
         Ok(Self {
             paths,
             account,
             server,
-            server_overridden,
         })
     }
 
@@ -189,11 +187,6 @@ impl Profile {
         &self.server
     }
 
-    /// Whether the relay was named on the command line or in the environment.
-    pub fn server_overridden(&self) -> bool {
-        self.server_overridden
-    }
-
     /// The profile's account, whatever its server.
     pub fn account(&self) -> Option<&AccountConfig> {
         self.account.as_ref()
@@ -204,6 +197,24 @@ impl Profile {
         write_account(&self.paths.config_file, &account)?;
         self.server = account.server.clone();
         self.account = Some(account);
+        Ok(())
+    }
+}
+
+impl Profile {
+    /// Forgets the account (after it was deleted): removes the profile's
+    /// config file, so the profile can be used for another account.
+    pub fn forget_account(&mut self) -> Result<(), ConfigError> {
+        match std::fs::remove_file(&self.paths.config_file) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Write {
+                    path: self.paths.config_file.display().to_string(),
+                    source,
+                });
+            }
+            _ => {}
+        }
+        self.account = None;
         Ok(())
     }
 }
@@ -308,10 +319,8 @@ mod tests {
         let again = Profile::load(&dirs, "default", None).unwrap();
         assert_eq!(again.account(), Some(&account()));
         assert_eq!(again.server().as_str(), "http://127.0.0.1:9");
-        assert!(!again.server_overridden());
         let other = Profile::load(&dirs, "default", Some("http://127.0.0.1:10/")).unwrap();
         assert_eq!(other.server().as_str(), "http://127.0.0.1:10");
-        assert!(other.server_overridden());
         assert!(Profile::load(&dirs, "../x", None).is_err());
     }
 

@@ -2,5 +2,5 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
-    kavro_tui::cli::main()
+    kavro_tui::main()
 }

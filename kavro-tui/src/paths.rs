@@ -66,14 +66,6 @@ impl Dirs {
         })
     }
 
-    pub fn config_dir(&self) -> &Path {
-        &self.config
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.data
-    }
-
     /// The paths of one profile.
     pub fn profile(&self, name: &ProfileName) -> ProfilePaths {
         ProfilePaths {
@@ -106,10 +98,6 @@ impl ProfileName {
         } else {
             Err(PathsError::InvalidProfile(name.to_owned()))
         }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 

@@ -63,10 +63,15 @@ impl Server {
         Self::start_in(data_dir, options)
     }
 
-    /// Starts on an existing data directory (to test restarts).
+    /// Starts on an existing data directory (to test restarts). The log of
+    /// a restart is appended to the previous one's.
     pub fn start_in(data_dir: tempfile::TempDir, options: &ServerOptions) -> Self {
         let stderr_log = data_dir.path().join("server.log");
-        let log = std::fs::File::create(&stderr_log).expect("server log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_log)
+            .expect("server log file");
         let mut command = Command::new(binary("kavro-server", "KAVRO_SERVER_BIN"));
         command
             .args(["--bind", "127.0.0.1:0"])
@@ -86,21 +91,24 @@ impl Server {
         }
         let mut child = command.spawn().expect("start kavro-server");
         let stdout = child.stdout.take().expect("server stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.wait();
-                panic!(
-                    "kavro-server exited before listening:\n{}",
-                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                );
-            };
-            if let Some(url) = line.strip_prefix("kavro-server listening on ") {
-                break url.trim().to_owned();
+        // Read stdout on a thread (and keep draining it, so the server never
+        // blocks on a full pipe); wait at most 60 s for the listening line.
+        let (url_tx, url_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("kavro-server listening on ") {
+                    let _ = url_tx.send(url.trim().to_owned());
+                }
             }
+        });
+        let Ok(url) = url_rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "kavro-server did not start listening within 60 s:\n{}",
+                std::fs::read_to_string(&stderr_log).unwrap_or_default()
+            );
         };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
         Self {
             child,
             url,
@@ -316,9 +324,48 @@ pub fn skip_unless(available: bool, what: &str) -> bool {
     true
 }
 
+/// Polls `check` every 100 ms until it holds; fails after `limit`.
+pub fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Logging in directly (as an existing client would), for tests that play
 /// a second client or a misbehaving relay.
 impl Http {
+    /// Reads and acknowledges `token`'s whole inbox, oldest first, and
+    /// returns every message read (fails after 60 s).
+    pub fn drain_inbox(&self, token: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "the inbox did not drain in 60 s");
+            let (status, page) = self.get("/messages/inbox?limit=200&order=asc", Some(token));
+            assert_eq!(status, 200, "{page}");
+            let messages = page["messages"].as_array().expect("messages").clone();
+            if messages.is_empty() {
+                return all;
+            }
+            let ids: Vec<i64> = messages
+                .iter()
+                .map(|m| m["id"].as_i64().expect("message id"))
+                .collect();
+            let (status, body) = self.post(
+                "/messages/ack",
+                Some(token),
+                &serde_json::json!({"ids": ids}),
+            );
+            assert_eq!(status, 200, "{body}");
+            all.extend(messages);
+        }
+    }
+
     /// Logs in and returns (token, user id).
     pub fn login(&self, username: &str, password: &str) -> (String, i64) {
         let (status, body) = self.post(

@@ -52,7 +52,7 @@ fn two_people_exchange_verified_messages() {
     // Bob reads: verified text, then nothing left.
     let run = bob.exec(&["inbox"]);
     assert_eq!(run.code, Some(0), "{run:?}");
-    assert!(run.stdout.contains("alice: hello bob"), "{run:?}");
+    assert!(run.stdout.contains("alice [pinned]: hello bob"), "{run:?}");
     assert!(!run.stdout.contains("UNVERIFIED"), "{run:?}");
     let run = bob.exec(&["inbox"]);
     assert_eq!(run.code, Some(0), "{run:?}");
@@ -67,7 +67,9 @@ fn two_people_exchange_verified_messages() {
     assert_eq!(message["from"], "bob");
     assert_eq!(message["to"], "alice");
     assert_eq!(message["text"], "hi alice\nsecond line");
-    assert_eq!(message["verified"], true);
+    assert_eq!(message["authenticated"], true);
+    assert_eq!(message["trust"], "pinned", "not compared: not verified");
+    assert_eq!(message["verified"], false);
     assert_eq!(message["state"], "ok");
     assert!(message["id"].as_str().is_some_and(|id| id.len() == 36));
     assert!(
@@ -95,7 +97,10 @@ fn two_people_exchange_verified_messages() {
     assert_eq!(history[1]["direction"], "in");
     assert_eq!(history[1]["from"], "bob");
     let history = bob.exec(&["history", "alice"]);
-    assert!(history.stdout.contains("alice: hello bob"), "{history:?}");
+    assert!(
+        history.stdout.contains("alice [pinned]: hello bob"),
+        "{history:?}"
+    );
     assert!(
         history.stdout.contains("you -> alice: hi alice"),
         "{history:?}"
@@ -116,7 +121,12 @@ fn two_people_exchange_verified_messages() {
     assert_eq!(a[0]["safety_number"].as_str().map(str::len), Some(71));
     let own = alice.json(&["fingerprint"]);
     assert_eq!(own[0]["fingerprint"], me[0]["fingerprint"]);
-    let trusted = alice.json(&["trust", "bob"]);
+    // `trust` wants what was compared: a bare `trust bob` is a usage error.
+    let run = alice.exec(&["trust", "bob"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("safety number"), "{run:?}");
+    let number = a[0]["safety_number"].as_str().expect("number");
+    let trusted = alice.json(&["trust", "bob", number]);
     assert_eq!(trusted[0]["state"], "verified");
     assert_eq!(alice.json(&["contacts"])[0]["state"], "verified");
 
@@ -197,9 +207,36 @@ fn a_substituted_key_is_refused_until_trusted() {
     let bobs = bob.json(&["fingerprint", "alice"]);
     assert_eq!(bobs[0]["safety_number"], keys[0]["safety_number"]);
 
-    let trusted = alice.json(&["trust", "bob"]);
+    let shown = keys[0]["changed_safety_number"]
+        .as_str()
+        .expect("number")
+        .to_owned();
+    assert_eq!(
+        keys[0]["changed_key_fingerprint"],
+        fake.public().fingerprint().to_string()
+    );
+
+    // Between `fingerprint` and `trust` the relay shows a third key, which
+    // the next send records: the number Alice compared is not that key's.
+    let third = kavro_proto::crypto::IdentityKeypair::generate();
+    let (status, body) = http.post(
+        "/keys/publish",
+        Some(&bob_token),
+        &json!({"identity_pubkey": third.public().to_hex()}),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(alice.exec(&["send", "bob", "refused"]).code, Some(4));
+    let run = alice.exec(&["trust", "bob", &shown]);
+    assert_eq!(run.code, Some(4), "{run:?}");
+    assert!(run.stderr.contains("kavro fingerprint bob"), "{run:?}");
+    assert_eq!(alice.json(&["contacts"])[0]["state"], "changed");
+    let keys = alice.json(&["fingerprint", "bob"]);
+    assert_eq!(keys[0]["changed_key"], third.public().to_hex());
+    // The key fingerprint works as well as the safety number.
+    let key_id = keys[0]["changed_key_fingerprint"].as_str().expect("id");
+    let trusted = alice.json(&["trust", "bob", key_id]);
     assert_eq!(trusted[0]["state"], "verified");
-    assert_eq!(trusted[0]["key"], fake.public().to_hex());
+    assert_eq!(trusted[0]["key"], third.public().to_hex());
     assert!(alice.exec(&["inbox"]).stderr.is_empty());
     alice.ok(&["send", "bob", "to the new key"]);
 
@@ -208,7 +245,7 @@ fn a_substituted_key_is_refused_until_trusted() {
     let got = bob.json(&["inbox"]);
     assert_eq!(got.len(), 2);
     assert_eq!(
-        (got[0]["text"].as_str(), got[0]["verified"].as_bool()),
+        (got[0]["text"].as_str(), got[0]["authenticated"].as_bool()),
         (Some("before"), Some(true))
     );
     assert_eq!(got[1]["state"], "undecryptable");
@@ -272,7 +309,7 @@ fn tampered_messages_are_reported_stored_and_acknowledged() {
 
     let run = bob.exec(&["inbox"]);
     assert_eq!(run.code, Some(0), "{run:?}");
-    assert!(run.stdout.contains("alice: genuine"), "{run:?}");
+    assert!(run.stdout.contains("alice [pinned]: genuine"), "{run:?}");
     assert_eq!(run.stdout.matches("UNDECRYPTABLE").count(), 2, "{run:?}");
     assert!(run.stdout.contains("could not be decrypted"), "{run:?}");
     assert!(run.stdout.contains("envelope not authentic"), "{run:?}");
@@ -283,7 +320,7 @@ fn tampered_messages_are_reported_stored_and_acknowledged() {
     assert_eq!(inbox["messages"], json!([]));
     let history = bob.json(&["history", "alice"]);
     assert_eq!(history.len(), 3);
-    assert_eq!(history[0]["verified"], true);
+    assert_eq!(history[0]["authenticated"], true);
     for broken in &history[1..] {
         assert_eq!(broken["state"], "undecryptable", "{broken}");
         assert_eq!(broken["verified"], false);
@@ -433,7 +470,9 @@ fn inbox_watch_prints_messages_as_they_arrive() {
         .expect("read stdout");
     let message: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
     assert_eq!(message["text"], "ping");
-    assert_eq!(message["verified"], true);
+    assert_eq!(message["authenticated"], true);
+    assert_eq!(message["trust"], "pinned", "not compared: not verified");
+    assert_eq!(message["verified"], false);
 
     // Ctrl-C ends a watch cleanly.
     let mut watch = bob

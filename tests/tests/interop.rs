@@ -74,6 +74,7 @@ fn a_legacy_pynacl_message_is_shown_unverified() {
     let message = &lines[0];
     assert_eq!(message["text"], "hello from PyNaCl ✓");
     assert_eq!(message["verified"], false);
+    assert_eq!(message["trust"], "legacy");
     assert_eq!(message["state"], "unverified");
     assert_eq!(
         message["id"],
@@ -120,5 +121,5 @@ fn the_outer_layer_of_kavro_send_opens_with_pynacl() {
     // Not acknowledged by the Python side: Kavro still reads it, verified.
     let got = bob.json(&["inbox"]);
     assert_eq!(got[0]["text"], "for libsodium");
-    assert_eq!(got[0]["verified"], true);
+    assert_eq!(got[0]["authenticated"], true);
 }

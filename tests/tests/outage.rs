@@ -4,14 +4,18 @@
 //! down the relay answers `503` promptly (no hang, no `500`); afterwards it
 //! recovers by itself. The machine's shared services are never touched.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use kavro_e2e::{Http, Server, ServerOptions, skip_unless};
-use serde_json::json;
+use kavro_server::testing::PrivateRedis;
+use serde_json::{Value, json};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -133,76 +137,56 @@ impl Drop for PrivatePostgres {
     }
 }
 
-struct PrivateRedis {
-    child: Option<Child>,
-    port: u16,
+/// One send: what went out and what the relay answered (`0`: no answer).
+#[derive(Clone, Debug)]
+struct Sent {
+    status: u16,
+    took: Duration,
+    /// Unique per send, so the inbox shows which send each message is.
+    ciphertext: String,
+    id: Option<i64>,
 }
 
-impl PrivateRedis {
-    fn start_on(port: u16) -> Option<Self> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(Self {
-            child: Some(child),
-            port,
-        })
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+/// Sends one message with unique content and its own `client_msg_id`.
+fn send_unique(http: &Http, token: &str, recipient: i64) -> Sent {
+    let client_msg_id = uuid::Uuid::new_v4();
+    let ciphertext = BASE64.encode(format!("outage test message {client_msg_id}"));
+    let body = json!({
+        "recipient_id": recipient,
+        "ciphertext": ciphertext,
+        "ephemeral_pubkey": "ab".repeat(32),
+        "client_msg_id": client_msg_id,
+    });
+    let started = Instant::now();
+    let answer = http.try_post("/messages", Some(token), &body);
+    Sent {
+        status: answer.as_ref().map_or(0, |(status, _)| *status),
+        took: started.elapsed(),
+        ciphertext,
+        id: answer.and_then(|(_, body)| body["id"].as_i64()),
     }
 }
 
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Senders that keep sending and record every status they get.
+/// Senders that keep sending and record every send.
 struct Load {
     stop: Arc<AtomicBool>,
-    statuses: Arc<Mutex<Vec<(u16, Duration)>>>,
+    sent: Arc<Mutex<Vec<Sent>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
     fn start(url: &str, token: &str, recipient: i64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let statuses = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..3)
             .map(|_| {
-                let (url, token, stop, statuses) = (url.to_owned(), token.to_owned(), stop.clone(), statuses.clone());
+                let (url, token) = (url.to_owned(), token.to_owned());
+                let (stop, sent) = (stop.clone(), sent.clone());
                 std::thread::spawn(move || {
                     let http = Http::new(&url);
-                    let body = json!({"recipient_id": recipient, "ciphertext": "bG9hZCBsb2FkIGxvYWQgbG9hZA==", "ephemeral_pubkey": "ab".repeat(32)});
                     while !stop.load(Ordering::SeqCst) {
-                        let started = Instant::now();
-                        let status = http.try_post("/messages", Some(&token), &body).map_or(0, |(s, _)| s);
-                        statuses.lock().expect("lock").push((status, started.elapsed()));
+                        let one = send_unique(&http, &token, recipient);
+                        sent.lock().expect("lock").push(one);
                         std::thread::sleep(Duration::from_millis(5));
                     }
                 })
@@ -210,53 +194,85 @@ impl Load {
             .collect();
         Self {
             stop,
-            statuses,
+            sent,
             threads,
         }
     }
 
-    fn finish(self) -> Vec<(u16, Duration)> {
+    /// Waits until `count` sends were answered `status` (e.g. some stored
+    /// before the outage starts).
+    fn wait_for(&self, status: u16, count: usize) {
+        eventually(&format!("{count} sends answered {status}"), || {
+            let sent = self.sent.lock().expect("lock");
+            sent.iter().filter(|s| s.status == status).count() >= count
+        });
+    }
+
+    fn finish(self) -> Vec<Sent> {
         self.stop.store(true, Ordering::SeqCst);
         for thread in self.threads {
             let _ = thread.join();
         }
-        Arc::try_unwrap(self.statuses).map_or_else(
-            |s| s.lock().expect("lock").clone(),
-            |m| m.into_inner().expect("lock"),
-        )
+        let sent = self.sent.lock().expect("lock");
+        sent.clone()
     }
 }
 
 /// Polls until `check` holds (recovery takes a reconnect or two).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn eventually(what: &str, check: impl FnMut() -> bool) {
+    kavro_e2e::eventually(what, Duration::from_secs(30), check);
 }
 
-fn assert_no_server_errors(statuses: &[(u16, Duration)], log: &str) {
-    let bad: Vec<_> = statuses
+/// Every answer is one of `allowed` (a `401` or a `500` fails the test), none
+/// hung, and the outage was seen (some `503`).
+fn assert_answers(sent: &[Sent], allowed: &[u16], log: &str) {
+    let bad: Vec<_> = sent
         .iter()
-        .filter(|(s, _)| *s == 0 || (*s >= 500 && *s != 503))
+        .filter(|s| !allowed.contains(&s.status))
+        .map(|s| s.status)
         .collect();
     assert!(
         bad.is_empty(),
-        "answers other than 201/503 while a dependency was down: {bad:?}\n{log}"
+        "answers other than {allowed:?} while a dependency was down: {bad:?}\n{log}"
     );
-    let slowest = statuses.iter().map(|(_, d)| *d).max().unwrap_or_default();
+    let slowest = sent.iter().map(|s| s.took).max().unwrap_or_default();
     assert!(
         slowest < Duration::from_secs(15),
         "a request hung for {slowest:?}"
     );
     assert!(
-        statuses.iter().any(|(s, _)| *s == 503),
+        sent.iter().any(|s| s.status == 503),
         "the outage was observed"
     );
+}
+
+/// Every send that got a `201` is in the inbox exactly once, under the id it
+/// was given; nothing else is there but sends this test made, each once.
+fn assert_delivered_exactly_once(sent: &[Sent], inbox: &[Value]) {
+    let mut delivered: HashMap<&str, Vec<i64>> = HashMap::new();
+    for message in inbox {
+        let ciphertext = message["ciphertext"].as_str().expect("ciphertext");
+        let id = message["id"].as_i64().expect("id");
+        delivered.entry(ciphertext).or_default().push(id);
+    }
+    let stored: Vec<&Sent> = sent.iter().filter(|s| s.status == 201).collect();
+    assert!(!stored.is_empty(), "some sends were stored");
+    for send in &stored {
+        let id = send.id.expect("a 201 carries the message id");
+        assert_eq!(
+            delivered.get(send.ciphertext.as_str()),
+            Some(&vec![id]),
+            "message {id}, stored with 201, is delivered exactly once"
+        );
+    }
+    let attempted: HashSet<&str> = sent.iter().map(|s| s.ciphertext.as_str()).collect();
+    for (ciphertext, ids) in &delivered {
+        assert!(
+            attempted.contains(ciphertext),
+            "{ids:?}: not a send of this test"
+        );
+        assert_eq!(ids.len(), 1, "{ciphertext} delivered {} times", ids.len());
+    }
 }
 
 #[test]
@@ -285,43 +301,41 @@ fn postgres_restart_under_load() {
     let (alice, _) = http.register("alice", "Passw0rd-a");
     let (bob, bob_id) = http.register("bob", "Passw0rd-b");
     let load = Load::start(&server.url, &alice, bob_id);
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_for(201, 3);
 
     pg.stop();
     eventually("503 while PostgreSQL is down", || {
         http.get("/auth/me", Some(&bob)).0 == 503
     });
     assert_eq!(http.get("/ready", None).0, 503);
-    std::thread::sleep(Duration::from_millis(500));
     pg.start();
+    let mut probes = Vec::new();
     eventually("recovery after PostgreSQL is back", || {
-        http.post("/messages", Some(&alice), &json!({"recipient_id": bob_id, "ciphertext": "aGVsbG8gYWdhaW4gYWdhaW4=", "ephemeral_pubkey": "ab".repeat(32)})).0 == 201
+        probes.push(send_unique(&http, &alice, bob_id));
+        probes.last().is_some_and(|probe| probe.status == 201)
     });
     assert_eq!(http.get("/ready", None).0, 200);
-    let statuses = load.finish();
-    assert_no_server_errors(&statuses, &server.log());
+    let mut sent = load.finish();
+    assert_answers(&sent, &[201, 503], &server.log());
+    sent.extend(probes);
+    assert_delivered_exactly_once(&sent, &http.drain_inbox(&bob));
 }
 
 #[test]
 fn redis_restart_under_load() {
-    let port = free_port();
-    let redis = PrivateRedis::start_on(port);
-    if skip_unless(redis.is_some(), "redis-server") {
+    let Some(mut redis) = PrivateRedis::start() else {
         return;
-    }
-    let mut redis = redis.expect("redis");
+    };
     let server = Server::start_with(&ServerOptions {
-        env: vec![(
-            "KAVRO_REDIS_URL".to_owned(),
-            format!("redis://127.0.0.1:{port}"),
-        )],
+        env: vec![("KAVRO_REDIS_URL".to_owned(), redis.url())],
         rate_limits: true,
     });
     let http = Http::new(&server.url);
     let (alice, _) = http.register("alice", "Passw0rd-a");
     let (bob, bob_id) = http.register("bob", "Passw0rd-b");
     let load = Load::start(&server.url, &alice, bob_id);
-    std::thread::sleep(Duration::from_millis(300));
+    // The send limit (30 a minute) holds before the outage.
+    load.wait_for(429, 1);
 
     redis.stop();
     // Authenticated requests fail closed (revocation cannot be checked).
@@ -343,7 +357,7 @@ fn redis_restart_under_load() {
         "the process itself is fine"
     );
     assert_eq!(http.get("/ready", None).0, 503);
-    let _redis = PrivateRedis::start_on(redis.port).expect("restart redis");
+    redis.restart();
     eventually("recovery after Redis is back", || {
         http.get("/auth/me", Some(&bob)).0 == 200
     });
@@ -353,12 +367,9 @@ fn redis_restart_under_load() {
         &json!({"username": "bob", "password": "Passw0rd-b"}),
     );
     assert_eq!(status, 200);
-    let statuses = load.finish();
-    assert_no_server_errors(&statuses, &server.log());
-    // Sends went on being limited per instance while Redis was away; the send
-    // limit (30 per minute) still held, so some were refused with 429.
-    assert!(
-        statuses.iter().all(|(s, _)| matches!(s, 201 | 429 | 503)),
-        "{statuses:?}"
-    );
+    let sent = load.finish();
+    // Sends are authenticated: while Redis was away they failed closed (503)
+    // before reaching the send limit.
+    assert_answers(&sent, &[201, 429, 503], &server.log());
+    assert_delivered_exactly_once(&sent, &http.drain_inbox(&bob));
 }

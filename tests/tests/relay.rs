@@ -1,5 +1,5 @@
 //! The real `kavro-server` binary on a free loopback port: two users exchange
-//! a message boxed with `crypto_box` (nonce || box, API.md part 5), the
+//! a message boxed with `crypto_box` (nonce || box, docs/API.md part 5), the
 //! recipient opens and acknowledges it, and the inbox is empty afterwards.
 
 use base64::Engine as _;
@@ -117,11 +117,19 @@ fn survives_restart_and_stops_gracefully_on_sigterm() {
     let bob = login["access_token"].as_str().unwrap();
     let (_, inbox) = http.get("/messages/inbox", Some(bob));
     assert_eq!(inbox["messages"].as_array().unwrap().len(), 1);
+    // The log holds both runs (a restart appends): the first run's
+    // registrations and the second run's login, and no password from either.
+    let log = server.log();
+    assert!(log.contains("kavro::audit"), "audit lines are logged");
     assert!(
-        server.log().contains("kavro::audit"),
-        "audit lines are logged"
+        log.contains("\"register\""),
+        "the first run's lines are still there:\n{log}"
     );
-    assert!(!server.log().contains("Passw0rd"), "no password in the log");
+    assert!(
+        log.contains("\"login_success\""),
+        "the second run's lines are there:\n{log}"
+    );
+    assert!(!log.contains("Passw0rd"), "no password in the log");
 }
 
 #[test]

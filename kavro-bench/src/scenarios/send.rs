@@ -1,6 +1,7 @@
 //! `send`: C tasks `POST /messages` (a ~200-byte random ciphertext) from
 //! random users to random other users, as fast as the relay answers (or at
-//! `--rate`).
+//! `--rate`). With `--pending N`, every inbox holds N undelivered messages
+//! first (filled before the clock starts), so the sends go to full queues.
 
 use std::time::Instant;
 

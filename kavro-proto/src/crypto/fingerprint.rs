@@ -2,20 +2,27 @@
 //! number of a conversation (the same on both sides) and the short fingerprint
 //! of one's own key.
 //!
-//! Safety number v1, for two parties `(name, key)`:
+//! Safety number v2 is Signal's numeric-fingerprint design: each party has a
+//! half derived only from its own identity, and the two halves are shown in a
+//! fixed (ascending) order. For a party with a 32-byte public key and a
+//! stable id (v1 accounts: the lowercased username):
 //!
 //! ```text
-//! party(name, key) = u64_be(len(lower(name))) || lower(name) || key[32]
-//! (p, q)           = the two party encodings, sorted bytewise
-//! digest           = SHA-512("Kavro safety number v1" || 0x00 || p || q)
-//! group i (0..12)  = u40_be(digest[5i .. 5i+5]) mod 100000, as 5 digits
+//! h0      = SHA-512("Kavro safety number v2" || 0x00 || u64_be(len(id)) || id || key)
+//! h(i+1)  = SHA-512(h(i) || key),  i = 0 .. 5200
+//! half    = u40_be(h5200[5j .. 5j+5]) mod 100000 for j = 0..6, as 6 groups of 5 digits
+//! number  = the two halves, smaller first: 12 groups, 60 digits
 //! ```
 //!
-//! Names are lowercased because usernames are unique ignoring case, and each
-//! side may know the other under a different spelling. Sorting makes the
-//! result independent of who computes it. 60 decimal digits carry about 199
-//! bits; a key crafted to match even half of them costs about 2^100 hashes, so
-//! no key stretching is applied.
+//! Why per-party halves: with one hash over both parties (v1), a relay that
+//! substitutes *both* keys can search for two keys whose two numbers agree, a
+//! collision search (about 2^50 hashes for half the digits). With halves,
+//! matching a party's half is a second preimage against that party's own key:
+//! each try costs 5,201 SHA-512 computations, and hitting all 30 digits of a
+//! half takes about 10^30 ≈ 2^100 tries (2^112 hashes); people who compare
+//! only the first 15 digits of each half still leave about 2^50 tries
+//! (2^62 hashes) per half. The halves depend only on `(key, id)`, so the
+//! function is reused for any 32-byte key (v2's account root keys).
 //!
 //! Key fingerprint v1: the first 16 bytes of
 //! `SHA-256("Kavro key fingerprint v1" || 0x00 || key)`, as 8 groups of 4 hex digits.
@@ -26,11 +33,59 @@ use sha2::{Digest, Sha256, Sha512};
 
 use super::keys::IdentityPublic;
 
-const SAFETY_NUMBER_LABEL: &[u8] = b"Kavro safety number v1\0";
+const SAFETY_NUMBER_LABEL: &[u8] = b"Kavro safety number v2\0";
 const KEY_FINGERPRINT_LABEL: &[u8] = b"Kavro key fingerprint v1\0";
+
+/// SHA-512 iterations after the first hash of a party's half.
+pub const SAFETY_NUMBER_ITERATIONS: u32 = 5_200;
 
 /// Number of 5-digit groups in a safety number.
 pub const SAFETY_NUMBER_GROUPS: usize = 12;
+/// Number of 5-digit groups in one party's half.
+pub const PARTY_HALF_GROUPS: usize = SAFETY_NUMBER_GROUPS / 2;
+
+/// One party's half of a safety number: 6 groups of 5 digits, derived only
+/// from that party's public key and stable id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartyHalf([u32; PARTY_HALF_GROUPS]);
+
+impl PartyHalf {
+    /// The half of the party with `public_key` (any 32-byte key) and
+    /// `stable_id` (for v1 accounts, the lowercased username). CPU work:
+    /// 5,201 SHA-512 computations (about a millisecond).
+    pub fn compute(public_key: &[u8; 32], stable_id: &[u8]) -> Self {
+        let mut hash = Sha512::new()
+            .chain_update(SAFETY_NUMBER_LABEL)
+            .chain_update((stable_id.len() as u64).to_be_bytes())
+            .chain_update(stable_id)
+            .chain_update(public_key)
+            .finalize();
+        for _ in 0..SAFETY_NUMBER_ITERATIONS {
+            hash = Sha512::new()
+                .chain_update(hash)
+                .chain_update(public_key)
+                .finalize();
+        }
+        let mut groups = [0u32; PARTY_HALF_GROUPS];
+        for (group, chunk) in groups.iter_mut().zip(hash.chunks_exact(5)) {
+            let value = chunk.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+            // < 100000, so the cast is lossless.
+            *group = (value % 100_000) as u32;
+        }
+        Self(groups)
+    }
+
+    /// The half of a v1 account: its identity key, and its username
+    /// lowercased (usernames are unique ignoring case).
+    pub fn of_account(username: &str, key: &IdentityPublic) -> Self {
+        Self::compute(key.as_bytes(), username.to_ascii_lowercase().as_bytes())
+    }
+
+    /// The groups as numbers below 100000.
+    pub fn groups(&self) -> [u32; PARTY_HALF_GROUPS] {
+        self.0
+    }
+}
 
 /// The safety number of a conversation between two users: 12 groups of 5 digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,20 +100,39 @@ impl SafetyNumber {
         b_name: &str,
         b_key: &IdentityPublic,
     ) -> Self {
-        let mut parties = [party(a_name, a_key), party(b_name, b_key)];
-        parties.sort();
-        let digest = Sha512::new()
-            .chain_update(SAFETY_NUMBER_LABEL)
-            .chain_update(&parties[0])
-            .chain_update(&parties[1])
-            .finalize();
+        Self::from_halves(
+            PartyHalf::of_account(a_name, a_key),
+            PartyHalf::of_account(b_name, b_key),
+        )
+    }
+
+    /// The two halves, in ascending order whatever the order given.
+    pub fn from_halves(a: PartyHalf, b: PartyHalf) -> Self {
+        let (low, high) = if a <= b { (a, b) } else { (b, a) };
         let mut groups = [0u32; SAFETY_NUMBER_GROUPS];
-        for (group, chunk) in groups.iter_mut().zip(digest.chunks_exact(5)) {
-            let value = chunk.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
-            // < 100000, so the cast is lossless.
-            *group = (value % 100_000) as u32;
-        }
+        groups[..PARTY_HALF_GROUPS].copy_from_slice(&low.0);
+        groups[PARTY_HALF_GROUPS..].copy_from_slice(&high.0);
         Self(groups)
+    }
+
+    /// Whether `half` is one of the two halves of this number.
+    pub fn contains(&self, half: &PartyHalf) -> bool {
+        self.0[..PARTY_HALF_GROUPS] == half.0 || self.0[PARTY_HALF_GROUPS..] == half.0
+    }
+
+    /// Parses 60 digits, with any spaces in between (as people copy it).
+    pub fn parse(text: &str) -> Option<Self> {
+        let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if digits.len() != SAFETY_NUMBER_GROUPS * 5 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut groups = [0u32; SAFETY_NUMBER_GROUPS];
+        for (group, chunk) in groups.iter_mut().zip(digits.chunks_exact(5)) {
+            *group = chunk
+                .iter()
+                .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
+        }
+        Some(Self(groups))
     }
 
     /// The groups as numbers below 100000.
@@ -107,16 +181,6 @@ impl fmt::Debug for SafetyNumber {
     }
 }
 
-fn party(name: &str, key: &IdentityPublic) -> Vec<u8> {
-    let name = name.to_ascii_lowercase();
-    let mut out = Vec::with_capacity(8 + name.len() + 32);
-    // A length prefix keeps the encoding injective for any input string.
-    out.extend_from_slice(&(name.len() as u64).to_be_bytes());
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(key.as_bytes());
-    out
-}
-
 /// A short, stable fingerprint of one public key, for `whoami` and for reading
 /// out to a contact: 8 groups of 4 hex digits (128 bits).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -131,6 +195,15 @@ impl KeyFingerprint {
         let mut out = [0u8; 16];
         out.copy_from_slice(&digest[..16]);
         Self(out)
+    }
+
+    /// Parses 32 hex digits, either case, with any spaces in between (as
+    /// `Display` writes them).
+    pub fn parse(text: &str) -> Option<Self> {
+        let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(&digits, &mut out).ok()?;
+        Some(Self(out))
     }
 }
 
@@ -175,6 +248,45 @@ mod tests {
         assert_ne!(ab, SafetyNumber::compute("alice", &A, "bob", &A));
         assert_ne!(ab, SafetyNumber::compute("alice", &B, "bob", &A));
         assert_ne!(ab, SafetyNumber::compute("alicf", &A, "bob", &B));
+    }
+
+    #[test]
+    fn each_half_comes_from_one_party_only() {
+        let alice = PartyHalf::of_account("alice", &A);
+        let ab = SafetyNumber::compute("alice", &A, "bob", &B);
+        let ac = SafetyNumber::compute("alice", &A, "carol", &B);
+        assert!(ab.contains(&alice) && ac.contains(&alice));
+        assert!(ab.contains(&PartyHalf::of_account("BOB", &B)));
+        assert!(!ab.contains(&PartyHalf::of_account("bob", &A)));
+        assert_eq!(
+            ab,
+            SafetyNumber::from_halves(PartyHalf::of_account("bob", &B), alice)
+        );
+        // Generic over any 32-byte key and stable id.
+        assert_eq!(
+            PartyHalf::compute(A.as_bytes(), b"alice"),
+            PartyHalf::of_account("Alice", &A)
+        );
+    }
+
+    #[test]
+    fn typed_numbers_and_fingerprints_parse() {
+        let n = SafetyNumber::compute("alice", &A, "bob", &B);
+        assert_eq!(SafetyNumber::parse(&n.to_string()), Some(n));
+        assert_eq!(SafetyNumber::parse(&n.digits()), Some(n));
+        assert_eq!(SafetyNumber::parse(&n.lines().join("\n")), Some(n));
+        assert_eq!(SafetyNumber::parse(&n.digits()[1..]), None);
+        assert_eq!(SafetyNumber::parse(&format!("{}x", &n.digits()[1..])), None);
+        assert_eq!(SafetyNumber::parse(""), None);
+        let f = A.fingerprint();
+        assert_eq!(KeyFingerprint::parse(&f.to_string()), Some(f));
+        assert_eq!(
+            KeyFingerprint::parse(&f.to_string().to_uppercase().replace(' ', "")),
+            Some(f)
+        );
+        assert_eq!(KeyFingerprint::parse("abcd"), None);
+        assert_eq!(KeyFingerprint::parse(&"zz".repeat(16)), None);
+        assert_eq!(KeyFingerprint::parse(&"é".repeat(16)), None);
     }
 
     #[test]

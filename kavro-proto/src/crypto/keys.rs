@@ -69,6 +69,13 @@ impl IdentitySecret {
     }
 }
 
+/// The inner `StaticSecret` wipes its bytes when dropped (x25519-dalek's
+/// `zeroize` feature, on by default; a test checks it is on).
+impl zeroize::ZeroizeOnDrop for IdentitySecret {}
+
+/// Its secret half wipes itself when dropped.
+impl zeroize::ZeroizeOnDrop for IdentityKeypair {}
+
 /// An identity secret with its public key computed once.
 pub struct IdentityKeypair {
     secret: IdentitySecret,
@@ -238,6 +245,27 @@ mod tests {
             Some(KeyParseError::ByteLength { found: 31 })
         );
     }
+
+    // Secrets: never printed, copied implicitly or serialised; wiped on drop.
+    static_assertions::assert_impl_all!(IdentitySecret: zeroize::ZeroizeOnDrop);
+    static_assertions::assert_not_impl_any!(
+        IdentitySecret: fmt::Debug,
+        fmt::Display,
+        Clone,
+        Serialize
+    );
+    static_assertions::assert_impl_all!(IdentityKeypair: zeroize::ZeroizeOnDrop);
+    static_assertions::assert_not_impl_any!(IdentityKeypair: Clone, Serialize);
+    static_assertions::assert_impl_all!(
+        crate::crypto::SealRandomness: zeroize::ZeroizeOnDrop
+    );
+    static_assertions::assert_not_impl_any!(
+        crate::crypto::SealRandomness: fmt::Debug,
+        Clone
+    );
+    // x25519-dalek derives `Zeroize` with `zeroize(drop)`, which wipes on drop
+    // but does not add the `ZeroizeOnDrop` marker: the feature must stay on.
+    static_assertions::assert_impl_all!(StaticSecret: zeroize::Zeroize);
 
     #[test]
     fn debug_and_serde() {

@@ -39,7 +39,10 @@ pub use envelope::{
     MAX_LEGACY_TEXT_BYTES, MAX_TEXT_BYTES, OUTER_OVERHEAD, bucket_for_payload_len,
 };
 pub use error::{OpenError, SealError};
-pub use fingerprint::{KeyFingerprint, SAFETY_NUMBER_GROUPS, SafetyNumber};
+pub use fingerprint::{
+    KeyFingerprint, PARTY_HALF_GROUPS, PartyHalf, SAFETY_NUMBER_GROUPS, SAFETY_NUMBER_ITERATIONS,
+    SafetyNumber,
+};
 pub use keys::{
     IdentityKeypair, IdentityPublic, IdentitySecret, KeyParseError, PUBLIC_KEY_HEX_LEN,
 };

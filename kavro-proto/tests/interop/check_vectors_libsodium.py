@@ -125,14 +125,17 @@ def parse_payload(inner, own_key):
     return {"sender": names[0], "recipient": names[1], "sent_at_ms": millis, "message_id": message_id, "text": text}
 
 
-def safety_number(a_name, a_key, b_name, b_key):
-    def party(name, key):
-        name = name.lower().encode()
-        return len(name).to_bytes(8, "big") + name + bytes.fromhex(key)
+def safety_half(name, key):
+    key = bytes.fromhex(key)
+    stable_id = name.lower().encode()
+    h = hashlib.sha512(b"Kavro safety number v2\x00" + len(stable_id).to_bytes(8, "big") + stable_id + key).digest()
+    for _ in range(5200):
+        h = hashlib.sha512(h + key).digest()
+    return " ".join("%05d" % (int.from_bytes(h[i : i + 5], "big") % 100000) for i in range(0, 30, 5))
 
-    p, q = sorted([party(a_name, a_key), party(b_name, b_key)])
-    digest = hashlib.sha512(b"Kavro safety number v1\x00" + p + q).digest()
-    return " ".join("%05d" % (int.from_bytes(digest[i : i + 5], "big") % 100000) for i in range(0, 60, 5))
+
+def safety_number(a_name, a_key, b_name, b_key):
+    return " ".join(sorted([safety_half(a_name, a_key), safety_half(b_name, b_key)]))
 
 
 def key_fingerprint(key):
@@ -181,11 +184,14 @@ def main():
         else:
             raise AssertionError(f"{v['name']} was accepted")
         checked += 1
-    prints = json.loads((DATA / "fingerprint_v1.json").read_text())
-    for v in prints["safety_number"]:
+    numbers = json.loads((DATA / "safety_number_v2.json").read_text())
+    for v in numbers["safety_number"]:
+        assert safety_half(v["a_name"], v["a_key"]) == v["a_half"]
+        assert safety_half(v["b_name"], v["b_key"]) == v["b_half"]
         assert safety_number(v["a_name"], v["a_key"], v["b_name"], v["b_key"]) == v["safety_number"]
         assert safety_number(v["b_name"], v["b_key"], v["a_name"], v["a_key"]) == v["safety_number"]
         checked += 1
+    prints = json.loads((DATA / "fingerprint_v1.json").read_text())
     for v in prints["key_fingerprint"]:
         assert key_fingerprint(v["key"]) == v["fingerprint"]
         checked += 1

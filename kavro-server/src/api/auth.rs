@@ -13,7 +13,7 @@ use crate::audit;
 use crate::error::ApiError;
 use crate::limits::{Refusal, Route};
 use crate::state::AppState;
-use crate::store::{NewUser, StoreError};
+use crate::store::{NewUser, StoreError, TokenGeneration};
 
 pub struct AuthApi {
     state: Arc<AppState>,
@@ -24,17 +24,37 @@ impl AuthApi {
         Self { state }
     }
 
-    fn issue(&self, user: kavro_proto::UserId) -> Result<TokenResponse, ApiError> {
-        let token = self
-            .state
-            .tokens
-            .issue(user, self.state.clock.now(), self.state.settings.token_ttl)
-            .map_err(|e| ApiError::internal(&e))?;
-        Ok(TokenResponse {
-            access_token: token,
-            token_type: TOKEN_TYPE.to_owned(),
-        })
+    fn issue(
+        &self,
+        user: kavro_proto::UserId,
+        generation: TokenGeneration,
+    ) -> Result<TokenResponse, ApiError> {
+        issue(&self.state, user, generation)
     }
+}
+
+/// A new bearer token for `user` of `generation`.
+pub(super) fn issue(
+    state: &AppState,
+    user: kavro_proto::UserId,
+    generation: TokenGeneration,
+) -> Result<TokenResponse, ApiError> {
+    let token = state
+        .tokens
+        .issue(user, generation, state.clock.now(), state.settings.token_ttl)
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(TokenResponse {
+        access_token: token,
+        token_type: TOKEN_TYPE.to_owned(),
+    })
+}
+
+/// The answer to a login or password check while (account, client network) is locked.
+pub(super) fn locked(retry_after: std::time::Duration) -> ApiError {
+    ApiError::too_many(
+        "Account temporarily locked after repeated failed logins; try again later.",
+        retry_after,
+    )
 }
 
 #[derive(ApiResponse)]
@@ -80,7 +100,7 @@ impl AuthApi {
         let ip = client_ip(&self.state, req);
         self.state
             .limiter
-            .check(Route::Register, &ip_subject(ip))
+            .check(Route::Register, &ip_subject(&self.state, ip))
             .await?;
         let Credentials { username, password } = body.0;
         let mut details = Vec::new();
@@ -128,28 +148,29 @@ impl AuthApi {
             Err(other) => return Err(other.into()),
         };
         audit::registered(user, username, ip);
-        Ok(Registered::Created(Json(self.issue(user)?)))
+        Ok(Registered::Created(Json(
+            self.issue(user, TokenGeneration::default())?,
+        )))
     }
 
     /// Log in
     ///
     /// Unknown user and wrong password get the same answer after the same
-    /// work. After repeated failures the account is locked for a while (`429`,
-    /// even with the right password).
+    /// work. After repeated failures from one client network the account is
+    /// locked for that network for a while (`429`, even with the right
+    /// password), longer each time; logins from elsewhere are not affected.
     #[oai(path = "/auth/login", method = "post", operation_id = "login")]
     async fn login(&self, req: &Request, body: Json<Credentials>) -> Result<LoggedIn, ApiError> {
         let ip = client_ip(&self.state, req);
+        let network = ip_subject(&self.state, ip);
         let limiter = &self.state.limiter;
-        limiter.check(Route::Login, &ip_subject(ip)).await?;
+        limiter.check(Route::Login, &network).await?;
         let Credentials { username, password } = body.0;
         let username = username.as_str();
-        if let Err(refusal) = limiter.check_lockout(username).await {
+        if let Err(refusal) = limiter.check_lockout(username, &network).await {
             if let Refusal::Limited { retry_after } = refusal {
                 audit::login_while_locked(username, ip);
-                return Err(ApiError::too_many(
-                    "Account temporarily locked after repeated failed logins; try again later.",
-                    retry_after,
-                ));
+                return Err(locked(retry_after));
             }
             return Err(refusal.into());
         }
@@ -170,13 +191,15 @@ impl AuthApi {
             .map_err(|e| ApiError::internal(&e))?;
         match user {
             Some(user) if matches => {
-                limiter.login_succeeded(username).await;
+                limiter.login_succeeded(username, &network).await;
                 audit::login_succeeded(user.id, &user.username, ip);
-                Ok(LoggedIn::Ok(Json(self.issue(user.id)?)))
+                Ok(LoggedIn::Ok(Json(
+                    self.issue(user.id, user.token_generation)?,
+                )))
             }
             _ => {
                 audit::login_failed(username, ip);
-                if let Some(locked_for) = limiter.login_failed(username).await? {
+                if let Some(locked_for) = limiter.login_failed(username, &network).await? {
                     audit::locked_out(username, ip, locked_for.as_secs());
                 }
                 Err(ApiError::unauthorized(BAD_CREDENTIALS))

@@ -21,7 +21,7 @@ use crate::clock::after;
 use crate::error::ApiError;
 use crate::limits::Route;
 use crate::state::AppState;
-use crate::store::{AckOutcome, MessageRecord, NewMessage, StoreError};
+use crate::store::{AckOutcome, MessageRecord, NewMessage, Quota, StoreError};
 use crate::wake::WakeReason;
 
 pub struct MessagesApi {
@@ -105,8 +105,10 @@ impl MessagesApi {
     /// Send a message
     ///
     /// `ciphertext` is opaque to the relay (our clients put base64(nonce ||
-    /// crypto_box) there). With `client_msg_id`, a retry returns the first
-    /// message's id and stores nothing new. `POST /messages/` is the same route.
+    /// crypto_box) there). `metadata` is at most 4 KiB of JSON (`422`). With
+    /// `client_msg_id`, a retry returns the first message's id and stores
+    /// nothing new. `429` when the recipient has too many undelivered
+    /// messages, in all or from you. `POST /messages/` is the same route.
     #[oai(path = "/messages", method = "post", operation_id = "send_message")]
     async fn send(&self, auth: BearerAuth, body: Json<SendMessage>) -> Result<Sent, ApiError> {
         let sender = auth.0.user_id;
@@ -126,6 +128,9 @@ impl MessagesApi {
             })?;
         let ephemeral = validate::pubkey_hex(message.ephemeral_pubkey.as_str())
             .map_err(|m| ApiError::invalid_field("ephemeral_pubkey", m))?;
+        if let Some(metadata) = &message.metadata {
+            validate::metadata(metadata).map_err(|m| ApiError::invalid_field("metadata", m))?;
+        }
         let now = state.clock.now();
         let stored = state
             .store
@@ -142,16 +147,26 @@ impl MessagesApi {
                 created_at: now,
                 expires_at: after(now, state.settings.message_ttl),
                 max_pending: state.settings.max_pending_per_recipient,
+                max_pending_per_sender: state.settings.max_pending_per_sender,
             })
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ApiError::not_found("Recipient not found"),
-                StoreError::QuotaExceeded => {
-                    metrics::counter!("kavro_quota_rejections_total").increment(1);
-                    ApiError::too_many(
-                        "The recipient has too many undelivered messages; try again later.",
-                        Duration::from_secs(60),
-                    )
+                StoreError::QuotaExceeded(quota) => {
+                    let (label, message) = match quota {
+                        Quota::Recipient => (
+                            "recipient",
+                            "The recipient has too many undelivered messages; try again later.",
+                        ),
+                        Quota::Sender => (
+                            "sender",
+                            "The recipient has too many undelivered messages from you; \
+                             try again once they have read some.",
+                        ),
+                    };
+                    metrics::counter!("kavro_quota_rejections_total", "quota" => label)
+                        .increment(1);
+                    ApiError::too_many(message, Duration::from_secs(60))
                 }
                 other => other.into(),
             })?;
@@ -302,7 +317,7 @@ impl MessagesApi {
     ) -> Result<StatusAnswer, ApiError> {
         let state = &self.state;
         let ip = client_ip(state, req);
-        state.limiter.check(Route::Lookup, &ip_subject(ip)).await?;
+        state.limiter.check(Route::Lookup, &ip_subject(state, ip)).await?;
         let receipt = state
             .store
             .receipt(auth.0.user_id, MessageId(id.0), state.clock.now())

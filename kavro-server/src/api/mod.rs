@@ -2,6 +2,7 @@
 //! group. Handlers stay thin: parse, check limits, call the store, map the
 //! result. The same service is mounted at `/` and at `/api/v1`.
 
+mod account;
 mod auth;
 mod health;
 mod keys;
@@ -59,12 +60,12 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
             TokenError::Expired => ApiError::unauthorized("Token has expired; log in again"),
             TokenError::Invalid => ApiError::unauthorized("Invalid token"),
         })?;
-    if state
+    let revocation = state
         .limiter
-        .is_revoked(&claims.jti)
+        .token_state(&claims.jti, claims.user_id)
         .await
-        .map_err(ApiError::from)?
-    {
+        .map_err(ApiError::from)?;
+    if revocation.revoked || claims.generation < revocation.min_generation {
         return Err(ApiError::unauthorized("Token has been revoked; log in again").into());
     }
     Ok(Caller {
@@ -74,18 +75,40 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
     })
 }
 
+/// A bearer token if one is presented and valid, else anonymous: for the
+/// public key directory, where the token only decides what is shown.
+#[derive(SecurityScheme)]
+pub enum MaybeBearer {
+    Bearer(BearerAuth),
+    #[oai(fallback)]
+    Anonymous,
+}
+
+impl MaybeBearer {
+    /// The caller's account, when authenticated.
+    pub fn user_id(&self) -> Option<UserId> {
+        match self {
+            Self::Bearer(auth) => Some(auth.0.user_id),
+            Self::Anonymous => None,
+        }
+    }
+}
+
 /// The client address for per-IP limits (see [`crate::http::client_ip`]).
 fn client_ip(state: &AppState, req: &Request) -> Option<IpAddr> {
     crate::http::client_ip::client_ip(req, &state.settings.trusted_proxies)
 }
 
-/// The per-IP limiter subject; requests without a socket address share one bucket.
-fn ip_subject(ip: Option<IpAddr>) -> String {
-    ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+/// The per-IP limiter subject: the client's network (see
+/// [`crate::http::client_ip::ClientPrefixes`]); requests without a socket
+/// address share one bucket.
+fn ip_subject(state: &AppState, ip: Option<IpAddr>) -> String {
+    state.settings.prefixes.subject(ip)
 }
 
 pub type Api = (
     auth::AuthApi,
+    account::AccountApi,
     keys::KeysApi,
     users::UsersApi,
     messages::MessagesApi,
@@ -108,6 +131,7 @@ pub fn root_service(state: &Arc<AppState>) -> OpenApiService<(Api, v2::V2Api), (
 fn v1_api(state: &Arc<AppState>) -> Api {
     (
         auth::AuthApi::new(state.clone()),
+        account::AccountApi::new(state.clone()),
         keys::KeysApi::new(state.clone()),
         users::UsersApi::new(state.clone()),
         messages::MessagesApi::new(state.clone()),

@@ -33,17 +33,20 @@ enum UserResponse {
 #[OpenApi(tag = "ApiTags::Users")]
 impl UsersApi {
     /// Look a user up by name (ignoring case), with their keys
+    ///
+    /// Retired keys are not listed; `device_name` is `null` unless you look
+    /// yourself up.
     #[oai(path = "/users/:username", method = "get", operation_id = "get_user")]
     async fn get(
         &self,
         req: &Request,
-        _auth: BearerAuth,
+        auth: BearerAuth,
         #[oai(name = "username")] username: Path<String>,
     ) -> Result<UserResponse, ApiError> {
         let ip = client_ip(&self.state, req);
         self.state
             .limiter
-            .check(Route::Lookup, &ip_subject(ip))
+            .check(Route::Lookup, &ip_subject(&self.state, ip))
             .await?;
         let not_found = || ApiError::not_found("No such user");
         if validate::username(&username.0).is_err() {
@@ -55,7 +58,7 @@ impl UsersApi {
             .user_by_name(&validate::normalize_username(&username.0))
             .await?
             .ok_or_else(not_found)?;
-        let devices = super::keys::devices(&self.state, user.id).await?;
+        let devices = super::keys::devices(&self.state, user.id, Some(auth.0.user_id)).await?;
         Ok(UserResponse::Ok(Json(UserInfo {
             user_id: user.id,
             username: user.username,

@@ -1,4 +1,6 @@
-//! Who the caller is: password hashing ([`password`]) and access tokens ([`tokens`]).
+//! Who the caller is: password hashing ([`password`]), access tokens
+//! ([`tokens`]) and the strength check of a configured token secret ([`entropy`]).
 
+pub mod entropy;
 pub mod password;
 pub mod tokens;

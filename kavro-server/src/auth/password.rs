@@ -32,23 +32,15 @@ pub struct Passwords {
     dummy_hash: Arc<str>,
     /// Hashes running at once.
     slots: Arc<Semaphore>,
+    /// Holds each hash until a test releases it.
+    #[cfg(any(test, feature = "testing"))]
+    gate: Option<crate::testing::HashGate>,
 }
 
 impl Passwords {
     /// Argon2id with the crate's recommended parameters (19 MiB, t=2, p=1).
     pub fn new() -> Result<Self, PasswordError> {
         Self::with(Argon2::default())
-    }
-
-    /// Cheap parameters for tests that create many accounts.
-    pub fn fast_for_tests() -> Self {
-        let params = argon2::Params::new(1024, 1, 1, None).unwrap_or_default();
-        Self::with(Argon2::new(
-            argon2::Algorithm::Argon2id,
-            argon2::Version::V0x13,
-            params,
-        ))
-        .unwrap_or_else(|_| Self::new().unwrap_or_else(|_| unreachable!()))
     }
 
     fn with(argon: Argon2<'static>) -> Result<Self, PasswordError> {
@@ -62,26 +54,46 @@ impl Passwords {
             argon,
             dummy_hash: dummy.into(),
             slots: Arc::new(Semaphore::new(cpus)),
+            #[cfg(any(test, feature = "testing"))]
+            gate: None,
         })
     }
 
-    /// The PHC string of a new hash.
-    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        let password = Zeroizing::new(password);
-        let argon = self.argon.clone();
+    /// Runs `work` on the blocking pool once a slot is free, so the async
+    /// workers never hash and at most one hash per CPU runs.
+    async fn off_the_workers<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|_| PasswordError::Join)?;
+        let argon = self.argon.clone();
+        #[cfg(any(test, feature = "testing"))]
+        let gate = self.gate.clone();
         tokio::task::spawn_blocking(move || {
+            #[cfg(any(test, feature = "testing"))]
+            if let Some(gate) = gate {
+                gate.pass();
+            }
+            work(&argon)
+        })
+        .await
+        .map_err(|_| PasswordError::Join)
+    }
+
+    /// The PHC string of a new hash.
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let password = Zeroizing::new(password);
+        self.off_the_workers(move |argon| {
             argon
                 .hash_password(password.as_bytes())
                 .map(|h| h.to_string())
                 .map_err(|_| PasswordError::Hash)
         })
-        .await
-        .map_err(|_| PasswordError::Join)?
+        .await?
     }
 
     /// Checks `password` against `stored` (a PHC string), or against the dummy
@@ -92,15 +104,9 @@ impl Passwords {
         stored: Option<String>,
     ) -> Result<bool, PasswordError> {
         let password = Zeroizing::new(password);
-        let argon = self.argon.clone();
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| PasswordError::Join)?;
         let exists = stored.is_some();
         let phc = stored.unwrap_or_else(|| self.dummy_hash.to_string());
-        tokio::task::spawn_blocking(move || {
+        self.off_the_workers(move |argon| {
             let Ok(hash) = PasswordHash::new(&phc) else {
                 // A corrupt stored hash never matches; still do the work.
                 let _ = argon.hash_password(password.as_bytes());
@@ -110,7 +116,29 @@ impl Passwords {
             matches && exists
         })
         .await
-        .map_err(|_| PasswordError::Join)
+    }
+}
+
+/// Hashers for tests, not in release builds (the `testing` feature).
+#[cfg(any(test, feature = "testing"))]
+impl Passwords {
+    /// Cheap parameters (1 MiB, t=1) for tests that create many accounts.
+    pub fn fast_for_tests() -> Self {
+        let params = argon2::Params::new(1024, 1, 1, None).expect("valid Argon2 parameters");
+        Self::with(Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            params,
+        ))
+        .expect("hash the dummy password")
+    }
+
+    /// Cheap parameters, and every hash waits at `gate` until it is released.
+    pub fn gated_for_tests(gate: crate::testing::HashGate) -> Self {
+        Self {
+            gate: Some(gate),
+            ..Self::fast_for_tests()
+        }
     }
 }
 

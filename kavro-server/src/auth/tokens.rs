@@ -1,5 +1,7 @@
-//! Access tokens: HS256 JWTs with `sub` (user id), `iat`, `exp` and a random
-//! `jti` that logout revokes. Only HS256 is accepted (so `alg: none` and
+//! Access tokens: HS256 JWTs with `sub` (user id), `iat`, `exp`, a random
+//! `jti` that logout revokes, and `gen`, the account's token generation when
+//! it was issued (logging out everywhere raises it; tokens from before the
+//! field existed count as generation 0). Only HS256 is accepted (so `alg: none` and
 //! algorithm confusion fail), and expiry is checked against the relay's
 //! [`Clock`](crate::clock::Clock) rather than inside the JWT library, so tests
 //! can move time.
@@ -9,12 +11,16 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use kavro_proto::UserId;
 use serde::{Deserialize, Serialize};
 
+use crate::store::TokenGeneration;
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
     iat: i64,
     exp: i64,
     jti: String,
+    #[serde(default)]
+    r#gen: u64,
 }
 
 /// A verified token.
@@ -23,6 +29,7 @@ pub struct TokenClaims {
     pub user_id: UserId,
     pub jti: String,
     pub expires_at: DateTime<Utc>,
+    pub generation: TokenGeneration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,10 +71,11 @@ impl Tokens {
         })
     }
 
-    /// A new token for `user`, valid from `now` for `ttl`.
+    /// A new token for `user` of `generation`, valid from `now` for `ttl`.
     pub fn issue(
         &self,
         user: UserId,
+        generation: TokenGeneration,
         now: DateTime<Utc>,
         ttl: std::time::Duration,
     ) -> Result<String, jsonwebtoken::errors::Error> {
@@ -77,6 +85,7 @@ impl Tokens {
             iat: now.timestamp(),
             exp: exp.timestamp(),
             jti: uuid::Uuid::new_v4().simple().to_string(),
+            r#gen: generation.0,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
@@ -101,6 +110,7 @@ impl Tokens {
             user_id: UserId(user_id),
             jti: claims.jti,
             expires_at,
+            generation: TokenGeneration(claims.r#gen),
         })
     }
 }
@@ -112,6 +122,25 @@ mod tests {
     use base64::Engine as _;
 
     use super::*;
+    use crate::testing::implements_debug;
+
+    /// The signing secret lives only in jsonwebtoken's keys, which are
+    /// zeroized on drop and print redacted; `Tokens` itself has no `Debug`.
+    #[test]
+    fn keys_are_zeroized_and_never_printed() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let tokens = Tokens::new(b"a-secret-of-at-least-32-bytes!!!").unwrap();
+        zeroized_on_drop(&tokens.encoding);
+        zeroized_on_drop(&tokens.decoding);
+        assert!(!implements_debug!(Tokens));
+        for shown in [
+            format!("{:?}", tokens.encoding),
+            format!("{:?}", tokens.decoding),
+        ] {
+            assert!(shown.contains("redacted"), "{shown}");
+            assert!(!shown.contains("97, 45"), "no key bytes: {shown}");
+        }
+    }
 
     fn tokens() -> Tokens {
         Tokens::new(&[7u8; 32]).unwrap()
@@ -121,9 +150,12 @@ mod tests {
     fn round_trip_and_expiry() {
         let t = tokens();
         let now = Utc::now();
-        let token = t.issue(UserId(42), now, Duration::from_secs(60)).unwrap();
+        let token = t
+            .issue(UserId(42), TokenGeneration(3), now, Duration::from_secs(60))
+            .unwrap();
         let claims = t.verify(&token, now).unwrap();
         assert_eq!(claims.user_id, UserId(42));
+        assert_eq!(claims.generation, TokenGeneration(3));
         assert_eq!(claims.jti.len(), 32);
         assert_eq!(
             t.verify(&token, now + chrono::Duration::seconds(61)),
@@ -140,7 +172,9 @@ mod tests {
     fn forged_tokens_are_refused() {
         let t = tokens();
         let now = Utc::now();
-        let token = t.issue(UserId(1), now, Duration::from_secs(60)).unwrap();
+        let token = t
+            .issue(UserId(1), TokenGeneration(0), now, Duration::from_secs(60))
+            .unwrap();
         // Another key.
         let other = Tokens::new(&[8u8; 32]).unwrap();
         assert_eq!(other.verify(&token, now), Err(TokenError::Invalid));

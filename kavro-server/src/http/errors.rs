@@ -76,10 +76,12 @@ fn to_api_error(err: poem::Error, operation: Option<&str>) -> Result<ApiError, R
     Err(response)
 }
 
-/// poem-openapi calls every path parameter `param0`; name it as the route does.
+/// poem-openapi calls every path parameter `param0`; name it as the route
+/// does (`/keys/{id}` is a user id to read and a key id to retire).
 fn path_param_name(operation: &str) -> Option<&'static str> {
     match operation {
         "get_keys" => Some("user_id"),
+        "retire_key" => Some("key_id"),
         "ack_message" | "message_status" => Some("id"),
         "get_user" => Some("username"),
         _ => None,

@@ -9,8 +9,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{CounterError, Counters, Decision, wait_ms};
+use kavro_proto::UserId;
+
+use super::{CounterBackend, CounterError, Counters, Decision, TokenState, backed_off, wait_ms};
 use crate::config::{Lockout, Window};
+use crate::store::TokenGeneration;
 
 /// Entries are pruned once a map holds this many keys, so memory stays
 /// bounded by the number of recently active clients.
@@ -24,8 +27,12 @@ pub struct MemoryCounters {
     failures: Mutex<HashMap<String, VecDeque<i64>>>,
     /// Lock expiry per subject, in ms.
     locks: Mutex<HashMap<String, i64>>,
+    /// Locks so far per subject, and when they are forgotten, in ms.
+    strikes: Mutex<HashMap<String, (u32, i64)>>,
     /// Revoked token ids and when they expire anyway, in ms.
     revoked: Mutex<HashMap<String, i64>>,
+    /// Lowest accepted token generation per account, and until when it matters, in ms.
+    generations: Mutex<HashMap<UserId, (TokenGeneration, i64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -109,16 +116,31 @@ impl Counters for MemoryCounters {
         }
         failures.remove(subject);
         drop(failures);
+        let strikes = {
+            let mut strikes = lock(&self.strikes);
+            if strikes.len() >= PRUNE_AT {
+                strikes.retain(|_, (_, forget_at)| *forget_at > now);
+            }
+            let entry = strikes.entry(subject.to_owned()).or_insert((0, now));
+            if entry.1 <= now {
+                entry.0 = 0;
+            }
+            entry.0 = entry.0.saturating_add(1);
+            let duration = backed_off(policy.duration, policy.max_duration, entry.0);
+            entry.1 = now + millis(duration) + millis(policy.max_duration);
+            duration
+        };
         let mut locks = lock(&self.locks);
         if locks.len() >= PRUNE_AT {
             locks.retain(|_, until| *until > now);
         }
-        locks.insert(subject.to_owned(), now + millis(policy.duration));
-        Ok(Some(policy.duration))
+        locks.insert(subject.to_owned(), now + millis(strikes));
+        Ok(Some(strikes))
     }
 
     async fn clear_failures(&self, subject: &str) -> Result<(), CounterError> {
         lock(&self.failures).remove(subject);
+        lock(&self.strikes).remove(subject);
         Ok(())
     }
 
@@ -142,12 +164,52 @@ impl Counters for MemoryCounters {
         Ok(lock(&self.revoked).contains_key(jti))
     }
 
+    async fn revoke_generation(
+        &self,
+        user: UserId,
+        generation: TokenGeneration,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CounterError> {
+        let now = now.timestamp_millis();
+        let mut generations = lock(&self.generations);
+        if generations.len() >= PRUNE_AT {
+            generations.retain(|_, (_, until)| *until > now);
+        }
+        let entry = generations
+            .entry(user)
+            .or_insert((generation, until.timestamp_millis()));
+        if generation >= entry.0 {
+            *entry = (generation, until.timestamp_millis().max(entry.1));
+        }
+        Ok(())
+    }
+
+    async fn token_state(
+        &self,
+        jti: &str,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<TokenState, CounterError> {
+        let now = now.timestamp_millis();
+        let revoked = lock(&self.revoked).contains_key(jti);
+        let min_generation = lock(&self.generations)
+            .get(&user)
+            .filter(|(_, until)| *until > now)
+            .map(|(generation, _)| *generation)
+            .unwrap_or_default();
+        Ok(TokenState {
+            revoked,
+            min_generation,
+        })
+    }
+
     async fn ping(&self) -> Result<(), CounterError> {
         Ok(())
     }
 
-    fn backend(&self) -> &'static str {
-        "memory"
+    fn backend(&self) -> CounterBackend {
+        CounterBackend::Memory
     }
 }
 

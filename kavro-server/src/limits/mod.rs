@@ -20,8 +20,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use kavro_proto::UserId;
+
 use crate::clock::Clock;
 use crate::config::{Lockout, RateLimits, Window};
+use crate::error::error_chain;
+use crate::store::TokenGeneration;
 
 /// The outcome of a rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +37,23 @@ pub enum Decision {
     },
 }
 
+/// The shared counters did not answer. Only the Redis backend can fail; the
+/// source keeps Redis's own error for the log.
 #[derive(Debug, thiserror::Error)]
-#[error("counter backend unavailable: {0}")]
-pub struct CounterError(pub String);
+pub enum CounterError {
+    #[error("Redis counters unavailable")]
+    Redis(#[source] ::redis::RedisError),
+}
+
+/// Where the counters live, which decides what an outage means (see the
+/// module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterBackend {
+    /// This process only: cannot fail, not shared with other instances.
+    Memory,
+    /// Shared by every instance; can be unreachable.
+    Redis,
+}
 
 /// Storage of the counters. Every method is one atomic step, whatever the
 /// number of instances sharing the backend.
@@ -56,14 +74,17 @@ pub trait Counters: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<Duration>, CounterError>;
     /// Records a failed login for `subject`; when `policy.failures` fall within
-    /// `policy.window`, locks it for `policy.duration` and returns that.
+    /// `policy.window`, locks it and returns for how long: `policy.duration`
+    /// the first time, twice the previous lock each time after (at most
+    /// `policy.max_duration`), until `subject` stays unlocked for
+    /// `policy.max_duration` or [`Counters::clear_failures`] forgets it.
     async fn record_failure(
         &self,
         subject: &str,
         policy: &Lockout,
         now: DateTime<Utc>,
     ) -> Result<Option<Duration>, CounterError>;
-    /// Forgets the failures of `subject` (after a successful login).
+    /// Forgets the failures and earlier locks of `subject` (after a successful login).
     async fn clear_failures(&self, subject: &str) -> Result<(), CounterError>;
     /// Marks a token id as revoked until `until` (its expiry).
     async fn revoke(
@@ -73,10 +94,35 @@ pub trait Counters: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<(), CounterError>;
     async fn is_revoked(&self, jti: &str, now: DateTime<Utc>) -> Result<bool, CounterError>;
+    /// Refuses every token of `user` below `generation` until `until` (when
+    /// the last of them has expired anyway). Never lowers a stored generation.
+    async fn revoke_generation(
+        &self,
+        user: UserId,
+        generation: TokenGeneration,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CounterError>;
+    /// Whether token `jti` was revoked, and the lowest generation of `user`'s
+    /// tokens still accepted: one round trip for every authenticated request.
+    async fn token_state(
+        &self,
+        jti: &str,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<TokenState, CounterError>;
     /// A cheap round trip, for `/ready`.
     async fn ping(&self) -> Result<(), CounterError>;
-    /// `memory` or `redis`.
-    fn backend(&self) -> &'static str;
+    fn backend(&self) -> CounterBackend;
+}
+
+/// What the counters know about one presented token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenState {
+    /// Its `jti` was revoked (logout).
+    pub revoked: bool,
+    /// Tokens of the account below this generation are refused.
+    pub min_generation: TokenGeneration,
 }
 
 /// The rate-limited operations.
@@ -145,7 +191,8 @@ impl Limiter {
         lockout: Lockout,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let fallback = (counters.backend() != "memory").then(memory::MemoryCounters::default);
+        let fallback =
+            (counters.backend() != CounterBackend::Memory).then(memory::MemoryCounters::default);
         Self {
             counters,
             fallback,
@@ -174,7 +221,7 @@ impl Limiter {
             Ok(decision) => decision,
             Err(err) => {
                 metrics::counter!("kavro_limiter_fallback_total").increment(1);
-                tracing::warn!(error = %err, route = route.name(), "rate limit counters unavailable; using this instance's memory");
+                tracing::warn!(error = %error_chain(&err), route = route.name(), "rate limit counters unavailable; using this instance's memory");
                 match &self.fallback {
                     Some(fallback) => fallback
                         .hit(&key, window, now)
@@ -193,37 +240,51 @@ impl Limiter {
         }
     }
 
-    /// Refuses a login for a locked account, whatever the password.
-    pub async fn check_lockout(&self, username: &str) -> Result<(), Refusal> {
+    /// Refuses a login to `username` from client `network` while that pair
+    /// is locked, whatever the password.
+    pub async fn check_lockout(&self, username: &str, network: &str) -> Result<(), Refusal> {
         match self
             .counters
-            .lock_remaining(&lock_subject(username), self.clock.now())
+            .lock_remaining(&lock_subject(username, network), self.clock.now())
             .await
         {
             Ok(None) => Ok(()),
             Ok(Some(retry_after)) => Err(Refusal::Limited { retry_after }),
             Err(err) => {
-                tracing::error!(error = %err, "lockout counters unavailable; refusing logins");
+                tracing::error!(error = %error_chain(&err), "lockout counters unavailable; refusing logins");
                 Err(Refusal::Unavailable)
             }
         }
     }
 
-    /// Records a failed login; returns the lock duration if this failure locked the account.
-    pub async fn login_failed(&self, username: &str) -> Result<Option<Duration>, Refusal> {
+    /// Records a failed login (or password check) for `username` from client
+    /// `network`; returns the lock duration if this failure locked the pair.
+    pub async fn login_failed(
+        &self,
+        username: &str,
+        network: &str,
+    ) -> Result<Option<Duration>, Refusal> {
         self.counters
-            .record_failure(&lock_subject(username), &self.lockout, self.clock.now())
+            .record_failure(
+                &lock_subject(username, network),
+                &self.lockout,
+                self.clock.now(),
+            )
             .await
             .map_err(|err| {
-                tracing::error!(error = %err, "lockout counters unavailable");
+                tracing::error!(error = %error_chain(&err), "lockout counters unavailable");
                 Refusal::Unavailable
             })
     }
 
-    /// A successful login resets the failure count.
-    pub async fn login_succeeded(&self, username: &str) {
-        if let Err(err) = self.counters.clear_failures(&lock_subject(username)).await {
-            tracing::warn!(error = %err, "could not reset failed-login count");
+    /// A successful login from `network` resets that pair's failures and back-off.
+    pub async fn login_succeeded(&self, username: &str, network: &str) {
+        if let Err(err) = self
+            .counters
+            .clear_failures(&lock_subject(username, network))
+            .await
+        {
+            tracing::warn!(error = %error_chain(&err), "could not reset failed-login count");
         }
     }
 
@@ -232,26 +293,58 @@ impl Limiter {
             .revoke(jti, until, self.clock.now())
             .await
             .map_err(|err| {
-                tracing::error!(error = %err, "cannot record token revocation");
+                tracing::error!(error = %error_chain(&err), "cannot record token revocation");
                 Refusal::Unavailable
             })
     }
 
-    pub async fn is_revoked(&self, jti: &str) -> Result<bool, Refusal> {
+    /// Refuses every token of `user` below `generation` on every instance.
+    pub async fn revoke_generation(
+        &self,
+        user: UserId,
+        generation: TokenGeneration,
+        until: DateTime<Utc>,
+    ) -> Result<(), Refusal> {
         self.counters
-            .is_revoked(jti, self.clock.now())
+            .revoke_generation(user, generation, until, self.clock.now())
             .await
             .map_err(|err| {
-                tracing::error!(error = %err, "cannot check token revocation; refusing");
+                tracing::error!(error = %err, "cannot record session revocation");
+                Refusal::Unavailable
+            })
+    }
+
+    /// Whether a token is revoked, by its id or by its account's generation.
+    pub async fn token_state(&self, jti: &str, user: UserId) -> Result<TokenState, Refusal> {
+        self.counters
+            .token_state(jti, user, self.clock.now())
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %error_chain(&err), "cannot check token revocation; refusing");
                 Refusal::Unavailable
             })
     }
 }
 
-/// Lockouts are per account, keyed by the normalized username (unknown names
-/// included, so a lockout does not reveal whether an account exists).
-fn lock_subject(username: &str) -> String {
-    kavro_proto::validate::normalize_username(username)
+/// Lockouts are per (account, client network), keyed by the normalized
+/// username (unknown names included, so a lockout does not reveal whether an
+/// account exists) and the client's prefix ([`crate::http::client_ip`]).
+/// Failures from one network therefore lock only that network out, and the
+/// owner logging in from another one is not refused.
+fn lock_subject(username: &str, network: &str) -> String {
+    format!(
+        "{}|{network}",
+        kavro_proto::validate::normalize_username(username)
+    )
+}
+
+/// The lock after `strikes` locks of one subject (1 for the first):
+/// `base`, doubled for each earlier one, at most `max`.
+pub(crate) fn backed_off(base: Duration, max: Duration, strikes: u32) -> Duration {
+    let factor = 1u32
+        .checked_shl(strikes.saturating_sub(1))
+        .unwrap_or(u32::MAX);
+    base.saturating_mul(factor).min(max)
 }
 
 /// Milliseconds, at least 1, so `Retry-After` is never zero.
@@ -261,3 +354,20 @@ pub(crate) fn wait_ms(ms: i64) -> Duration {
 
 #[cfg(test)]
 pub(crate) mod contract;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_up_to_the_cap() {
+        let base = Duration::from_secs(300);
+        let max = Duration::from_secs(3600);
+        let locks: Vec<u64> = (1..=6)
+            .map(|n| backed_off(base, max, n).as_secs())
+            .collect();
+        assert_eq!(locks, [300, 600, 1200, 2400, 3600, 3600]);
+        assert_eq!(backed_off(base, max, 0), base);
+        assert_eq!(backed_off(base, max, u32::MAX), max, "no overflow");
+    }
+}

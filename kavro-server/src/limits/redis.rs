@@ -13,8 +13,11 @@ use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use super::{CounterError, Counters, Decision, wait_ms};
+use kavro_proto::UserId;
+
+use super::{CounterBackend, CounterError, Counters, Decision, TokenState, wait_ms};
 use crate::config::{Lockout, Window};
+use crate::store::TokenGeneration;
 
 /// Sliding-window log in a sorted set: drop entries older than the window,
 /// add this hit if there is room, else answer how long until the oldest leaves.
@@ -32,20 +35,52 @@ local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return math.max(1, tonumber(oldest[2]) + window - now)
 ";
 
-/// Records a failed login; at the threshold, stores the lock deadline and
-/// forgets the failures. KEYS[1] = failures, KEYS[2] = lock deadline.
+/// Records a failed login; at the threshold, counts a strike, stores the lock
+/// deadline (the base lock doubled per earlier strike, at most the cap) and
+/// forgets the failures. The strikes are forgotten once the subject stayed
+/// unlocked for the cap (a deadline kept as data, from the caller's clock).
+/// KEYS[1] = failures, KEYS[2] = lock deadline, KEYS[3] = strikes (a hash).
 const FAIL: &str = r"
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
-local lock = tonumber(ARGV[4])
+local base = tonumber(ARGV[4])
+local cap = tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 redis.call('ZADD', KEYS[1], now, ARGV[5])
 redis.call('PEXPIRE', KEYS[1], window)
 if redis.call('ZCARD', KEYS[1]) >= max then
+  local strikes = 0
+  local forget = tonumber(redis.call('HGET', KEYS[3], 'forget') or '0')
+  if forget > now then
+    strikes = tonumber(redis.call('HGET', KEYS[3], 'n') or '0')
+  end
+  strikes = strikes + 1
+  local lock = base
+  for _ = 2, strikes do
+    lock = lock * 2
+    if lock >= cap then break end
+  end
+  lock = math.min(lock, cap)
+  redis.call('HSET', KEYS[3], 'n', strikes, 'forget', now + lock + cap)
+  redis.call('PEXPIRE', KEYS[3], lock + cap)
   redis.call('SET', KEYS[2], now + lock, 'PX', lock)
   redis.call('DEL', KEYS[1])
   return lock
+end
+return 0
+";
+
+/// Raises the lowest accepted token generation of an account, never lowers
+/// it, and keeps it until the last older token has expired anyway.
+/// KEYS[1] = generation; ARGV = generation, milliseconds to keep it.
+const GENERATION: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local wanted = tonumber(ARGV[1])
+if wanted > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+elseif wanted == current and redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 ";
@@ -55,10 +90,7 @@ pub struct RedisCounters {
     prefix: String,
     hit: Script,
     fail: Script,
-}
-
-fn err(e: &redis::RedisError) -> CounterError {
-    CounterError(e.to_string())
+    generation: Script,
 }
 
 fn millis(d: Duration) -> i64 {
@@ -86,6 +118,7 @@ impl RedisCounters {
             prefix: prefix.to_owned(),
             hit: Script::new(HIT),
             fail: Script::new(FAIL),
+            generation: Script::new(GENERATION),
         })
     }
 
@@ -93,11 +126,13 @@ impl RedisCounters {
         format!("{}:{{{key}}}", self.prefix)
     }
 
-    fn lock_keys(&self, subject: &str) -> (String, String) {
-        (
-            format!("{}:{{lock:{subject}}}:failures", self.prefix),
-            format!("{}:{{lock:{subject}}}:until", self.prefix),
-        )
+    /// Failures, lock deadline and strikes of one subject (one hash tag).
+    fn lock_keys(&self, subject: &str) -> [String; 3] {
+        ["failures", "until", "strikes"].map(|part| format!("{}:{{lock:{subject}}}:{part}", self.prefix))
+    }
+
+    fn generation_key(&self, user: UserId) -> String {
+        format!("{}:{{generation:{}}}", self.prefix, user.0)
     }
 
     fn revoked_key(&self, jti: &str) -> String {
@@ -123,7 +158,7 @@ impl Counters for RedisCounters {
             .arg(member(now))
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok(if wait == 0 {
             Decision::Allowed
         } else {
@@ -138,13 +173,13 @@ impl Counters for RedisCounters {
         subject: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Duration>, CounterError> {
-        let (_, until_key) = self.lock_keys(subject);
+        let [_, until_key, _] = self.lock_keys(subject);
         let until: Option<i64> = self
             .conn
             .clone()
             .get(until_key)
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         let now = now.timestamp_millis();
         Ok(until.filter(|&u| u > now).map(|u| wait_ms(u - now)))
     }
@@ -155,26 +190,33 @@ impl Counters for RedisCounters {
         policy: &Lockout,
         now: DateTime<Utc>,
     ) -> Result<Option<Duration>, CounterError> {
-        let (failures, until) = self.lock_keys(subject);
+        let [failures, until, strikes] = self.lock_keys(subject);
         let now = now.timestamp_millis();
         let locked: i64 = self
             .fail
             .key(failures)
             .key(until)
+            .key(strikes)
             .arg(now)
             .arg(millis(policy.window))
             .arg(policy.failures)
             .arg(millis(policy.duration))
             .arg(member(now))
+            .arg(millis(policy.max_duration))
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(|e| err(&e))?;
-        Ok((locked > 0).then_some(policy.duration))
+            .map_err(CounterError::Redis)?;
+        Ok((locked > 0).then(|| wait_ms(locked)))
     }
 
     async fn clear_failures(&self, subject: &str) -> Result<(), CounterError> {
-        let (failures, _) = self.lock_keys(subject);
-        let _: () = self.conn.clone().del(failures).await.map_err(|e| err(&e))?;
+        let [failures, _, strikes] = self.lock_keys(subject);
+        let _: () = self
+            .conn
+            .clone()
+            .del(&[failures, strikes])
+            .await
+            .map_err(CounterError::Redis)?;
         Ok(())
     }
 
@@ -190,7 +232,7 @@ impl Counters for RedisCounters {
             .clone()
             .pset_ex(self.revoked_key(jti), 1, ttl as u64)
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok(())
     }
 
@@ -199,19 +241,57 @@ impl Counters for RedisCounters {
             .clone()
             .exists(self.revoked_key(jti))
             .await
-            .map_err(|e| err(&e))
+            .map_err(CounterError::Redis)
+    }
+
+    async fn revoke_generation(
+        &self,
+        user: UserId,
+        generation: TokenGeneration,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CounterError> {
+        let keep = (until - now).num_milliseconds().max(1);
+        let _: i64 = self
+            .generation
+            .key(self.generation_key(user))
+            .arg(generation.0)
+            .arg(keep)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(CounterError::Redis)?;
+        Ok(())
+    }
+
+    async fn token_state(
+        &self,
+        jti: &str,
+        user: UserId,
+        _now: DateTime<Utc>,
+    ) -> Result<TokenState, CounterError> {
+        // One round trip; the two keys need not share a slot (a pipeline, not a script).
+        let (revoked, generation): (bool, Option<u64>) = redis::pipe()
+            .exists(self.revoked_key(jti))
+            .get(self.generation_key(user))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(CounterError::Redis)?;
+        Ok(TokenState {
+            revoked,
+            min_generation: TokenGeneration(generation.unwrap_or_default()),
+        })
     }
 
     async fn ping(&self) -> Result<(), CounterError> {
         let _: String = redis::cmd("PING")
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(CounterError::Redis)?;
         Ok(())
     }
 
-    fn backend(&self) -> &'static str {
-        "redis"
+    fn backend(&self) -> CounterBackend {
+        CounterBackend::Redis
     }
 }
 
@@ -229,6 +309,23 @@ mod tests {
             .await
             .unwrap();
         super::super::contract::run(&counters, "redis").await;
+    }
+
+    #[test]
+    fn counter_errors_keep_redis_error_as_source() {
+        let err = CounterError::Redis(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "connection refused",
+        )));
+        let source = std::error::Error::source(&err).expect("the Redis error is the source");
+        assert!(
+            source.to_string().contains("connection refused"),
+            "{source}"
+        );
+        assert_eq!(
+            crate::error::error_chain(&err),
+            format!("Redis counters unavailable: {source}")
+        );
     }
 
     #[tokio::test]

@@ -25,9 +25,9 @@ pub enum StoreError {
     /// A referenced row (e.g. the recipient) does not exist.
     #[error("not found")]
     NotFound,
-    /// The recipient has too many undelivered messages.
-    #[error("recipient's pending-message quota is full")]
-    QuotaExceeded,
+    /// The recipient has too many undelivered messages (in all, or from this sender).
+    #[error("pending-message quota is full ({0:?})")]
+    QuotaExceeded(Quota),
     /// The database did not answer (down, pool exhausted, timed out).
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -76,11 +76,64 @@ pub struct NewUser<'a> {
     pub created_at: DateTime<Utc>,
 }
 
+/// Which pending-message quota refused a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// The recipient's undelivered messages, from everyone.
+    Recipient,
+    /// The recipient's undelivered messages from this one sender.
+    Sender,
+}
+
+/// The generation of an account's tokens: every token carries the one current
+/// when it was issued, and logging out everywhere, a password change or
+/// account deletion raise it, which refuses every older token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenGeneration(pub u64);
+
+/// A live account (deleted accounts are never returned).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub id: UserId,
     pub username: String,
     pub password_hash: String,
+    pub token_generation: TokenGeneration,
+}
+
+/// An account whose older tokens were revoked at `revoked_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevokedGeneration {
+    pub user: UserId,
+    pub generation: TokenGeneration,
+    pub revoked_at: DateTime<Utc>,
+}
+
+/// What deleting an account did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedAccount {
+    /// Tokens below this generation are refused.
+    pub generation: TokenGeneration,
+    /// Messages addressed to the account that were deleted (queued ones and receipts).
+    pub messages_deleted: u64,
+}
+
+/// What publishing a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    Added,
+    /// The user had published this key before; nothing changed.
+    AlreadyPublished,
+    /// The user retired this key; it cannot be published again.
+    Retired,
+}
+
+/// Undelivered messages counted for the pending quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PendingCounts {
+    /// To the recipient, from everyone.
+    pub recipient: u64,
+    /// To the recipient, from the one sender asked about.
+    pub from_sender: u64,
 }
 
 /// A published identity key; `device_name` still encrypted.
@@ -104,9 +157,12 @@ pub struct NewMessage {
     pub client_msg_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
-    /// Refuse with [`StoreError::QuotaExceeded`] when the recipient already
-    /// has this many undelivered messages.
+    /// Refuse with [`Quota::Recipient`] when the recipient already has this
+    /// many undelivered messages.
     pub max_pending: u32,
+    /// Refuse with [`Quota::Sender`] when the recipient already has this many
+    /// undelivered messages from this sender.
+    pub max_pending_per_sender: u32,
 }
 
 /// What a send did: stored a new message, or found the earlier one with the
@@ -156,6 +212,16 @@ pub struct Receipt {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+/// The times one retention sweep works with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepCutoffs {
+    pub now: DateTime<Utc>,
+    /// Receipts older than this are deleted.
+    pub receipts_before: DateTime<Utc>,
+    /// Names of accounts deleted before this are released.
+    pub names_before: DateTime<Utc>,
+}
+
 /// What one retention sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -163,31 +229,82 @@ pub struct SweepReport {
     pub expired: u64,
     /// Receipts older than the receipt TTL, deleted.
     pub purged: u64,
+    /// Usernames of deleted accounts whose reservation ended, now free.
+    pub names_released: u64,
 }
 
 /// The relay's persistence, as domain operations. Every time comes from the
 /// caller's clock.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Creates an account; [`StoreError::Conflict`] when the normalized name is taken.
+    /// Creates an account; [`StoreError::Conflict`] when the normalized name
+    /// is taken (also by a deleted account whose name is still reserved).
     async fn create_user(&self, user: NewUser<'_>) -> Result<UserId, StoreError>;
+    /// A live account by its normalized name.
     async fn user_by_name(&self, normalized: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// A live account by id.
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+    /// Sets a new password hash and raises the token generation (every earlier
+    /// token is refused). [`StoreError::NotFound`] for a deleted account.
+    async fn change_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TokenGeneration, StoreError>;
+    /// Raises the token generation: logs out every session of the account.
+    async fn revoke_tokens(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<TokenGeneration, StoreError>;
+    /// Closes an account: its password, keys, the messages addressed to it
+    /// (queued and receipts) and the receipts of messages it sent go, its
+    /// tokens are revoked, and its name stays reserved until the sweep
+    /// releases it. Messages it sent that still wait for others stay.
+    async fn delete_account(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<DeletedAccount, StoreError>;
+    /// Accounts whose tokens were revoked after `since` (to restore the
+    /// revocation counters after a restart).
+    async fn revoked_generations(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<RevokedGeneration>, StoreError>;
 
-    /// Publishes a key; publishing one the user already has changes nothing.
+    /// Publishes a key; publishing one the user already has changes nothing,
+    /// and one the user retired stays retired.
     async fn add_device(
         &self,
         user: UserId,
         identity_pubkey: &str,
         device_name: Option<Vec<u8>>,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// The user's keys, oldest first.
+    ) -> Result<Published, StoreError>;
+    /// The user's keys that are not retired, oldest first.
     async fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// Retires one of the user's keys; `false` when `device` is not one of
+    /// their keys. Retiring a retired key again is `true` and changes nothing.
+    async fn retire_device(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
-    /// Queues a message. [`StoreError::NotFound`] for an unknown recipient,
-    /// [`StoreError::QuotaExceeded`] when the recipient's queue is full.
+    /// Queues a message. [`StoreError::NotFound`] for an unknown or deleted
+    /// recipient, [`StoreError::QuotaExceeded`] when a pending quota is full.
+    /// The quotas are read from counters kept in the same transaction, not
+    /// counted over the queue.
     async fn store_message(&self, message: NewMessage) -> Result<Stored, StoreError>;
+    /// The pending counters of `recipient` (and of `sender` towards them).
+    async fn pending_counts(
+        &self,
+        recipient: UserId,
+        sender: UserId,
+    ) -> Result<PendingCounts, StoreError>;
     /// Undelivered, unexpired messages of `recipient`.
     async fn inbox(
         &self,
@@ -218,13 +335,10 @@ pub trait Store: Send + Sync + 'static {
         id: MessageId,
         now: DateTime<Utc>,
     ) -> Result<Option<Receipt>, StoreError>;
-    /// Drops the ciphertext of expired messages and deletes receipts older
-    /// than `receipts_before`. Safe to run on several instances at once.
-    async fn sweep(
-        &self,
-        now: DateTime<Utc>,
-        receipts_before: DateTime<Utc>,
-    ) -> Result<SweepReport, StoreError>;
+    /// Drops the ciphertext of expired messages, deletes receipts older than
+    /// `receipts_before` and releases the names of accounts deleted before
+    /// `names_before`. Safe to run on several instances at once.
+    async fn sweep(&self, cutoffs: SweepCutoffs) -> Result<SweepReport, StoreError>;
     /// Undelivered messages across all users (for metrics).
     async fn pending_total(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Cheap round trip for `/ready`.
@@ -310,8 +424,16 @@ pub(crate) fn receipt_state(
     }
 }
 
+/// The display name a deleted account keeps once its name is released; its
+/// normalized name becomes `#<id>`, which no valid username can equal.
+pub(crate) const RELEASED_NAME: &str = "#deleted";
+
 /// Rows one sweep statement touches at most, so it never holds long locks.
 pub(crate) const SWEEP_BATCH: i64 = 1000;
 
+#[cfg(test)]
+mod accounts_story;
+#[cfg(test)]
+mod quota_story;
 #[cfg(test)]
 pub(crate) mod story;

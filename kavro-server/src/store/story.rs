@@ -9,7 +9,9 @@ use kavro_proto::api::{DeliveryState, InboxOrder};
 use kavro_proto::{MessageId, UserId};
 use uuid::Uuid;
 
-use super::{AckCount, AckOutcome, NewMessage, NewUser, Store, StoreError, StoreOptions};
+use super::{
+    AckCount, AckOutcome, NewMessage, NewUser, Quota, Store, StoreError, StoreOptions, SweepCutoffs,
+};
 use crate::clock::after;
 
 fn message(from: UserId, to: UserId, text: &str, now: DateTime<Utc>) -> NewMessage {
@@ -23,6 +25,7 @@ fn message(from: UserId, to: UserId, text: &str, now: DateTime<Utc>) -> NewMessa
         created_at: now,
         expires_at: after(now, Duration::from_secs(3600)),
         max_pending: 100,
+        max_pending_per_sender: 100,
     }
 }
 
@@ -36,6 +39,15 @@ async fn user(store: &dyn Store, name: &str, now: DateTime<Utc>) -> UserId {
         })
         .await
         .unwrap()
+}
+
+/// Sweep cut-offs with no deleted account's name due.
+fn cutoffs(now: DateTime<Utc>, receipts_before: DateTime<Utc>) -> SweepCutoffs {
+    SweepCutoffs {
+        now,
+        receipts_before,
+        names_before: DateTime::<Utc>::UNIX_EPOCH,
+    }
 }
 
 pub async fn story(store: &dyn Store) {
@@ -232,7 +244,7 @@ pub async fn story(store: &dyn Store) {
     store.store_message(capped.clone()).await.unwrap();
     assert!(matches!(
         store.store_message(capped.clone()).await,
-        Err(StoreError::QuotaExceeded)
+        Err(StoreError::QuotaExceeded(Quota::Recipient))
     ));
     // A retry of an already-stored id is still answered when the quota is full.
     let mut retry = capped.clone();
@@ -266,22 +278,23 @@ pub async fn story(store: &dyn Store) {
             .state,
         DeliveryState::Expired
     );
-    let swept = store.sweep(later, t0).await.unwrap();
+    let swept = store.sweep(cutoffs(later, t0)).await.unwrap();
     assert_eq!(swept.expired, 1, "only the message whose TTL ran out");
     assert_eq!(swept.purged, 0);
     assert_eq!(
-        store.sweep(later, t0).await.unwrap().expired,
+        store.sweep(cutoffs(later, t0)).await.unwrap().expired,
         0,
         "nothing twice"
     );
     // Receipts older than the cut-off are purged: m1 and m2 (delivered at 21
     // and 23) and the expired one (its receipt runs from its expiry at 100).
-    let swept = store.sweep(at(102), at(102)).await.unwrap();
+    let swept = store.sweep(cutoffs(at(102), at(102))).await.unwrap();
     assert_eq!(
         swept,
         super::SweepReport {
             expired: 0,
-            purged: 3
+            purged: 3,
+            names_released: 0,
         }
     );
     assert!(

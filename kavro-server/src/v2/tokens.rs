@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::auth::tokens::{TokenError, WeakSecret};
+use crate::store::TokenGeneration;
 
 /// Label of the device-token key derivation.
 const KEY_LABEL: &[u8] = b"kavro-v2 device token key\0";
@@ -21,6 +22,9 @@ const KEY_LABEL: &[u8] = b"kavro-v2 device token key\0";
 struct Claims {
     sub: String,
     dev: i64,
+    /// The account's token generation of the account token that opened the
+    /// session: logging out everywhere (a new generation) ends it too.
+    r#gen: u64,
     iat: i64,
     exp: i64,
     jti: String,
@@ -33,6 +37,7 @@ pub struct DeviceClaims {
     pub device_id: MlsDeviceId,
     pub jti: String,
     pub expires_at: DateTime<Utc>,
+    pub generation: TokenGeneration,
 }
 
 pub struct DeviceTokens {
@@ -69,6 +74,7 @@ impl DeviceTokens {
         &self,
         user: UserId,
         device: MlsDeviceId,
+        generation: TokenGeneration,
         now: DateTime<Utc>,
         ttl: std::time::Duration,
     ) -> Result<(String, DateTime<Utc>), jsonwebtoken::errors::Error> {
@@ -76,6 +82,7 @@ impl DeviceTokens {
         let claims = Claims {
             sub: user.0.to_string(),
             dev: device.0,
+            r#gen: generation.0,
             iat: now.timestamp(),
             exp: exp.timestamp(),
             jti: uuid::Uuid::new_v4().simple().to_string(),
@@ -108,6 +115,7 @@ impl DeviceTokens {
             device_id: MlsDeviceId(claims.dev),
             jti: claims.jti,
             expires_at,
+            generation: TokenGeneration(claims.r#gen),
         })
     }
 }
@@ -126,7 +134,7 @@ mod tests {
         let accounts = Tokens::new(&secret).unwrap();
         let now = Utc::now();
         let (token, exp) = devices
-            .issue(UserId(3), MlsDeviceId(9), now, Duration::from_secs(60))
+            .issue(UserId(3), MlsDeviceId(9), TokenGeneration(2), now, Duration::from_secs(60))
             .unwrap();
         let claims = devices.verify(&token, now).unwrap();
         assert_eq!(

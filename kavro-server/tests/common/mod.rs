@@ -32,9 +32,12 @@ pub struct TestServer {
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub state: Arc<AppState>,
+    /// What this instance was started with (a second instance can share it).
+    pub config: Config,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    /// `None` on a second instance: the first owns the data and services.
+    _dir: Option<tempfile::TempDir>,
     _db: Option<TestDatabase>,
     /// Declared after the server's state so its keys go after the server stops.
     _redis: Option<TestRedisPrefix>,
@@ -75,7 +78,7 @@ impl TestServer {
         if db == Db::Postgres {
             let created = TestDatabase::create().await?;
             config.database_url.clone_from(&created.url);
-            config.jwt_secret = "a-test-secret-of-at-least-32-bytes!!".to_owned().into();
+            config.jwt_secret = "route-tests-9c41f7e2b8d35a60-not-a-real-secret".to_owned().into();
             config.fernet_keys = kavro_server::fieldcrypt::FieldCrypt::generate_key().into();
             test_db = Some(created);
         }
@@ -87,7 +90,26 @@ impl TestServer {
             redis = Some(prefix);
         }
         tweak(&mut config);
-        let clock = Arc::new(ManualClock::default());
+        let mut server = Self::serve(config, Arc::new(ManualClock::default()), passwords).await;
+        server._dir = Some(dir);
+        server._db = test_db;
+        server._redis = redis;
+        Some(server)
+    }
+
+    /// A second relay instance on the same data directory, database, Redis
+    /// prefix, secrets and clock, as in a scaled-out deployment. Drop it
+    /// before the first.
+    pub async fn second_instance(&self) -> Self {
+        Self::serve(
+            self.config.clone(),
+            self.clock.clone(),
+            Passwords::fast_for_tests(),
+        )
+        .await
+    }
+
+    async fn serve(config: Config, clock: Arc<ManualClock>, passwords: Passwords) -> Self {
         let state = kavro_server::bootstrap::build_with(&config, clock.clone(), passwords)
             .await
             .unwrap();
@@ -98,24 +120,30 @@ impl TestServer {
         let addr: SocketAddr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let serve_state = state.clone();
+        let serve_config = config.clone();
         let task = tokio::spawn(async move {
-            kavro_server::server::serve(acceptor, serve_state, &config, async {
+            kavro_server::server::serve(acceptor, serve_state, &serve_config, async {
                 let _ = rx.await;
             })
             .await
             .unwrap();
         });
-        Some(Self {
+        Self {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            // A deadline on every call (longer than any long-poll a test asks for).
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(90))
+                .build()
+                .unwrap(),
             clock,
             state,
+            config,
             shutdown: Some(tx),
             task: Some(task),
-            _dir: dir,
-            _db: test_db,
-            _redis: redis,
-        })
+            _dir: None,
+            _db: None,
+            _redis: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -149,6 +177,24 @@ impl TestServer {
             builder = builder.bearer_auth(token);
         }
         self.call(builder).await
+    }
+
+    /// A plain-text GET (e.g. `/metrics`): (status, text).
+    pub async fn text(&self, path: &str) -> (StatusCode, String) {
+        let response = self.request(Method::GET, path).send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    /// Polls `check` every 5 ms until it holds; fails after 20 s.
+    pub async fn until(&self, what: &str, check: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !check() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within 20 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// Registers `name` with a valid password; returns (token, user id).
@@ -187,7 +233,10 @@ impl TestServer {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let _ = stream.write_all(request).await;
         let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response).await;
+        let read = stream.read_to_end(&mut response);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), read)
+            .await
+            .expect("the connection is answered and closed within 30 s");
         let text = String::from_utf8_lossy(&response);
         let status: u16 = text
             .split(' ')

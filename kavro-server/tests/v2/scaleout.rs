@@ -32,7 +32,9 @@ async fn two_instances_keep_one_order_per_group() {
         c.database_url.clone_from(&db.url);
         c.redis_url.clone_from(&redis.url);
         c.redis_prefix.clone_from(&redis.prefix);
-        c.jwt_secret = "a-test-secret-of-at-least-32-bytes!!".to_owned().into();
+        c.jwt_secret = "v2-scaleout-5e1d93c07a4b28f6-not-a-real-secret"
+            .to_owned()
+            .into();
         c.fernet_keys = fernet.clone().into();
     };
     let a = TestServer::start(Db::Sqlite, Counters::Memory, shared)

@@ -2,6 +2,7 @@
 //! data, so `update` stays pure and testable.
 
 use kavro_proto::MessageId;
+use kavro_proto::crypto::IdentityPublic;
 
 use crate::history::LocalId;
 
@@ -19,15 +20,16 @@ pub enum Command {
     OpenConversation { name: String },
     /// Fetch a contact's keys and safety number.
     LoadKeys { peer: String },
-    /// Accept a contact's (new) key after comparing safety numbers.
-    Trust { peer: String },
+    /// Accept a contact's (new) key after comparing safety numbers: exactly
+    /// `key`, the one whose number was shown.
+    Trust { peer: String, key: IdentityPublic },
     /// Send what is waiting in the outbox now.
     RetryOutbox,
-    /// Ask the relay whether a message we sent was delivered.
-    CheckDelivery {
+    /// Ask the relay whether messages we sent to `peer` that are not
+    /// delivered yet (`(local id, relay id)`) have been.
+    CheckDeliveries {
         peer: String,
-        local_id: LocalId,
-        relay_id: MessageId,
+        messages: Vec<(LocalId, MessageId)>,
     },
     /// Log in (or register) from the form.
     Login {

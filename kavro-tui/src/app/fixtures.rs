@@ -1,6 +1,8 @@
-//! Test fixtures shared by the `update` tests and the render snapshots.
+//! Test fixtures shared by the `update` tests and the render snapshots:
+//! the state after logging in, messages, and keys to press.
 
 use chrono::{DateTime, FixedOffset, TimeZone as _, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use kavro_proto::MessageId;
 
 use super::action::{Action, NetEvent};
@@ -68,4 +70,26 @@ pub fn ready() -> State {
         }),
     );
     state
+}
+
+/// A key press without modifiers.
+pub fn key(code: KeyCode) -> Action {
+    Action::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+/// Ctrl and a character.
+pub fn ctrl(c: char) -> Action {
+    Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+/// Alt and a key.
+pub fn alt(code: KeyCode) -> Action {
+    Action::Key(KeyEvent::new(code, KeyModifiers::ALT))
+}
+
+/// Types `text` one character at a time.
+pub fn type_text(state: &mut State, text: &str) {
+    for c in text.chars() {
+        update(state, key(KeyCode::Char(c)));
+    }
 }

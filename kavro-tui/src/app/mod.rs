@@ -11,6 +11,7 @@ pub mod command;
 #[cfg(test)]
 pub mod fixtures;
 pub mod state;
+pub mod sync;
 pub mod terminal;
 pub mod update;
 pub mod worker;
@@ -25,7 +26,8 @@ use tokio::sync::{RwLock, mpsc};
 
 use self::action::Action;
 use self::state::{Screen, State};
-use self::worker::{SyncSettings, Worker};
+use self::sync::SyncSettings;
+use self::worker::Worker;
 use crate::session::Session;
 
 /// Options of the chat app.

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use kavro_proto::MessageId;
+use kavro_proto::crypto::IdentityPublic;
 use ratatui_textarea::TextArea;
 
-use crate::history::LocalId;
+use crate::history::{LocalId, MessageState, OutgoingState, SenderMark, StoredMessage};
 use crate::pinning::KeyState;
 
 /// Which part of the screen keys go to.
@@ -75,9 +76,15 @@ pub enum SendStatus {
 pub enum Mark {
     /// Sent by us.
     Own,
-    /// Proven: an envelope from the sender's pinned key.
+    /// Made with the sender's key, whose safety number the user compared.
     Verified,
-    /// Readable, sender not proven (a legacy client, or names that do not match).
+    /// Made with the sender's key pinned on first use, not compared.
+    Pinned,
+    /// From a legacy client: only the relay says who sent it.
+    Legacy,
+    /// A legacy message refused by the contact's setting (no text kept).
+    Refused,
+    /// Readable, sender not proven (names that do not match, a possible replay).
     Unverified,
     /// Made with a key other than the one pinned for the sender.
     KeyMismatch,
@@ -111,6 +118,57 @@ impl MessageView {
     pub fn is_own(&self) -> bool {
         self.mark == Mark::Own
     }
+
+    /// How a message of the local history is shown; `me` is our username.
+    pub fn from_stored(message: &StoredMessage, me: &str) -> Self {
+        let reason = |fallback: &str| message.error.clone().unwrap_or_else(|| fallback.to_owned());
+        let (mark, status, author) = match message.state {
+            MessageState::Out(state) => (
+                Mark::Own,
+                Some(match state {
+                    OutgoingState::Pending => SendStatus::Queued(reason("not sent yet")),
+                    OutgoingState::Stored => SendStatus::Stored,
+                    OutgoingState::Delivered => SendStatus::Delivered,
+                    OutgoingState::Failed => SendStatus::Failed(reason("refused")),
+                }),
+                me.to_owned(),
+            ),
+            MessageState::In(_) => (
+                match message.sender_mark() {
+                    Some(SenderMark::Verified) => Mark::Verified,
+                    Some(SenderMark::Pinned) => Mark::Pinned,
+                    Some(SenderMark::Legacy) => Mark::Legacy,
+                    Some(SenderMark::Refused) => Mark::Refused,
+                    Some(SenderMark::Unverified) => Mark::Unverified,
+                    Some(SenderMark::KeyMismatch) => Mark::KeyMismatch,
+                    Some(SenderMark::Undecryptable) | None => {
+                        Mark::Undecryptable(reason("it does not open with your key"))
+                    }
+                },
+                None,
+                Self::conversation_of(message),
+            ),
+        };
+        Self {
+            id: ViewId::Local(message.local_id),
+            author,
+            sent_at: message.sent_at,
+            text: message.text.clone(),
+            mark,
+            status,
+            relay_id: message.relay_id,
+        }
+    }
+
+    /// The conversation a stored message belongs to: the peer's name, else
+    /// `user #id`.
+    pub fn conversation_of(message: &StoredMessage) -> String {
+        message.peer.clone().unwrap_or_else(|| {
+            message
+                .peer_user_id
+                .map_or_else(|| "unknown".to_owned(), |id| format!("user #{id}"))
+        })
+    }
 }
 
 /// The messages with one contact.
@@ -135,6 +193,9 @@ pub struct KeysView {
     pub safety_number: Vec<String>,
     /// When the key changed: the new key's fingerprint and safety number.
     pub pending: Option<(String, Vec<String>)>,
+    /// The key whose safety number this view shows as the one to compare
+    /// (the new key when it changed): `v` trusts exactly this key.
+    pub key_shown: IdentityPublic,
 }
 
 /// A dialog over the chat.

@@ -1,111 +1,22 @@
 //! The network worker: owns the [`Session`], turns [`Command`]s into session
-//! calls, keeps the inbox in sync (long-poll when the relay offers it, else
-//! polling), and reports results as [`Action`]s. The UI never waits on it.
+//! calls and reports results as [`Action`]s; the inbox sync runs beside it
+//! ([`super::sync`]). The UI never waits on it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::Utc;
+use kavro_proto::strings::Password;
 use tokio::sync::{RwLock, mpsc};
 
 use super::action::{Action, NetEvent, SendOutcome};
 use super::command::Command;
-use super::state::{ContactEntry, KeysView, Mark, Me, MessageView, SendStatus, ViewId};
-use crate::history::{IncomingState, MessageState, OutgoingState, StoredMessage};
-use crate::session::{DeliveryOutcome, Session, SessionError, SyncOptions};
-use kavro_proto::strings::Password;
-
-/// How the worker keeps the inbox in sync.
-#[derive(Debug, Clone, Copy)]
-pub struct SyncSettings {
-    /// Pause between polls when the relay has no long-poll.
-    pub poll_interval: Duration,
-    /// Seconds each long-poll may wait.
-    pub long_poll_wait: u32,
-}
-
-impl Default for SyncSettings {
-    fn default() -> Self {
-        Self {
-            poll_interval: Duration::from_secs(3),
-            long_poll_wait: 25,
-        }
-    }
-}
-
-/// Longest pause between retries while the relay is away.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A page of the inbox.
-const PAGE: u32 = 50;
-/// A conversation's scrollback: the whole local history, within reason.
-const HISTORY_LIMIT: u32 = 100_000;
+use super::state::{ContactEntry, KeysView, Me, SendStatus};
+use super::sync::{self, SyncSettings, emit, report_history, retry_outbox, short_reason};
+use crate::session::{Compared, DeliveryOutcome, Session, SessionError};
 
 pub struct Worker {
     session: Arc<RwLock<Session>>,
     actions: mpsc::UnboundedSender<Action>,
     settings: SyncSettings,
-}
-
-fn emit(actions: &mpsc::UnboundedSender<Action>, event: NetEvent) {
-    let _ = actions.send(Action::Net(event));
-}
-
-/// The name a conversation goes under: the peer, else `user #id`.
-fn peer_name(message: &StoredMessage) -> String {
-    message.peer.clone().unwrap_or_else(|| {
-        message
-            .peer_user_id
-            .map_or_else(|| "unknown".to_owned(), |id| format!("user #{id}"))
-    })
-}
-
-pub fn view(message: &StoredMessage, me: &str) -> MessageView {
-    let (mark, status, author) = match message.state {
-        MessageState::Out(state) => (
-            Mark::Own,
-            Some(match state {
-                OutgoingState::Pending => SendStatus::Queued(
-                    message
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| "not sent yet".to_owned()),
-                ),
-                OutgoingState::Stored => SendStatus::Stored,
-                OutgoingState::Delivered => SendStatus::Delivered,
-                OutgoingState::Failed => SendStatus::Failed(
-                    message
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| "refused".to_owned()),
-                ),
-            }),
-            me.to_owned(),
-        ),
-        MessageState::In(state) => (
-            match state {
-                IncomingState::Ok => Mark::Verified,
-                IncomingState::Unverified => Mark::Unverified,
-                IncomingState::KeyMismatch => Mark::KeyMismatch,
-                IncomingState::Undecryptable => Mark::Undecryptable(
-                    message
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| "it does not open with your key".to_owned()),
-                ),
-            },
-            None,
-            peer_name(message),
-        ),
-    };
-    MessageView {
-        id: ViewId::Local(message.local_id),
-        author,
-        sent_at: message.sent_at,
-        text: message.text.clone(),
-        mark,
-        status,
-        relay_id: message.relay_id,
-    }
 }
 
 fn lines(number: &kavro_proto::crypto::SafetyNumber) -> Vec<String> {
@@ -157,7 +68,7 @@ impl Worker {
         }
         drop(session);
         self.emit(NetEvent::Ready { me, contacts });
-        tokio::spawn(sync_loop(
+        tokio::spawn(sync::sync_loop(
             self.session.clone(),
             self.actions.clone(),
             self.settings,
@@ -190,38 +101,40 @@ impl Worker {
                 }
             }
             Command::LoadKeys { peer } => self.keys(&peer).await,
-            Command::Trust { peer } => {
+            Command::Trust { peer, key } => {
                 let session = self.session.read().await;
-                match session.trust(&peer).await {
+                match session.trust(&peer, &Compared::Key(key)).await {
                     Ok(outcome) => self.emit(NetEvent::KeyState {
                         peer: outcome.contact.username,
                         state: outcome.contact.state,
                     }),
+                    Err(SessionError::NotTheKeyCompared { username }) => {
+                        self.emit(NetEvent::Failed(format!(
+                            "Not verified: {username}'s key changed again since the safety number was shown. Press Ctrl-F and compare the new one"
+                        )));
+                    }
                     Err(err) => self.emit(NetEvent::Failed(err.to_string())),
                 }
             }
             Command::RetryOutbox => {
-                retry_outbox(&self.session, &self.actions).await;
+                retry_outbox(&*self.session.read().await, &self.actions).await;
             }
-            Command::CheckDelivery {
-                peer,
-                local_id,
-                relay_id,
-            } => {
+            Command::CheckDeliveries { peer, messages } => {
                 let session = self.session.read().await;
-                let status = match session
-                    .wait_for_delivery(local_id, relay_id, Duration::ZERO)
-                    .await
-                {
-                    Ok(DeliveryOutcome::Delivered(_)) => Some(SendStatus::Delivered),
-                    Ok(DeliveryOutcome::Expired) => Some(SendStatus::Failed(
-                        "expired on the relay before it was fetched".to_owned(),
-                    )),
-                    Ok(DeliveryOutcome::TimedOut) | Err(_) => None,
+                // Errors are not worth a notice: the next check asks again.
+                let Ok(changed) = session.check_deliveries(&messages).await else {
+                    return;
                 };
-                if let Some(status) = status {
+                for (local_id, outcome) in changed {
+                    let status = match outcome {
+                        DeliveryOutcome::Delivered(_) => SendStatus::Delivered,
+                        DeliveryOutcome::Expired => SendStatus::Failed(
+                            "expired on the relay before it was fetched".to_owned(),
+                        ),
+                        DeliveryOutcome::TimedOut => continue,
+                    };
                     self.emit(NetEvent::Status {
-                        peer,
+                        peer: peer.clone(),
                         local_id,
                         status,
                     });
@@ -278,25 +191,18 @@ impl Worker {
             peer: peer.clone(),
             outcome,
         });
-        drop(session);
         if !stored {
             // The outbox may now hold it: show the conversation as the history has it.
-            self.history(peer).await;
+            if let Err(err) = report_history(&session, &self.actions, peer).await {
+                self.emit(NetEvent::Failed(err.to_string()));
+            }
         }
     }
 
     async fn history(&self, peer: String) {
         let session = self.session.read().await;
-        let me = session
-            .account()
-            .map(|a| a.username.clone())
-            .unwrap_or_default();
-        match session.history(&peer, HISTORY_LIMIT).await {
-            Ok(messages) => self.emit(NetEvent::History {
-                messages: messages.iter().map(|m| view(m, &me)).collect(),
-                peer,
-            }),
-            Err(err) => self.emit(NetEvent::Failed(err.to_string())),
+        if let Err(err) = report_history(&session, &self.actions, peer).await {
+            self.emit(NetEvent::Failed(err.to_string()));
         }
     }
 
@@ -324,183 +230,10 @@ impl Worker {
                     fingerprint: keys.contact.key.fingerprint().to_string(),
                     safety_number: lines(&keys.safety_number),
                     pending,
+                    key_shown: *keys.contact.key_to_trust(),
                 }));
             }
             Err(err) => self.emit(NetEvent::Failed(err.to_string())),
         }
     }
-}
-
-/// The first sentence of an error, for a one-line status.
-fn short_reason(err: &SessionError) -> String {
-    match err {
-        SessionError::Unreachable { .. } => "relay unreachable".to_owned(),
-        SessionError::RateLimited { .. } => "rate limited".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// Sends what waits in the outbox; on progress, reloads the affected conversations.
-async fn retry_outbox(session: &Arc<RwLock<Session>>, actions: &mpsc::UnboundedSender<Action>) {
-    let guard = session.read().await;
-    let Ok(queued) = guard.local_history().outbox().await else {
-        return;
-    };
-    if queued.is_empty() {
-        return;
-    }
-    let recipients: std::collections::BTreeSet<_> =
-        queued.iter().map(|entry| entry.recipient_id).collect();
-    let peers: Vec<String> = guard
-        .contacts()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| recipients.contains(&c.user_id))
-        .map(|c| c.username)
-        .collect();
-    let report = guard.flush_outbox().await;
-    let me = guard
-        .account()
-        .map(|a| a.username.clone())
-        .unwrap_or_default();
-    if let Ok(report) = &report
-        && (report.sent > 0 || !report.failed.is_empty())
-    {
-        for peer in peers {
-            if let Ok(messages) = guard.history(&peer, HISTORY_LIMIT).await {
-                emit(
-                    actions,
-                    NetEvent::History {
-                        messages: messages.iter().map(|m| view(m, &me)).collect(),
-                        peer,
-                    },
-                );
-            }
-        }
-    }
-}
-
-/// Keeps fetching: one long-poll after another, or a poll every interval.
-async fn sync_loop(
-    session: Arc<RwLock<Session>>,
-    actions: mpsc::UnboundedSender<Action>,
-    settings: SyncSettings,
-) {
-    let mut long_poll = {
-        let guard = session.read().await;
-        matches!(guard.relay().ready().await, Ok(ready) if ready.long_poll)
-    };
-    let mut backoff = Duration::from_secs(1);
-    let mut was_offline = true;
-    while !actions.is_closed() {
-        // After starting or reconnecting, one quick fetch shows "online" at
-        // once and sends the outbox; then long-polls.
-        let quick = was_offline;
-        let wait = if long_poll && !quick {
-            settings.long_poll_wait
-        } else {
-            0
-        };
-        let started = tokio::time::Instant::now();
-        let result = {
-            let guard = session.read().await;
-            let me = guard
-                .account()
-                .map(|a| a.username.clone())
-                .unwrap_or_default();
-            guard
-                .sync_inbox(SyncOptions {
-                    limit: PAGE,
-                    wait,
-                    ack: true,
-                })
-                .await
-                .map(|batch| {
-                    let received: Vec<(String, MessageView)> = batch
-                        .messages
-                        .iter()
-                        .filter(|r| r.new)
-                        .map(|r| (peer_name(&r.message), view(&r.message, &me)))
-                        .collect();
-                    (batch.fetched, received, batch.interrupted)
-                })
-        };
-        match result {
-            Ok((fetched, received, interrupted)) => {
-                let peers: std::collections::BTreeSet<String> =
-                    received.iter().map(|(peer, _)| peer.clone()).collect();
-                emit(
-                    &actions,
-                    NetEvent::Synced {
-                        at: Utc::now(),
-                        received,
-                    },
-                );
-                if !peers.is_empty() {
-                    let guard = session.read().await;
-                    let mut states = Vec::new();
-                    for peer in peers {
-                        if let Ok(Some(contact)) = guard.local_history().contact(&peer).await {
-                            states.push((contact.username, contact.state));
-                        }
-                    }
-                    emit(&actions, NetEvent::ContactStates(states));
-                }
-                if was_offline {
-                    retry_outbox(&session, &actions).await;
-                    was_offline = false;
-                }
-                backoff = Duration::from_secs(1);
-                if let Some(err) = interrupted {
-                    report_failure(&actions, &err, &mut backoff, &mut was_offline).await;
-                    continue;
-                }
-                if fetched >= PAGE as usize {
-                    continue; // more is waiting
-                }
-                if long_poll
-                    && wait > 0
-                    && fetched == 0
-                    && started.elapsed() < Duration::from_millis(500)
-                {
-                    // The relay answered an empty long-poll at once: it does
-                    // not hold requests. Fall back to polling.
-                    long_poll = false;
-                }
-                if !long_poll {
-                    tokio::time::sleep(settings.poll_interval).await;
-                }
-            }
-            Err(err) => report_failure(&actions, &err, &mut backoff, &mut was_offline).await,
-        }
-    }
-}
-
-async fn report_failure(
-    actions: &mpsc::UnboundedSender<Action>,
-    err: &SessionError,
-    backoff: &mut Duration,
-    was_offline: &mut bool,
-) {
-    let (retry_in, rate_limited) = match err {
-        SessionError::RateLimited { retry_after } => {
-            (retry_after.unwrap_or(Duration::from_secs(10)), true)
-        }
-        _ => (*backoff, false),
-    };
-    if !err.is_transient() {
-        emit(actions, NetEvent::Failed(err.to_string()));
-    }
-    emit(
-        actions,
-        NetEvent::SyncFailed {
-            reason: short_reason(err),
-            rate_limited,
-            retry_in,
-        },
-    );
-    *was_offline = true;
-    tokio::time::sleep(retry_in).await;
-    *backoff = (*backoff * 2).min(MAX_BACKOFF);
 }

@@ -80,7 +80,7 @@ pub struct Cli {
     #[arg(long, global = true, display_order = 902)]
     pub json: bool,
 
-    /// Chat app: seconds between inbox polls when the relay has no long-poll
+    /// Seconds between inbox polls (chat app, inbox --watch) when the relay has no long-poll
     #[arg(
         long,
         global = true,
@@ -105,7 +105,47 @@ pub enum Command {
     /// Log in; on a device without a key for the account, generate and publish a new one
     Login(Credentials),
     /// Revoke the session token on the relay and forget it here (the key stays)
-    Logout,
+    Logout {
+        /// Revoke every session of the account, on every device
+        #[arg(long)]
+        everywhere: bool,
+    },
+    /// Change the password; every other session of the account is logged out
+    #[command(
+        long_about = "Change the account's password. The relay logs out every other \
+                      session of the account (other devices log in again with the new \
+                      password); this one gets a new token.\n\n\
+                      Prompts for the current password and the new one (twice), or reads both \
+                      from standard input with --password-stdin: the current password on the \
+                      first line, the new one on the second."
+    )]
+    Password {
+        /// Read the current and the new password from the first two lines of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List your keys on the relay (the one this device holds is marked), or retire one
+    Keys {
+        #[command(subcommand)]
+        action: Option<KeysCommand>,
+    },
+    /// Delete the account on the relay and this profile's secrets
+    #[command(
+        long_about = "Delete the account on the relay: its keys, the messages queued \
+                      for it and its sessions go, and the name stays reserved for a while. \
+                      Then this profile's identity key, token and account record are removed \
+                      here; the local history stays.\n\n\
+                      Asks you to type the username, then the password. For scripts: --yes \
+                      and the password from --password-stdin or KAVRO_PASSWORD."
+    )]
+    DeleteAccount {
+        /// Do not ask to type the username (scripts)
+        #[arg(long)]
+        yes: bool,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Show the account, the relay and your key's fingerprint
     Whoami,
     /// Encrypt a message and send it
@@ -143,11 +183,24 @@ pub enum Command {
         /// The contact (omit for your own key)
         username: Option<String>,
     },
-    /// Accept a contact's current key after comparing safety numbers
+    /// Accept a contact's key after comparing safety numbers: only the key you compared
+    #[command(
+        long_about = "Mark a contact's key verified (or accept their new key) after comparing \
+                      safety numbers. Pass the safety number or the key fingerprint that \
+                      `kavro fingerprint USER` showed and you compared: if the relay has shown \
+                      another key since, nothing is trusted and kavro exits with 4."
+    )]
     Trust {
         /// The contact
         username: String,
+        /// The safety number (60 digits) or key fingerprint (32 hex digits) you compared,
+        /// spaces allowed
+        #[arg(value_name = "SAFETY-NUMBER|KEY-FINGERPRINT", num_args = 0..)]
+        compared: Vec<String>,
     },
+    /// Settings of this profile
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print a shell completion script
     #[command(long_about = "Print a shell completion script, e.g.\n  \
                       kavro completions bash > ~/.local/share/bash-completion/completions/kavro\n  \
@@ -156,6 +209,43 @@ pub enum Command {
         /// The shell
         shell: clap_complete::Shell,
     },
+}
+
+/// `kavro keys`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Retire one of your keys (not the one this device uses): contacts see a key change
+    Retire {
+        /// The key's id, as `kavro keys` lists it
+        key_id: i64,
+    },
+}
+
+/// `kavro config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Show or refuse legacy (unauthenticated) messages, per contact or by default
+    #[command(
+        long_about = "Legacy messages come from old clients without sender authentication: \
+                      only the relay says who sent them. By default they are shown, marked as \
+                      legacy. Refused ones are stored with their ciphertext but no text.\n\n\
+                      Examples:\n  kavro config legacy bob refuse\n  \
+                      kavro config legacy --default refuse\n  kavro config legacy"
+    )]
+    Legacy(LegacyArgs),
+}
+
+/// `kavro config legacy`.
+#[derive(Debug, Args)]
+pub struct LegacyArgs {
+    /// The setting for everyone without one of their own
+    #[arg(long, value_name = "allow|refuse", conflicts_with_all = ["username", "policy"])]
+    pub default: Option<crate::history::LegacyPolicy>,
+    /// The contact (omit to list the settings)
+    pub username: Option<String>,
+    /// allow or refuse
+    #[arg(value_name = "allow|refuse", requires = "username")]
+    pub policy: Option<crate::history::LegacyPolicy>,
 }
 
 /// Username and how to get the password.

@@ -29,10 +29,13 @@ pub struct UsageError(pub String);
 pub fn for_session(err: &SessionError) -> u8 {
     match err {
         SessionError::NotLoggedIn(_) | SessionError::AuthRefused { .. } => AUTH,
-        SessionError::KeyChanged { .. } | SessionError::NoUsableKey { .. } => KEY,
+        SessionError::KeyChanged { .. }
+        | SessionError::NotTheKeyCompared { .. }
+        | SessionError::NoUsableKey { .. } => KEY,
         SessionError::Unreachable { .. } | SessionError::RateLimited { .. } => UNAVAILABLE,
         SessionError::NoSuchUser(_) => NO_USER,
         SessionError::InvalidInput(_)
+        | SessionError::UsernameTaken { .. }
         | SessionError::Keystore {
             source: KeystoreError::InvalidChoice(_),
             ..
@@ -40,7 +43,7 @@ pub fn for_session(err: &SessionError) -> u8 {
         SessionError::Queued { cause } => for_session(cause),
         SessionError::Config(config) => for_config(config),
         SessionError::Relay(relay) if relay.is_transient() => UNAVAILABLE,
-        SessionError::ProfileInUse(_)
+        SessionError::ProfileInUse { .. }
         | SessionError::Keystore { .. }
         | SessionError::History(_)
         | SessionError::Seal(_)
@@ -89,11 +92,17 @@ mod tests {
     #[test]
     fn session_errors_map_to_documented_codes() {
         let cases: Vec<(SessionError, u8)> = vec![
-            (SessionError::NotLoggedIn("x".into()), 3),
+            (
+                crate::session::NotLoggedIn::NoAccount {
+                    profile: "x".into(),
+                }
+                .into(),
+                3,
+            ),
             (
                 SessionError::AuthRefused {
                     message: "no".into(),
-                    hint: String::new(),
+                    relogin: None,
                 },
                 3,
             ),
@@ -150,7 +159,14 @@ mod tests {
                 }),
                 1,
             ),
-            (SessionError::ProfileInUse("taken".into()), 1),
+            (
+                SessionError::ProfileInUse {
+                    profile: "default".into(),
+                    username: "alice".into(),
+                    server: "s".into(),
+                },
+                1,
+            ),
         ];
         for (err, code) in cases {
             assert_eq!(for_session(&err), code, "{err}");

@@ -95,6 +95,60 @@ pub enum IncomingState {
     Undecryptable,
 }
 
+/// What a received message proves about its sender, as shown to people:
+/// the two marks of an authenticated message (pinned vs verified) and the
+/// kinds of unauthenticated ones, apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SenderMark {
+    /// Made with the sender's key, and the user compared its safety number.
+    Verified,
+    /// Made with the key pinned on first use; not compared (yet).
+    Pinned,
+    /// A legacy message: only the relay says who sent it.
+    Legacy,
+    /// A legacy message refused by the contact's setting: text not kept.
+    Refused,
+    /// Readable, but the names, the time (a possible replay) or the key
+    /// do not check out.
+    Unverified,
+    /// Made with a key other than the one pinned for the sender.
+    KeyMismatch,
+    /// It did not open.
+    Undecryptable,
+}
+
+impl SenderMark {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verified => "verified",
+            Self::Pinned => "pinned",
+            Self::Legacy => "legacy",
+            Self::Refused => "refused",
+            Self::Unverified => "unverified",
+            Self::KeyMismatch => "key_mismatch",
+            Self::Undecryptable => "undecryptable",
+        }
+    }
+}
+
+impl StoredMessage {
+    /// The mark of a received message (`None` for one we sent).
+    pub fn sender_mark(&self) -> Option<SenderMark> {
+        let MessageState::In(state) = self.state else {
+            return None;
+        };
+        Some(match state {
+            IncomingState::Ok if self.key_compared => SenderMark::Verified,
+            IncomingState::Ok => SenderMark::Pinned,
+            IncomingState::Unverified if self.legacy && self.text.is_none() => SenderMark::Refused,
+            IncomingState::Unverified if self.legacy => SenderMark::Legacy,
+            IncomingState::Unverified => SenderMark::Unverified,
+            IncomingState::KeyMismatch => SenderMark::KeyMismatch,
+            IncomingState::Undecryptable => SenderMark::Undecryptable,
+        })
+    }
+}
+
 /// A message's state, by direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageState {
@@ -155,9 +209,16 @@ pub struct StoredMessage {
     pub received_at: DateTime<Utc>,
     /// `None` when the message could not be read.
     pub text: Option<String>,
-    /// Sender proven: an envelope from the pinned key of the relay's sender, to us.
+    /// Sender authenticated: an envelope from the pinned key of the relay's
+    /// sender, to us (`state` is `ok`). Whether that key was also compared
+    /// is `key_compared`.
     pub verified: bool,
     pub state: MessageState,
+    /// A legacy message: no sender authentication at all.
+    pub legacy: bool,
+    /// Read time: the sender's contact is `verified` (safety number
+    /// compared) and its trusted key is the one this message was made with.
+    pub key_compared: bool,
     pub error: Option<String>,
     pub sender_key: Option<IdentityPublic>,
     /// Kept for incoming messages that are not `ok`.
@@ -177,6 +238,8 @@ impl fmt::Debug for StoredMessage {
             .field("peer", &self.peer)
             .field("state", &self.state)
             .field("verified", &self.verified)
+            .field("legacy", &self.legacy)
+            .field("key_compared", &self.key_compared)
             .field("text", &self.text.as_ref().map(String::len))
             .finish_non_exhaustive()
     }
@@ -194,27 +257,12 @@ pub struct NewIncoming {
     pub text: Option<String>,
     pub verified: bool,
     pub state: IncomingState,
+    /// A legacy (unauthenticated) message.
+    pub legacy: bool,
     pub error: Option<String>,
     pub sender_key: Option<IdentityPublic>,
     pub ciphertext: String,
     pub ephemeral_pubkey: String,
-}
-
-impl NewIncoming {
-    /// What makes two deliveries the same message: the envelope's id, or for
-    /// messages without one, their exact bytes.
-    pub fn dedupe_key(&self) -> String {
-        use sha2::{Digest as _, Sha256};
-        if let Some(id) = self.msg_uuid {
-            return id.to_string();
-        }
-        let digest = Sha256::new()
-            .chain_update(self.ephemeral_pubkey.to_ascii_lowercase().as_bytes())
-            .chain_update(b"\0")
-            .chain_update(self.ciphertext.as_bytes())
-            .finalize();
-        format!("sha256:{}", hex::encode(digest))
-    }
 }
 
 /// The outcome of storing a received message.
@@ -275,7 +323,9 @@ fn parse_uuid(text: &str) -> Result<Uuid, HistoryError> {
 macro_rules! message_columns {
     () => {
         "id, direction, msg_uuid, relay_id, peer, peer_user_id, sent_at, received_at, text, \
-         verified, state, error, sender_key, ciphertext, ephemeral_pubkey, delivered_at"
+         verified, state, error, sender_key, ciphertext, ephemeral_pubkey, delivered_at, legacy, \
+         COALESCE((SELECT c.state = 'verified' AND c.pinned_key = messages.sender_key \
+             FROM contacts c WHERE c.username_norm = messages.peer_norm), 0) AS key_compared"
     };
 }
 
@@ -306,6 +356,8 @@ fn message_row(row: &SqliteRow) -> Result<StoredMessage, HistoryError> {
         received_at: parse_ts(&row.try_get::<String, _>("received_at")?)?,
         text: row.try_get("text")?,
         verified: row.try_get("verified")?,
+        legacy: row.try_get("legacy")?,
+        key_compared: row.try_get("key_compared")?,
         state: MessageState::parse(direction, &row.try_get::<String, _>("state")?)?,
         error: row.try_get("error")?,
         sender_key: row
@@ -361,6 +413,10 @@ impl History {
             path: path.display().to_string(),
             source,
         };
+        // The database holds plaintext messages: private from the first
+        // byte. SQLite gives the -wal and -shm files the mode of the database
+        // file, so creating that one 0600 covers all three.
+        create_private(path).map_err(|e| open_err(sqlx::Error::Io(e)))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -375,13 +431,9 @@ impl History {
             .await
             .map_err(open_err)?;
         MIGRATOR.run(&pool).await?;
-        #[cfg(unix)]
-        {
-            // The database holds plaintext messages: private, like its directory.
-            use std::os::unix::fs::PermissionsExt as _;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
-        Ok(Self { pool })
+        let history = Self { pool };
+        history.rehash_legacy_keys().await?;
+        Ok(history)
     }
 
     /// Closes the pool (waits for connections to return).
@@ -465,8 +517,8 @@ impl History {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO messages (direction, dedupe_key, msg_uuid, relay_id, peer, peer_norm,
                  peer_user_id, sent_at, received_at, text, verified, state, error, sender_key,
-                 ciphertext, ephemeral_pubkey)
-             VALUES ('in', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 ciphertext, ephemeral_pubkey, legacy)
+             VALUES ('in', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              RETURNING id",
         )
         .bind(&dedupe)
@@ -484,6 +536,7 @@ impl History {
         .bind(message.sender_key.map(|k| k.to_hex()))
         .bind(keep_raw.then_some(message.ciphertext.as_str()))
         .bind(keep_raw.then_some(message.ephemeral_pubkey.as_str()))
+        .bind(message.legacy)
         .fetch_one(&mut *tx)
         .await?;
         if let Some(contact) = contact {
@@ -661,13 +714,36 @@ impl History {
         .await?;
         rows.iter().map(message_row).collect()
     }
+}
 
-    /// How many messages are stored (both directions).
-    pub async fn message_count(&self) -> Result<u64, HistoryError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(count.try_into().unwrap_or(0))
+/// Creates the database file with mode 0600 (whatever the umask), or makes
+/// an existing one and its -wal/-shm files 0600, before SQLite opens them.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut name = path.as_os_str().to_owned();
+                    name.push(suffix);
+                    match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+                        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(err) => Err(err),
     }
 }
 
@@ -698,6 +774,11 @@ async fn save_contact_in(
     .await?;
     Ok(())
 }
+
+mod replay;
+mod settings;
+
+pub use self::settings::LegacyPolicy;
 
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,14 @@ fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_780_000_000 + secs, 0).unwrap()
 }
 
+/// How many messages are stored (both directions).
+async fn message_count(history: &History) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(&history.pool)
+        .await
+        .unwrap()
+}
+
 async fn open() -> (tempfile::TempDir, History) {
     let dir = tempfile::tempdir().unwrap();
     let history = History::open(&dir.path().join("history.sqlite3"))
@@ -30,6 +38,7 @@ fn envelope(uuid: u128, relay: i64, text: &str) -> NewIncoming {
         text: Some(text.into()),
         verified: true,
         state: IncomingState::Ok,
+        legacy: false,
         error: None,
         sender_key: Some(IdentityPublic::from_bytes([1; 32])),
         ciphertext: format!("cipher-{relay}"),
@@ -47,6 +56,7 @@ fn broken(relay: i64, ciphertext: &str) -> NewIncoming {
         text: None,
         verified: false,
         state: IncomingState::Undecryptable,
+        legacy: false,
         error: Some("tampered".into()),
         sender_key: None,
         ciphertext: ciphertext.into(),
@@ -86,7 +96,7 @@ async fn a_message_id_seen_twice_is_stored_once() {
             same_delivery: false
         }
     );
-    assert_eq!(history.message_count().await.unwrap(), 1);
+    assert_eq!(message_count(&history).await, 1);
     let stored = history.message(id).await.unwrap().unwrap();
     assert_eq!(stored.text.as_deref(), Some("hi"));
     assert_eq!(stored.state, MessageState::In(IncomingState::Ok));
@@ -247,7 +257,7 @@ async fn a_note_to_self_is_stored_in_both_directions() {
         .await
         .unwrap();
     assert!(matches!(inserted, Inserted::New(_)));
-    assert_eq!(history.message_count().await.unwrap(), 2);
+    assert_eq!(message_count(&history).await, 2);
 }
 
 #[tokio::test]
@@ -313,11 +323,45 @@ async fn reopening_keeps_everything() {
         .unwrap();
     history.close().await;
     let again = History::open(&path).await.unwrap();
-    assert_eq!(again.message_count().await.unwrap(), 1);
+    assert_eq!(message_count(&again).await, 1);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
+}
+
+/// The database and its -wal and -shm files are private from the start
+/// (with a umask of 022 SQLite would create them 0644).
+#[cfg(unix)]
+#[tokio::test]
+async fn files_are_private_from_the_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (dir, history) = open().await;
+    history
+        .insert_incoming(&envelope(1, 1, "hi"), None, at(1))
+        .await
+        .unwrap();
+    let mode = |name: &str| {
+        std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for name in [
+        "history.sqlite3",
+        "history.sqlite3-wal",
+        "history.sqlite3-shm",
+    ] {
+        assert_eq!(mode(name), 0o600, "{name}");
+    }
+    history.close().await;
+    // An existing database made readable by others is made private again.
+    let path = dir.path().join("history.sqlite3");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let again = History::open(&path).await.unwrap();
+    assert_eq!(mode("history.sqlite3"), 0o600);
+    again.close().await;
 }

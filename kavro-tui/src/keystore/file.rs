@@ -14,8 +14,12 @@
 //! ```
 //!
 //! The file is not encrypted: its protection is the file mode (refused when
-//! group or others can read it, like ssh does) and the disk's. Writes go to a
-//! temporary 0600 file that is synced and renamed over the old one.
+//! group or others can read it, like ssh does) and the disk's. A change is a
+//! read-modify-write under an exclusive lock on `secrets.json.lock`, so two
+//! `kavro` processes (say a login and a logout) cannot lose each other's
+//! account; the new content goes to a temporary 0600 file with a name of its
+//! own, synced and renamed over the old one, so a reader sees the old file
+//! or the new one, never half of one.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -29,6 +33,9 @@ use super::{
     record_out,
 };
 use crate::paths::ensure_private_dir;
+
+/// Makes temporary file names unique within this process.
+static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The `format` field of the file.
 pub const FILE_FORMAT: &str = "kavro-secrets-v1";
@@ -57,6 +64,7 @@ impl FileStore {
         Self { path }
     }
 
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -148,8 +156,11 @@ impl FileStore {
                 reason: e.to_string(),
             }
         })?);
-        let tmp = self.path.with_extension("json.tmp");
-        let _ = std::fs::remove_file(&tmp);
+        let tmp = self.path.with_extension(format!(
+            "json.{}.{}.tmp",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -163,7 +174,29 @@ impl FileStore {
             .and_then(|()| file.sync_all())
             .map_err(|e| self.io_err(e))?;
         drop(file);
-        std::fs::rename(&tmp, &self.path).map_err(|e| self.io_err(e))
+        std::fs::rename(&tmp, &self.path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            self.io_err(e)
+        })
+    }
+
+    /// Takes the exclusive lock of the file (released when the returned
+    /// handle is dropped), creating the lock file `0600` if needed.
+    fn lock(&self) -> Result<std::fs::File, KeystoreError> {
+        let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
+        ensure_private_dir(dir).map_err(|e| self.io_err(e))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let lock = options
+            .open(self.path.with_extension("json.lock"))
+            .map_err(|e| self.io_err(e))?;
+        lock.lock().map_err(|e| self.io_err(e))?;
+        Ok(lock)
     }
 
     /// Reads every account, applies `change` to the map and writes it back.
@@ -171,6 +204,7 @@ impl FileStore {
         &self,
         change: impl FnOnce(&mut BTreeMap<String, StoredSecrets>) -> Result<(), KeystoreError>,
     ) -> Result<(), KeystoreError> {
+        let _lock = self.lock()?;
         let location = self.path.display().to_string();
         let mut accounts = BTreeMap::new();
         if let Some(file) = self.read()? {
@@ -273,6 +307,46 @@ mod tests {
         store.delete(&account("bob")).unwrap();
         assert!(!store.path().exists(), "the last account removes the file");
         store.delete(&account("bob")).unwrap();
+    }
+
+    #[test]
+    fn concurrent_writers_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p/secrets.json");
+        let writers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    // Each its own store, as separate processes would have.
+                    let store = FileStore::new(path);
+                    for round in 0..10 {
+                        let token = format!("t-{i}-{round}");
+                        store
+                            .save(&account(&format!("user{i}")), &secrets(i, Some(&token)))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let store = FileStore::new(path);
+        for i in 0..8u8 {
+            let saved = store.load(&account(&format!("user{i}"))).unwrap().unwrap();
+            assert_eq!(saved.identity.expose_secret_bytes(), &[i; 32]);
+            assert_eq!(saved.token.unwrap().expose(), format!("t-{i}-9"));
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("p"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| {
+                std::path::Path::new(name)
+                    .extension()
+                    .is_some_and(|ext| ext.eq_ignore_ascii_case("tmp"))
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

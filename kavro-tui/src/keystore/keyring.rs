@@ -20,7 +20,9 @@ const PROBE_USER: &str = "kavro-probe";
 
 enum Source {
     Os,
+    #[cfg(test)]
     Given(Arc<CredentialStore>),
+    #[cfg(test)]
     Missing(String),
 }
 
@@ -36,12 +38,14 @@ impl KeyringStore {
     }
 
     /// A specific store, e.g. `keyring_core::mock::Store::new()` in tests.
+    #[cfg(test)]
     pub fn with_store(store: Arc<CredentialStore>) -> Self {
         Self {
             source: Source::Given(store),
         }
     }
 
+    #[cfg(test)]
     pub(super) fn missing(reason: String) -> Self {
         Self {
             source: Source::Missing(reason),
@@ -56,7 +60,9 @@ impl KeyringStore {
                 }),
                 Err(err) => Err(KeystoreError::KeyringUnavailable(err.to_string())),
             })?,
+            #[cfg(test)]
             Source::Given(store) => Ok(store.clone()),
+            #[cfg(test)]
             Source::Missing(reason) => Err(KeystoreError::KeyringUnavailable(reason.clone())),
         }
     }

@@ -128,6 +128,9 @@ impl AccessToken {
     }
 }
 
+/// The inner `Zeroizing` wipes the text when dropped.
+impl zeroize::ZeroizeOnDrop for AccessToken {}
+
 /// Everything secret about one account on one device.
 pub struct StoredSecrets {
     pub identity: IdentitySecret,
@@ -245,8 +248,10 @@ enum KeyringSource {
     /// The platform's keyring, initialised on first use.
     Os,
     /// A given store (keyring-core's mock in tests).
+    #[cfg(test)]
     Given(Arc<keyring_core::CredentialStore>),
     /// No keyring at all, with the reason.
+    #[cfg(test)]
     Missing(String),
 }
 
@@ -269,6 +274,7 @@ impl Keystores {
     }
 
     /// With a given keyring store instead of the platform's (tests).
+    #[cfg(test)]
     pub fn with_keyring_store(
         secrets_file: PathBuf,
         explicit: Option<KeyStoreKind>,
@@ -282,6 +288,7 @@ impl Keystores {
     }
 
     /// As on a machine without any keyring (tests).
+    #[cfg(test)]
     pub fn without_keyring(secrets_file: PathBuf, explicit: Option<KeyStoreKind>) -> Self {
         Self {
             explicit,
@@ -307,7 +314,9 @@ impl Keystores {
     fn keyring_store(&self) -> KeyringStore {
         match &self.keyring {
             KeyringSource::Os => KeyringStore::os(),
+            #[cfg(test)]
             KeyringSource::Given(store) => KeyringStore::with_store(store.clone()),
+            #[cfg(test)]
             KeyringSource::Missing(reason) => KeyringStore::missing(reason.clone()),
         }
     }
@@ -367,6 +376,25 @@ mod tests {
             identity: IdentitySecret::from_bytes([byte; 32]),
             token: token.map(|t| AccessToken::new(t.to_owned())),
         }
+    }
+
+    // Secrets: never printed, copied implicitly or serialised; wiped on drop.
+    static_assertions::assert_impl_all!(AccessToken: zeroize::ZeroizeOnDrop);
+    static_assertions::assert_not_impl_any!(
+        AccessToken: fmt::Debug,
+        fmt::Display,
+        Clone,
+        Serialize
+    );
+    static_assertions::assert_impl_all!(Zeroizing<String>: zeroize::ZeroizeOnDrop);
+    static_assertions::assert_not_impl_any!(StoredSecrets: fmt::Debug, Clone, Serialize);
+    static_assertions::assert_not_impl_any!(RecordIn: fmt::Debug, Clone);
+
+    #[test]
+    fn a_wiped_token_is_empty() {
+        let mut token = AccessToken::new("eyJ.secret.jwt".to_owned());
+        token.0.zeroize();
+        assert_eq!(token.expose(), "");
     }
 
     #[test]

@@ -5,17 +5,19 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kavro_proto::api::Device;
 use kavro_proto::api::{
-    BatchAck, BatchAckResponse, Credentials, DeliveryStatus, Device, Devices, ErrorBody, Health,
-    Inbox, InboxMessage, InboxOrder, Me, PublishKey, Ready, SendMessage, SendResponse,
-    TokenResponse, UserInfo,
+    BatchAck, BatchAckResponse, Credentials, DeliveryStatus, Devices, ErrorBody, Inbox,
+    InboxMessage, InboxOrder, Me, PublishKey, SendMessage, SendResponse, TokenResponse, UserInfo,
 };
-use kavro_proto::{MessageId, UserId, validate};
+use kavro_proto::strings::Password;
+use kavro_proto::{DeviceId, MessageId, UserId, validate};
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{InboxQuery, Relay, RelayError};
+use super::{InboxQuery, LongPoll, Relay, RelayError};
 use crate::config::ServerUrl;
 use crate::keystore::AccessToken;
 
@@ -83,6 +85,35 @@ impl HttpRelay {
     }
 }
 
+/// Body of `POST /auth/password`.
+#[derive(Serialize)]
+struct ChangePassword<'a> {
+    current_password: &'a str,
+    new_password: &'a str,
+}
+
+/// Body of `DELETE /auth/me`.
+#[derive(Serialize)]
+struct DeleteAccount<'a> {
+    password: &'a str,
+}
+
+/// The long-poll fields of `GET /ready`, read leniently: a relay older than
+/// `long_poll_max_wait` does not send it (and the other fields of the body
+/// do not matter here).
+#[derive(serde::Deserialize)]
+struct ReadyLongPoll {
+    long_poll: bool,
+    #[serde(default)]
+    long_poll_max_wait: Option<u32>,
+}
+
+impl ReadyLongPoll {
+    fn long_poll(&self) -> LongPoll {
+        LongPoll::from_ready(self.long_poll, self.long_poll_max_wait)
+    }
+}
+
 /// The most specific message in an error's chain ("Connection refused
 /// (os error 111)" rather than "error sending request").
 fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
@@ -147,16 +178,9 @@ async fn error_from(response: Response) -> RelayError {
 
 #[async_trait]
 impl Relay for HttpRelay {
-    fn server(&self) -> &str {
-        &self.base
-    }
-
-    async fn health(&self) -> Result<Health, RelayError> {
-        self.call(self.request(Method::GET, "/health", None)).await
-    }
-
-    async fn ready(&self) -> Result<Ready, RelayError> {
-        self.call(self.request(Method::GET, "/ready", None)).await
+    async fn long_poll(&self) -> Result<LongPoll, RelayError> {
+        let ready: ReadyLongPoll = self.call(self.request(Method::GET, "/ready", None)).await?;
+        Ok(ready.long_poll())
     }
 
     async fn register(&self, credentials: &Credentials) -> Result<AccessToken, RelayError> {
@@ -191,6 +215,61 @@ impl Relay for HttpRelay {
             .await
     }
 
+    async fn change_password(
+        &self,
+        token: &AccessToken,
+        current: &Password,
+        new: &Password,
+    ) -> Result<AccessToken, RelayError> {
+        let body: TokenResponse = self
+            .call(
+                self.request(Method::POST, "/auth/password", Some(token))
+                    .json(&ChangePassword {
+                        current_password: current.as_str(),
+                        new_password: new.as_str(),
+                    }),
+            )
+            .await?;
+        Ok(AccessToken::new(body.access_token))
+    }
+
+    async fn logout_all(&self, token: &AccessToken) -> Result<(), RelayError> {
+        let _: serde_json::Value = self
+            .call(self.request(Method::POST, "/auth/logout-all", Some(token)))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_account(
+        &self,
+        token: &AccessToken,
+        password: &Password,
+    ) -> Result<(), RelayError> {
+        let _: serde_json::Value = self
+            .call(
+                self.request(Method::DELETE, "/auth/me", Some(token))
+                    .json(&DeleteAccount {
+                        password: password.as_str(),
+                    }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn keys(&self, token: &AccessToken, user: UserId) -> Result<Vec<Device>, RelayError> {
+        let body: Devices = self
+            .call(self.request(Method::GET, &format!("/keys/{user}"), Some(token)))
+            .await?;
+        Ok(body.devices)
+    }
+
+    async fn retire_key(&self, token: &AccessToken, key: DeviceId) -> Result<(), RelayError> {
+        let _: serde_json::Value = self
+            .call(self.request(Method::DELETE, &format!("/keys/{key}"), Some(token)))
+            .await?;
+        Ok(())
+    }
+
     async fn publish_key(&self, token: &AccessToken, key: &PublishKey) -> Result<(), RelayError> {
         let _: serde_json::Value = self
             .call(
@@ -212,13 +291,6 @@ impl Relay for HttpRelay {
         }
         self.call(self.request(Method::GET, &format!("/users/{username}"), Some(token)))
             .await
-    }
-
-    async fn keys(&self, user: UserId) -> Result<Vec<Device>, RelayError> {
-        let body: Devices = self
-            .call(self.request(Method::GET, &format!("/keys/{user}"), None))
-            .await?;
-        Ok(body.devices)
     }
 
     async fn send(
@@ -257,13 +329,6 @@ impl Relay for HttpRelay {
         Ok(body.messages)
     }
 
-    async fn ack(&self, token: &AccessToken, id: MessageId) -> Result<(), RelayError> {
-        let _: serde_json::Value = self
-            .call(self.request(Method::POST, &format!("/messages/{id}/ack"), Some(token)))
-            .await?;
-        Ok(())
-    }
-
     async fn ack_many(&self, token: &AccessToken, ids: &[MessageId]) -> Result<u64, RelayError> {
         let body: BatchAckResponse = self
             .call(
@@ -298,7 +363,7 @@ mod tests {
             .port();
         let server = ServerUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
         let relay = HttpRelay::new(&server).unwrap();
-        let err = relay.health().await.unwrap_err();
+        let err = relay.long_poll().await.unwrap_err();
         match &err {
             RelayError::Unreachable { server: s, detail } => {
                 assert_eq!(s, server.as_str());
@@ -307,5 +372,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(err.is_transient());
+    }
+
+    #[test]
+    fn ready_is_read_from_old_and_new_relays() {
+        let parse = |body: &str| {
+            serde_json::from_str::<ReadyLongPoll>(body)
+                .unwrap()
+                .long_poll()
+        };
+        let old = r#"{"status":"ready","database":"ok","redis":"not configured","long_poll":true}"#;
+        assert_eq!(parse(old), LongPoll::UpTo(25));
+        let off = r#"{"status":"ready","database":"ok","redis":"ok","long_poll":false,"long_poll_max_wait":0}"#;
+        assert_eq!(parse(off), LongPoll::Off);
+        let short = r#"{"status":"ready","database":"ok","redis":"ok","long_poll":true,"long_poll_max_wait":8}"#;
+        assert_eq!(parse(short), LongPoll::UpTo(8));
     }
 }

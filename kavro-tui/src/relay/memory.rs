@@ -1,5 +1,6 @@
-//! [`MemoryRelay`]: the relay's behaviour (API.md) in process memory, for
-//! tests of code built on the client core, without a server. It also lets a
+//! [`MemoryRelay`]: the relay's v1 HTTP contract, as the client relies on
+//! it, in process memory, for tests of code built on the client core,
+//! without a server. It also lets a
 //! test play the malicious or broken relay: go offline, substitute a user's
 //! key, or deliver arbitrary ciphertext.
 
@@ -9,14 +10,15 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kavro_proto::api::{
-    Credentials, DeliveryState, DeliveryStatus, Device, FieldError, Health, InboxMessage,
-    InboxOrder, Me, PublishKey, Ready, SendMessage, UserInfo,
+    Credentials, DeliveryState, DeliveryStatus, Device, FieldError, InboxMessage, InboxOrder, Me,
+    PublishKey, SendMessage, UserInfo,
 };
+use kavro_proto::strings::Password;
 use kavro_proto::validate::{self, CiphertextError};
 use kavro_proto::{DeviceId, MessageId, UserId};
 use uuid::Uuid;
 
-use super::{InboxQuery, Relay, RelayError};
+use super::{InboxQuery, LongPoll, Relay, RelayError};
 use crate::keystore::AccessToken;
 
 struct User {
@@ -24,6 +26,10 @@ struct User {
     username: String,
     password: String,
     devices: Vec<Device>,
+    /// Keys retired by the user: never served or published again.
+    retired: Vec<String>,
+    /// Deleted: the name stays reserved, nothing else is left.
+    deleted: bool,
 }
 
 struct Stored {
@@ -49,6 +55,10 @@ struct State {
     lose_send_answers: usize,
     /// Acks to refuse as if the relay went away after the fetch.
     fail_acks: usize,
+    /// What `/ready` says about long-poll (the memory relay never waits).
+    long_poll: Option<LongPoll>,
+    /// The `wait` of every inbox request, in order.
+    inbox_waits: Vec<u32>,
 }
 
 impl State {
@@ -60,7 +70,31 @@ impl State {
     fn user_by_name(&self, name: &str) -> Option<&User> {
         self.users
             .iter()
-            .find(|u| u.username.eq_ignore_ascii_case(name))
+            .find(|u| !u.deleted && u.username.eq_ignore_ascii_case(name))
+    }
+
+    /// Taken by an account, deleted ones included (their names stay reserved).
+    fn name_taken(&self, name: &str) -> bool {
+        self.users
+            .iter()
+            .any(|u| u.username.eq_ignore_ascii_case(name))
+    }
+
+    /// The caller's account, with its password checked.
+    fn check_password(
+        &mut self,
+        token: &AccessToken,
+        password: &str,
+    ) -> Result<UserId, RelayError> {
+        let id = self.caller(token)?;
+        match self.user_by_id(id) {
+            Some(user) if user.password == password => Ok(id),
+            _ => Err(RelayError::Unauthorized("Incorrect password".to_owned())),
+        }
+    }
+
+    fn revoke_all(&mut self, user: UserId) {
+        self.tokens.retain(|_, owner| *owner != user);
     }
 
     fn user_by_id(&mut self, id: UserId) -> Option<&mut User> {
@@ -105,6 +139,17 @@ impl Default for MemoryRelay {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A user's keys as `caller` sees them: device names for their owner only.
+fn devices_for(user: &User, caller: UserId) -> Vec<Device> {
+    user.devices
+        .iter()
+        .map(|d| Device {
+            device_name: d.device_name.clone().filter(|_| caller == user.id),
+            ..d.clone()
+        })
+        .collect()
 }
 
 fn rejected(status: u16, message: &str, field: Option<(&str, String)>) -> RelayError {
@@ -157,6 +202,16 @@ impl MemoryRelay {
     /// Makes every call fail as if the relay were down (or back up).
     pub fn set_offline(&self, offline: bool) {
         self.lock().offline = offline;
+    }
+
+    /// What `/ready` answers about long-poll (default: off).
+    pub fn set_long_poll(&self, long_poll: LongPoll) {
+        self.lock().long_poll = Some(long_poll);
+    }
+
+    /// The `wait` every inbox request asked for, in order.
+    pub fn inbox_waits(&self) -> Vec<u32> {
+        self.lock().inbox_waits.clone()
     }
 
     /// Makes every call answer `429` with this `Retry-After` (or stop).
@@ -273,28 +328,9 @@ impl MemoryRelay {
 
 #[async_trait]
 impl Relay for MemoryRelay {
-    #[allow(clippy::unnecessary_literal_bound)] // the trait returns the base URL of `self`
-    fn server(&self) -> &str {
-        "memory://relay"
-    }
-
-    async fn health(&self) -> Result<Health, RelayError> {
-        drop(self.open()?);
-        Ok(Health {
-            status: "ok".into(),
-            service: "kavro".into(),
-            version: "memory".into(),
-        })
-    }
-
-    async fn ready(&self) -> Result<Ready, RelayError> {
-        drop(self.open()?);
-        Ok(Ready {
-            status: "ready".into(),
-            database: "ok".into(),
-            redis: "not configured".into(),
-            long_poll: false,
-        })
+    async fn long_poll(&self) -> Result<LongPoll, RelayError> {
+        let state = self.open()?;
+        Ok(state.long_poll.unwrap_or(LongPoll::Off))
     }
 
     async fn register(&self, credentials: &Credentials) -> Result<AccessToken, RelayError> {
@@ -314,7 +350,7 @@ impl Relay for MemoryRelay {
                 Some(("password", reason)),
             ));
         }
-        if state.user_by_name(name).is_some() {
+        if state.name_taken(name) {
             return Err(rejected(
                 400,
                 &format!("Username '{name}' is already taken"),
@@ -327,6 +363,8 @@ impl Relay for MemoryRelay {
             username: name.to_owned(),
             password: credentials.password.as_str().to_owned(),
             devices: Vec::new(),
+            retired: Vec::new(),
+            deleted: false,
         });
         Ok(state.issue(id))
     }
@@ -367,6 +405,12 @@ impl Relay for MemoryRelay {
         let id = state.caller(token)?;
         let bytes = validate::pubkey_hex(key.identity_pubkey.as_str())
             .map_err(|m| rejected(422, "Validation failed", Some(("identity_pubkey", m))))?;
+        if state
+            .user_by_id(id)
+            .is_some_and(|u| u.retired.contains(&hex::encode(bytes)))
+        {
+            return Err(rejected(409, "This key was retired", None));
+        }
         state.add_device(
             id,
             hex::encode(bytes),
@@ -383,23 +427,80 @@ impl Relay for MemoryRelay {
         username: &str,
     ) -> Result<UserInfo, RelayError> {
         let state = self.open()?;
-        state.caller(token)?;
+        let caller = state.caller(token)?;
         let user = state
             .user_by_name(username)
             .ok_or_else(|| RelayError::NotFound("No such user".to_owned()))?;
         Ok(UserInfo {
             user_id: user.id,
             username: user.username.clone(),
-            devices: user.devices.clone(),
+            devices: devices_for(user, caller),
         })
     }
 
-    async fn keys(&self, user: UserId) -> Result<Vec<Device>, RelayError> {
+    async fn change_password(
+        &self,
+        token: &AccessToken,
+        current: &Password,
+        new: &Password,
+    ) -> Result<AccessToken, RelayError> {
         let mut state = self.open()?;
+        let id = state.check_password(token, current.as_str())?;
+        validate::password(new.as_str())
+            .map_err(|m| rejected(422, "Validation failed", Some(("new_password", m))))?;
+        if let Some(user) = state.user_by_id(id) {
+            user.password = new.as_str().to_owned();
+        }
+        state.revoke_all(id);
+        Ok(state.issue(id))
+    }
+
+    async fn logout_all(&self, token: &AccessToken) -> Result<(), RelayError> {
+        let mut state = self.open()?;
+        let id = state.caller(token)?;
+        state.revoke_all(id);
+        Ok(())
+    }
+
+    async fn delete_account(
+        &self,
+        token: &AccessToken,
+        password: &Password,
+    ) -> Result<(), RelayError> {
+        let mut state = self.open()?;
+        let id = state.check_password(token, password.as_str())?;
+        if let Some(user) = state.user_by_id(id) {
+            user.deleted = true;
+            user.devices.clear();
+            user.password.clear();
+        }
+        state.messages.retain(|_, m| m.recipient != id);
+        state.revoke_all(id);
+        Ok(())
+    }
+
+    async fn keys(&self, token: &AccessToken, user: UserId) -> Result<Vec<Device>, RelayError> {
+        let mut state = self.open()?;
+        let caller = state.caller(token)?;
         Ok(state
             .user_by_id(user)
-            .map(|u| u.devices.clone())
+            .filter(|u| !u.deleted)
+            .map(|u| devices_for(u, caller))
             .unwrap_or_default())
+    }
+
+    async fn retire_key(&self, token: &AccessToken, key: DeviceId) -> Result<(), RelayError> {
+        let mut state = self.open()?;
+        let id = state.caller(token)?;
+        let user = state
+            .user_by_id(id)
+            .ok_or_else(|| RelayError::Unauthorized("Account no longer exists".to_owned()))?;
+        let Some(index) = user.devices.iter().position(|d| d.id == key) else {
+            return Err(RelayError::NotFound("Key not found".to_owned()));
+        };
+        let device = user.devices.remove(index);
+        user.retired.push(device.identity_pubkey);
+        Ok(())
     }
 
     async fn send(
@@ -460,8 +561,9 @@ impl Relay for MemoryRelay {
         token: &AccessToken,
         query: InboxQuery,
     ) -> Result<Vec<InboxMessage>, RelayError> {
-        let state = self.open()?;
+        let mut state = self.open()?;
         let me = state.caller(token)?;
+        state.inbox_waits.push(query.wait);
         if !(validate::INBOX_LIMIT_MIN..=validate::INBOX_LIMIT_MAX).contains(&query.limit)
             || query.wait > validate::INBOX_WAIT_MAX
         {
@@ -492,23 +594,6 @@ impl Relay for MemoryRelay {
                 created_at: m.created_at,
             })
             .collect())
-    }
-
-    async fn ack(&self, token: &AccessToken, id: MessageId) -> Result<(), RelayError> {
-        let mut state = self.open()?;
-        Self::ack_refused(&mut state)?;
-        let me = state.caller(token)?;
-        let message = state
-            .messages
-            .get_mut(&id)
-            .ok_or_else(|| RelayError::NotFound("Message not found".to_owned()))?;
-        if message.recipient != me {
-            return Err(RelayError::Forbidden(
-                "Only the recipient can acknowledge a message".to_owned(),
-            ));
-        }
-        message.delivered_at.get_or_insert_with(Utc::now);
-        Ok(())
     }
 
     async fn ack_many(&self, token: &AccessToken, ids: &[MessageId]) -> Result<u64, RelayError> {

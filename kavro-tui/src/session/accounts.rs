@@ -6,7 +6,7 @@ use kavro_proto::crypto::{IdentityKeypair, IdentityPublic, KeyFingerprint};
 use kavro_proto::strings::Password;
 use kavro_proto::{UserId, validate};
 
-use super::{Session, SessionError, check_username, keystore_error};
+use super::{NotLoggedIn, Session, SessionError, check_username, keystore_error};
 use crate::config::{AccountConfig, ServerUrl};
 use crate::keystore::{AccessToken, AccountKey, KeyStoreKind, SecretStore, StoredSecrets};
 use crate::relay::RelayError;
@@ -66,17 +66,20 @@ fn credentials(username: &str, password: &Password) -> Credentials {
 }
 
 impl Session {
+    fn profile_in_use(&self, account: &AccountConfig) -> SessionError {
+        SessionError::ProfileInUse {
+            profile: self.profile.name().to_string(),
+            username: account.username.clone(),
+            server: account.server.to_string(),
+        }
+    }
+
     fn check_profile_free_for(&self, username: &str) -> Result<(), SessionError> {
         if let Some(account) = self.profile.account() {
             let same = account.username.eq_ignore_ascii_case(username)
                 && &account.server == self.profile.server();
             if !same {
-                return Err(SessionError::ProfileInUse(format!(
-                    "profile `{}` is set up for {} on {}; use another profile for another account (`kavro --profile NAME ...`)",
-                    self.profile.name(),
-                    account.username,
-                    account.server
-                )));
+                return Err(self.profile_in_use(account));
             }
         }
         Ok(())
@@ -93,13 +96,7 @@ impl Session {
         validate::password(password.as_str())
             .map_err(|reason| SessionError::InvalidInput(format!("the password {reason}")))?;
         if let Some(account) = self.profile.account() {
-            return Err(SessionError::ProfileInUse(format!(
-                "profile `{}` is already set up for {} on {}; run `kavro login {}`, or use another profile for a new account (`kavro --profile NAME register {username}`)",
-                self.profile.name(),
-                account.username,
-                account.server,
-                account.username
-            )));
+            return Err(self.profile_in_use(account));
         }
         let chosen = self
             .keystores
@@ -115,9 +112,10 @@ impl Session {
                 message,
                 ..
             }) if message.contains("already taken") => {
-                return Err(SessionError::InvalidInput(format!(
-                    "{message}; choose another name, or run `kavro login {username}` if it is yours"
-                )));
+                return Err(SessionError::UsernameTaken {
+                    username: username.to_owned(),
+                    message,
+                });
             }
             Err(RelayError::Rejected {
                 status: 422,
@@ -178,7 +176,7 @@ impl Session {
             Err(RelayError::Unauthorized(message)) => {
                 return Err(SessionError::AuthRefused {
                     message,
-                    hint: " Check the username and password.".to_owned(),
+                    relogin: None,
                 });
             }
             Err(err) => return Err(self.relay_error(err)),
@@ -232,6 +230,10 @@ impl Session {
             .save(&key, &secrets)
             .map_err(|source| keystore_error(&account, source))?;
         self.profile.save_account(account.clone())?;
+        // Nothing can have been sent to a key generated just now: no horizon.
+        self.history
+            .record_identity(keypair.public(), (!new_key).then(super::now))
+            .await?;
         self.relay
             .publish_key(
                 &token,
@@ -309,15 +311,14 @@ impl Session {
             .map_err(|e| self.relay_error(e))?;
         let account = &unlocked.account;
         if me.user_id != account.user_id {
-            return Err(SessionError::NotLoggedIn(format!(
-                "the relay says this session belongs to user #{} ({}), but profile `{}` is {} (user #{}); run `kavro login {}`",
-                me.user_id,
-                me.username,
-                self.profile.name(),
-                account.username,
-                account.user_id,
-                account.username
-            )));
+            return Err(NotLoggedIn::OtherAccount {
+                profile: self.profile.name().to_string(),
+                username: account.username.clone(),
+                user_id: account.user_id.0,
+                relay_username: me.username,
+                relay_user_id: me.user_id.0,
+            }
+            .into());
         }
         let newest_key_is_ours = match self.lookup(&unlocked.token, &me.username).await {
             Ok((_, newest)) => &newest == unlocked.keypair.public(),

@@ -5,7 +5,7 @@ use kavro_proto::UserId;
 use kavro_proto::crypto::{IdentityPublic, KeyFingerprint, SafetyNumber};
 
 use super::{Session, SessionError, check_username, now};
-use crate::history::StoredMessage;
+use crate::history::{LegacyPolicy, StoredMessage};
 use crate::pinning::{self, Contact, KeyState, Observation};
 
 /// Your own key, for `kavro fingerprint`.
@@ -29,6 +29,35 @@ pub struct ContactKeys {
     pub refreshed: bool,
 }
 
+/// What the user compared before trusting a contact's key: the safety
+/// number or the key fingerprint shown to them, or (the chat app) the key
+/// itself whose number it displayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compared {
+    SafetyNumber(SafetyNumber),
+    KeyFingerprint(KeyFingerprint),
+    Key(IdentityPublic),
+}
+
+impl Compared {
+    /// A safety number (60 digits) or a key fingerprint (32 hex digits), as
+    /// typed, spaces allowed; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        SafetyNumber::parse(text)
+            .map(Self::SafetyNumber)
+            .or_else(|| KeyFingerprint::parse(text).map(Self::KeyFingerprint))
+    }
+
+    /// Whether this describes `key`, whose safety number with us is `number`.
+    fn matches(&self, key: &IdentityPublic, number: &SafetyNumber) -> bool {
+        match self {
+            Self::SafetyNumber(compared) => compared == number,
+            Self::KeyFingerprint(compared) => compared == &key.fingerprint(),
+            Self::Key(compared) => compared == key,
+        }
+    }
+}
+
 /// The result of `trust`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustOutcome {
@@ -42,6 +71,50 @@ impl Session {
     /// All contacts, by name.
     pub async fn contacts(&self) -> Result<Vec<Contact>, SessionError> {
         Ok(self.history.contacts().await?)
+    }
+
+    /// The contact named `username` (any case), if pinned here.
+    pub async fn contact(&self, username: &str) -> Result<Option<Contact>, SessionError> {
+        Ok(self.history.contact(username).await?)
+    }
+
+    /// Shows or refuses legacy (unauthenticated) messages from `username`,
+    /// or from everyone without a setting of their own (`None`).
+    pub async fn set_legacy_policy(
+        &self,
+        username: Option<&str>,
+        policy: LegacyPolicy,
+    ) -> Result<(), SessionError> {
+        if let Some(name) = username {
+            check_username(name)?;
+        }
+        Ok(self.history.set_legacy_policy(username, policy).await?)
+    }
+
+    /// The legacy-message settings: `(None, policy)` is the default.
+    pub async fn legacy_policies(
+        &self,
+    ) -> Result<Vec<(Option<String>, LegacyPolicy)>, SessionError> {
+        Ok(self.history.legacy_policies().await?)
+    }
+
+    /// The contacts that messages waiting in the outbox are addressed to.
+    pub async fn queued_peers(&self) -> Result<Vec<String>, SessionError> {
+        let recipients: std::collections::BTreeSet<UserId> = self
+            .history
+            .outbox()
+            .await?
+            .iter()
+            .map(|entry| entry.recipient_id)
+            .collect();
+        Ok(self
+            .history
+            .contacts()
+            .await?
+            .into_iter()
+            .filter(|c| recipients.contains(&c.user_id))
+            .map(|c| c.username)
+            .collect())
     }
 
     /// Contacts whose key changed and is not trusted yet: warn about these
@@ -112,11 +185,18 @@ impl Session {
         })
     }
 
-    /// Accepts a contact's key after the user compared safety numbers: the
-    /// new key if it changed (exactly the one `contact_keys` showed), else
-    /// the pinned key becomes verified. An unknown contact is looked up and
-    /// pinned as verified.
-    pub async fn trust(&self, username: &str) -> Result<TrustOutcome, SessionError> {
+    /// Accepts a contact's key after the user compared safety numbers, but
+    /// only the key the user compared: the new key if it changed, else the
+    /// pinned key becomes verified; an unknown contact is looked up and
+    /// pinned as verified. When the key that would be accepted is not the
+    /// one `compared` describes (the relay showed another key since the
+    /// number was read), nothing changes and the answer is
+    /// [`SessionError::NotTheKeyCompared`].
+    pub async fn trust(
+        &self,
+        username: &str,
+        compared: &Compared,
+    ) -> Result<TrustOutcome, SessionError> {
         check_username(username)?;
         let account = self.account()?.clone();
         let contact = if let Some(contact) = self.history.contact(username).await? {
@@ -129,16 +209,23 @@ impl Session {
                 _ => unreachable_contact(username)?,
             }
         };
+        let candidate = *contact.key_to_trust();
+        let number = SafetyNumber::compute(
+            &account.username,
+            &account.public_key,
+            &contact.username,
+            &candidate,
+        );
+        if !compared.matches(&candidate, &number) {
+            return Err(SessionError::NotTheKeyCompared {
+                username: contact.username,
+            });
+        }
         let replaced = (contact.state == KeyState::Changed).then_some(contact.key);
         let trusted = pinning::trust(&contact, now());
         self.history.save_contact(&trusted).await?;
         Ok(TrustOutcome {
-            safety_number: SafetyNumber::compute(
-                &account.username,
-                &account.public_key,
-                &trusted.username,
-                &trusted.key,
-            ),
+            safety_number: number,
             contact: trusted,
             replaced,
         })

@@ -1,6 +1,7 @@
 //! What a session operation can fail with, sorted by what the user can do
-//! about it. Every message says what to do next; the CLI maps each variant
-//! to an exit code (`cli::exit`).
+//! about it. Messages state facts; each front end phrases its own advice
+//! (the CLI names commands, the chat app keys) and the CLI maps each
+//! variant to an exit code (`cli::exit`).
 
 use std::time::Duration;
 
@@ -13,41 +14,55 @@ use crate::relay::RelayError;
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     /// No account, no token, or no key here: log in.
-    #[error("{0}")]
-    NotLoggedIn(String),
-    /// The relay refused the password or the token.
-    #[error("{message}{hint}")]
-    AuthRefused { message: String, hint: String },
+    #[error(transparent)]
+    NotLoggedIn(#[from] NotLoggedIn),
+    /// The relay refused the password (`relogin: None`) or the session
+    /// token of account `relogin`.
+    #[error("{message}")]
+    AuthRefused {
+        message: String,
+        relogin: Option<String>,
+    },
     /// The contact's key differs from the pinned one: nothing was sent.
     #[error(
         "{username}'s identity key has changed since you pinned it, so nothing was sent. This \
          happens when {username} sets up a new device, or when someone intercepts your \
-         messages. Compare safety numbers with `kavro fingerprint {username}` (in person or \
-         over another channel), then run `kavro trust {username}`."
+         messages."
     )]
     KeyChanged { username: String },
+    /// `trust` was given a safety number or key fingerprint that is not the
+    /// one of the key it would accept now: nothing was trusted.
+    #[error(
+        "the key {username} has now is not the one whose safety number or fingerprint you \
+         compared (the relay showed another key since), so it was not trusted"
+    )]
+    NotTheKeyCompared { username: String },
     /// The contact has no usable key.
     #[error("cannot encrypt to {username}: {reason}")]
     NoUsableKey { username: String, reason: String },
     #[error("there is no user named {0:?} on this relay; check the spelling")]
     NoSuchUser(String),
-    #[error(
-        "cannot reach the Kavro relay at {server} ({detail}); check that it is running and that \
-         --server / KAVRO_SERVER points to it, then try again"
-    )]
+    #[error("cannot reach the Kavro relay at {server} ({detail})")]
     Unreachable { server: String, detail: String },
     #[error("{}", rate_limited_text(*.retry_after))]
     RateLimited { retry_after: Option<Duration> },
     /// A bad argument (username syntax, weak password, empty message).
     #[error("{0}")]
     InvalidInput(String),
+    /// The username is taken on the relay (`register`).
+    #[error("{message}")]
+    UsernameTaken { username: String, message: String },
     /// The profile already belongs to another account.
-    #[error("{0}")]
-    ProfileInUse(String),
+    #[error("profile `{profile}` is already set up for {username} on {server}")]
+    ProfileInUse {
+        profile: String,
+        username: String,
+        server: String,
+    },
     /// A send that failed for a transient reason and stays in the outbox.
     #[error(
-        "{cause} The message is queued: your next `kavro send` or `kavro inbox` sends it (once: \
-         the relay drops a retried copy), so do not send it again."
+        "{cause}. The message is queued and goes out with a later sync (once: the relay drops a \
+         retried copy), so do not send it again."
     )]
     Queued { cause: Box<SessionError> },
     #[error("the secrets of {account} are unavailable: {source}")]
@@ -77,15 +92,69 @@ fn rate_limited_text(retry_after: Option<Duration>) -> String {
     }
 }
 
+/// Why this device has no usable session: facts, for the front ends to
+/// turn into advice.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotLoggedIn {
+    #[error("not logged in (profile `{profile}`)")]
+    NoAccount { profile: String },
+    #[error("profile `{profile}` is set up for {username} on {account_server}, not for {server}")]
+    OtherServer {
+        profile: String,
+        username: String,
+        account_server: String,
+        server: String,
+    },
+    #[error("no identity key for {username} was found in {store}")]
+    NoKey { username: String, store: String },
+    #[error(
+        "the identity key in {store} is not the one profile `{profile}` published ({fingerprint})"
+    )]
+    KeyNotPublished {
+        username: String,
+        store: String,
+        profile: String,
+        fingerprint: String,
+    },
+    #[error("{username} is logged out")]
+    LoggedOut { username: String },
+    #[error(
+        "the relay says this session belongs to user #{relay_user_id} ({relay_username}), but \
+         profile `{profile}` is {username} (user #{user_id})"
+    )]
+    OtherAccount {
+        profile: String,
+        username: String,
+        user_id: i64,
+        relay_username: String,
+        relay_user_id: i64,
+    },
+}
+
+impl NotLoggedIn {
+    /// The account to log in again as, when the profile has one.
+    pub fn username(&self) -> Option<&str> {
+        match self {
+            Self::NoAccount { .. } => None,
+            Self::OtherServer { username, .. }
+            | Self::NoKey { username, .. }
+            | Self::KeyNotPublished { username, .. }
+            | Self::LoggedOut { username }
+            | Self::OtherAccount { username, .. } => Some(username),
+        }
+    }
+}
+
 impl SessionError {
-    /// The error a relay refusal becomes, with `login_hint` for a refused token.
-    pub(crate) fn from_relay(err: RelayError, login_hint: &str) -> Self {
+    /// The error a relay refusal becomes; a refused token belongs to
+    /// account `username` (when known).
+    pub(crate) fn from_relay(err: RelayError, username: Option<&str>) -> Self {
         match err {
             RelayError::Unreachable { server, detail } => Self::Unreachable { server, detail },
             RelayError::RateLimited { retry_after, .. } => Self::RateLimited { retry_after },
             RelayError::Unauthorized(message) => Self::AuthRefused {
                 message: format!("the relay refused this session ({message})"),
-                hint: login_hint.to_owned(),
+                relogin: Some(username.unwrap_or("<username>").to_owned()),
             },
             other => Self::Relay(other),
         }

@@ -8,20 +8,22 @@
 //! 1. it is addressed to us (the payload names our username);
 //! 2. the sender it names is the account the relay says sent it;
 //! 3. it was made with the key pinned for that sender (first contact: the
-//!    key must be one the relay lists for them, and gets pinned).
+//!    key must be the newest the relay lists for them, and gets pinned).
 //!
 //! Otherwise it is `unverified` (1 or 2 fail) or `key_mismatch` (3 fails);
 //! a legacy message is `unverified`; anything that does not open is
-//! `undecryptable`.
+//! `undecryptable`. An envelope signed before this history's replay horizon
+//! (`history::replay`) is `unverified` too: it may be a replay.
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use kavro_proto::api::{InboxMessage, UserInfo};
 use kavro_proto::crypto::{Opened, open};
 use kavro_proto::validate::{BATCH_ACK_MAX, INBOX_LIMIT_MAX};
 
-use super::{Session, SessionError, Unlocked, now};
-use crate::history::{IncomingState, Inserted, NewIncoming, StoredMessage};
+use super::{Session, SessionError, Unlocked, newest_key, now};
+use crate::history::{IncomingState, Inserted, LegacyPolicy, NewIncoming, StoredMessage};
 use crate::pinning::{self, Contact};
 use crate::relay::{InboxQuery, RelayError};
 
@@ -97,15 +99,20 @@ impl Session {
             ..SyncBatch::default()
         };
         let mut cache = LookupCache::new();
+        let horizon = self
+            .history
+            .replay_horizon(unlocked.keypair.public())
+            .await?;
         let mut stored_ids = Vec::with_capacity(page.len());
         for message in &page {
-            let (incoming, contact) = match self.verify(&unlocked, message, &mut cache).await {
-                Ok(verified) => verified,
-                Err(err) => {
-                    batch.interrupted = Some(err);
-                    break;
-                }
-            };
+            let (incoming, contact) =
+                match self.verify(&unlocked, message, horizon, &mut cache).await {
+                    Ok(verified) => verified,
+                    Err(err) => {
+                        batch.interrupted = Some(err);
+                        break;
+                    }
+                };
             match self
                 .history
                 .insert_incoming(&incoming, contact.as_ref(), now())
@@ -156,6 +163,7 @@ impl Session {
         &self,
         unlocked: &Unlocked,
         message: &InboxMessage,
+        horizon: Option<DateTime<Utc>>,
         cache: &mut LookupCache,
     ) -> Result<(NewIncoming, Option<Contact>), SessionError> {
         // Who the relay says sent it, if we know that account by name.
@@ -173,6 +181,7 @@ impl Session {
             text: None,
             verified: false,
             state: IncomingState::Undecryptable,
+            legacy: false,
             error: None,
             sender_key: None,
             ciphertext: message.ciphertext.clone(),
@@ -193,6 +202,17 @@ impl Session {
         let (sender_key, payload) = match opened {
             Opened::Legacy { text } => {
                 incoming.state = IncomingState::Unverified;
+                incoming.legacy = true;
+                let policy = self
+                    .history
+                    .legacy_policy(relay_sender.as_ref().map(|c| c.username.as_str()))
+                    .await?;
+                if policy == LegacyPolicy::Refuse {
+                    incoming.error = Some(format!(
+                        "legacy message without sender authentication, refused: legacy messages from {who} are refused here (its ciphertext is kept, its text is not)"
+                    ));
+                    return Ok((incoming, None));
+                }
                 incoming.text = Some(text);
                 let mut why = format!(
                     "legacy message without sender authentication; only the relay says {who} sent it"
@@ -215,6 +235,19 @@ impl Session {
         incoming.sender_key = Some(sender_key);
         incoming.text = Some(payload.text.clone());
         incoming.state = IncomingState::Unverified;
+
+        if let Some(horizon) = horizon
+            && payload.sent_at < horizon
+        {
+            incoming.error = Some(format!(
+                "signed {}, before this device's history began ({}): it may be a replay of a message already read here; not shown as verified",
+                payload
+                    .sent_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                horizon.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ));
+            return Ok((incoming, None));
+        }
 
         let me = &unlocked.account.username;
         if !payload.is_addressed_to(me) {
@@ -251,14 +284,11 @@ impl Session {
         incoming.peer = Some(claimed_name.clone());
 
         if let Some(info) = &looked_up {
-            // First contact: the key must be one the relay publishes for them.
-            let listed = info
-                .devices
-                .iter()
-                .any(|d| d.identity_pubkey.eq_ignore_ascii_case(&sender_key.to_hex()));
-            if !listed {
+            // First contact: the key must be the newest the relay publishes
+            // for them (an older, listed key may be a lost or stolen device's).
+            if newest_key(info).ok() != Some(sender_key) {
                 incoming.error = Some(format!(
-                    "made with a key the relay does not list for {claimed_name}; not pinned"
+                    "made with a key that is not the newest the relay lists for {claimed_name}; not pinned"
                 ));
                 return Ok((incoming, None));
             }
@@ -276,7 +306,7 @@ impl Session {
         } else {
             incoming.state = IncomingState::KeyMismatch;
             incoming.error = Some(format!(
-                "made with a key other than the one pinned for {claimed_name}: their key changed, or someone impersonates them. Compare safety numbers with `kavro fingerprint {claimed_name}`, then run `kavro trust {claimed_name}`"
+                "made with a key other than the one pinned for {claimed_name}: their key changed, or someone impersonates them"
             ));
         }
         Ok((incoming, observed.to_save().cloned()))

@@ -11,9 +11,18 @@ mod accounts;
 mod contacts;
 mod error;
 mod inbox;
+mod manage;
 mod outgoing;
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_manage;
+#[cfg(test)]
+mod tests_replay;
+#[cfg(test)]
+mod tests_trust;
 
 use std::sync::Arc;
 
@@ -23,15 +32,17 @@ use kavro_proto::crypto::{IdentityKeypair, IdentityPublic};
 use kavro_proto::validate;
 
 pub use self::accounts::{AccountSummary, LogoutOutcome, WhoAmI};
-pub use self::contacts::{ContactKeys, OwnKey, TrustOutcome};
-pub use self::error::SessionError;
-pub use self::inbox::{Received, SyncBatch, SyncOptions};
+pub use self::contacts::{Compared, ContactKeys, OwnKey, TrustOutcome};
+pub use self::error::{NotLoggedIn, SessionError};
+#[cfg(test)]
+pub use self::inbox::SyncBatch;
+pub use self::inbox::SyncOptions;
 pub use self::outgoing::{DeliveryOutcome, FlushReport, SentMessage};
 use crate::config::{AccountConfig, Profile};
 use crate::history::History;
 use crate::keystore::{AccessToken, AccountKey, Keystores, SecretStore};
 use crate::paths::ensure_private_dir;
-use crate::relay::{Relay, RelayError};
+use crate::relay::{LongPoll, Relay, RelayError};
 
 /// One profile's client.
 pub struct Session {
@@ -64,6 +75,13 @@ impl Session {
             })
         })?;
         let history = History::open(&profile.paths().history_db()).await?;
+        if let Some(account) = profile.account() {
+            // A history new to this identity (wiped, moved, upgraded) starts
+            // its replay horizon now; an existing one keeps its own.
+            history
+                .record_identity(&account.public_key, Some(now()))
+                .await?;
+        }
         Ok(Self {
             profile,
             relay,
@@ -76,13 +94,13 @@ impl Session {
         &self.profile
     }
 
-    pub fn relay(&self) -> &Arc<dyn Relay> {
-        &self.relay
-    }
-
-    /// The local store, for readers such as the chat app.
-    pub fn local_history(&self) -> &History {
-        &self.history
+    /// Whether the relay long-polls (its `/ready`), so the inbox can wait
+    /// there instead of polling.
+    pub async fn long_poll(&self) -> Result<LongPoll, SessionError> {
+        self.relay
+            .long_poll()
+            .await
+            .map_err(|e| self.relay_error(e))
     }
 
     /// Closes the local database cleanly.
@@ -92,33 +110,25 @@ impl Session {
 
     /// The profile's account, if it is set up for the relay this session talks to.
     pub fn account(&self) -> Result<&AccountConfig, SessionError> {
-        let name = self.profile.name();
+        let profile = self.profile.name().to_string();
         match self.profile.account() {
-            None => Err(SessionError::NotLoggedIn(format!(
-                "not logged in (profile `{name}`); run `kavro login <username>`, or `kavro register <username>` to create an account"
-            ))),
+            None => Err(NotLoggedIn::NoAccount { profile }.into()),
             Some(account) if &account.server != self.profile.server() => {
-                Err(SessionError::NotLoggedIn(format!(
-                    "profile `{name}` is set up for {} on {}, not for {}; drop --server / KAVRO_SERVER, or use another profile (`kavro --profile NAME login <username>`)",
-                    account.username,
-                    account.server,
-                    self.profile.server()
-                )))
+                Err(NotLoggedIn::OtherServer {
+                    profile,
+                    username: account.username.clone(),
+                    account_server: account.server.to_string(),
+                    server: self.profile.server().to_string(),
+                }
+                .into())
             }
             Some(account) => Ok(account),
         }
     }
 
-    fn login_hint(&self) -> String {
-        let name = self
-            .profile
-            .account()
-            .map_or("<username>", |a| a.username.as_str());
-        format!("; run `kavro login {name}`")
-    }
-
     pub(crate) fn relay_error(&self, err: RelayError) -> SessionError {
-        SessionError::from_relay(err, &self.login_hint())
+        let username = self.profile.account().map(|a| a.username.as_str());
+        SessionError::from_relay(err, username)
     }
 
     /// The store the account's secrets are recorded in.
@@ -146,28 +156,27 @@ impl Session {
             .load(&key)
             .map_err(|source| keystore_error(&account, source))?;
         let Some(secrets) = secrets else {
-            return Err(SessionError::NotLoggedIn(format!(
-                "no identity key for {} was found in {}; run `kavro login {}` (this device will get a new key, which your contacts will see as a key change)",
-                account.username,
-                store.describe(),
-                account.username
-            )));
+            return Err(NotLoggedIn::NoKey {
+                username: account.username,
+                store: store.describe(),
+            }
+            .into());
         };
         let keypair = IdentityKeypair::from_secret(secrets.identity);
         if keypair.public() != &account.public_key {
-            return Err(SessionError::NotLoggedIn(format!(
-                "the identity key in {} is not the one profile `{}` published ({}); run `kavro login {}` to publish it",
-                store.describe(),
-                self.profile.name(),
-                account.public_key.fingerprint(),
-                account.username
-            )));
+            return Err(NotLoggedIn::KeyNotPublished {
+                username: account.username,
+                store: store.describe(),
+                profile: self.profile.name().to_string(),
+                fingerprint: account.public_key.fingerprint().to_string(),
+            }
+            .into());
         }
         let Some(token) = secrets.token else {
-            return Err(SessionError::NotLoggedIn(format!(
-                "{} is logged out; run `kavro login {}`",
-                account.username, account.username
-            )));
+            return Err(NotLoggedIn::LoggedOut {
+                username: account.username,
+            }
+            .into());
         };
         Ok(Unlocked {
             account,
@@ -202,10 +211,7 @@ fn newest_key(info: &UserInfo) -> Result<IdentityPublic, SessionError> {
         .max_by_key(|d| (d.created_at, d.id))
         .ok_or_else(|| SessionError::NoUsableKey {
             username: info.username.clone(),
-            reason: format!(
-                "{} has not published an identity key yet; ask them to run `kavro login {}`",
-                info.username, info.username
-            ),
+            reason: format!("{} has not published an identity key yet", info.username),
         })?;
     IdentityPublic::from_hex(&newest.identity_pubkey).map_err(|e| SessionError::NoUsableKey {
         username: info.username.clone(),

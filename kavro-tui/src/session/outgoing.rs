@@ -245,30 +245,14 @@ impl Session {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pause = Duration::from_millis(250);
         loop {
-            let wait = match self.relay.message_status(&unlocked.token, relay_id).await {
-                Ok(status) => match status.status {
-                    DeliveryState::Delivered => {
-                        self.history
-                            .mark_delivered(local_id, status.delivered_at)
-                            .await?;
-                        return Ok(DeliveryOutcome::Delivered(status.delivered_at));
-                    }
-                    DeliveryState::Expired => {
-                        self.history
-                            .mark_failed(
-                                local_id,
-                                "expired on the relay before the recipient fetched it",
-                            )
-                            .await?;
-                        return Ok(DeliveryOutcome::Expired);
-                    }
-                    DeliveryState::Pending => pause,
-                },
-                Err(RelayError::RateLimited { retry_after, .. }) => {
+            let wait = match self.check_delivery(&unlocked, local_id, relay_id).await {
+                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(None) => pause,
+                Err(SessionError::RateLimited { retry_after }) => {
                     retry_after.unwrap_or(Duration::from_secs(2))
                 }
                 Err(err) if err.is_transient() => pause,
-                Err(err) => return Err(self.relay_error(err)),
+                Err(err) => return Err(err),
             };
             let now = tokio::time::Instant::now();
             if now >= deadline {
@@ -277,5 +261,61 @@ impl Session {
             tokio::time::sleep(wait.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_secs(2));
         }
+    }
+
+    /// Asks the relay once about each of our messages still not delivered
+    /// (`(local id, relay id)` pairs) and records what changed: the
+    /// delivered and expired ones, in the order given. v1 has no route for
+    /// several statuses at once, so this is one status request per message;
+    /// it stops at the first error (the rest is asked again next time).
+    pub async fn check_deliveries(
+        &self,
+        messages: &[(LocalId, MessageId)],
+    ) -> Result<Vec<(LocalId, DeliveryOutcome)>, SessionError> {
+        let unlocked = self.unlock()?;
+        let mut changed = Vec::new();
+        for &(local_id, relay_id) in messages {
+            match self.check_delivery(&unlocked, local_id, relay_id).await {
+                Ok(Some(outcome)) => changed.push((local_id, outcome)),
+                Ok(None) => {}
+                Err(err) if changed.is_empty() => return Err(err),
+                Err(_) => break,
+            }
+        }
+        Ok(changed)
+    }
+
+    /// One status request: `Some` (and recorded) once delivered or expired,
+    /// `None` while pending.
+    async fn check_delivery(
+        &self,
+        unlocked: &Unlocked,
+        local_id: LocalId,
+        relay_id: MessageId,
+    ) -> Result<Option<DeliveryOutcome>, SessionError> {
+        let status = self
+            .relay
+            .message_status(&unlocked.token, relay_id)
+            .await
+            .map_err(|e| self.relay_error(e))?;
+        let outcome = match status.status {
+            DeliveryState::Delivered => {
+                self.history
+                    .mark_delivered(local_id, status.delivered_at)
+                    .await?;
+                DeliveryOutcome::Delivered(status.delivered_at)
+            }
+            DeliveryState::Expired => {
+                self.history
+                    .mark_failed(
+                        local_id,
+                        "expired on the relay before the recipient fetched it",
+                    )
+                    .await?;
+                DeliveryOutcome::Expired
+            }
+            DeliveryState::Pending => return Ok(None),
+        };
+        Ok(Some(outcome))
     }
 }

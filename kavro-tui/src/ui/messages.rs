@@ -109,6 +109,9 @@ fn header_parts(message: &MessageView, theme: &Theme) -> (Span<'static>, Span<'s
     } else {
         let mark = match &message.mark {
             Mark::Verified => Span::styled("✔ verified", theme.ok()),
+            Mark::Pinned => Span::styled("· pinned key, not compared", theme.dim()),
+            Mark::Legacy => Span::styled("⚠ legacy: sender not authenticated", theme.warn()),
+            Mark::Refused => Span::styled("✗ legacy message refused", theme.danger()),
             Mark::Unverified => Span::styled("⚠ unverified sender", theme.warn()),
             Mark::KeyMismatch => Span::styled("⚠ wrong key: not from them?", theme.danger()),
             Mark::Undecryptable(reason) => {

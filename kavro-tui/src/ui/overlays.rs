@@ -80,7 +80,10 @@ fn help_lines(width: u16, theme: &Theme) -> Vec<Line<'static>> {
         }
     }
     lines.push(Line::raw(""));
-    lines.push(Line::styled(" ✔ verified · ⚠ unverified", theme.dim()));
+    lines.push(Line::styled(
+        " ✔ verified (compared) · pinned, not compared · ⚠ unverified",
+        theme.dim(),
+    ));
     lines.push(Line::styled(" ✓ on the relay · ✓✓ delivered", theme.dim()));
     lines
 }

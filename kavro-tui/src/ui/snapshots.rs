@@ -6,7 +6,9 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use crate::app::action::{Action, NetEvent, SendOutcome};
-use crate::app::fixtures::{ready, received, t0};
+use crossterm::event::KeyCode;
+
+use crate::app::fixtures::{key, ready, received, t0, type_text};
 use crate::app::state::{Connection, Focus, Mark, Overlay, Screen, State};
 use crate::app::update::update;
 use crate::pinning::KeyState;
@@ -47,12 +49,7 @@ fn conversation() -> State {
                     "Hi Alice, this message is verified.",
                     Mark::Verified,
                 ),
-                received(
-                    2,
-                    "bob",
-                    "This one came from an old client.",
-                    Mark::Unverified,
-                ),
+                received(2, "bob", "This one came from an old client.", Mark::Legacy),
                 received(
                     3,
                     "bob",
@@ -87,6 +84,26 @@ fn empty_state() {
 #[test]
 fn verified_and_unverified_messages() {
     both("conversation", conversation());
+}
+
+#[test]
+fn pinned_verified_legacy_and_refused_apart() {
+    let mut state = ready();
+    let mut refused = received(4, "bob", "", Mark::Refused);
+    refused.text = None;
+    update(
+        &mut state,
+        Action::Net(NetEvent::History {
+            peer: "bob".into(),
+            messages: vec![
+                received(1, "bob", "Safety number compared.", Mark::Verified),
+                received(2, "bob", "Key pinned, never compared.", Mark::Pinned),
+                received(3, "bob", "From an old client.", Mark::Legacy),
+                refused,
+            ],
+        }),
+    );
+    insta::assert_snapshot!("marks_80x24", draw(&mut state, 80, 24));
 }
 
 #[test]
@@ -140,44 +157,16 @@ fn help_screen() {
 #[test]
 fn pending_send() {
     let mut state = conversation();
-    for c in "On its way".chars() {
-        update(
-            &mut state,
-            Action::Key(crossterm::event::KeyEvent::new(
-                crossterm::event::KeyCode::Char(c),
-                crossterm::event::KeyModifiers::NONE,
-            )),
-        );
-    }
-    update(
-        &mut state,
-        Action::Key(crossterm::event::KeyEvent::new(
-            crossterm::event::KeyCode::Enter,
-            crossterm::event::KeyModifiers::NONE,
-        )),
-    );
+    type_text(&mut state, "On its way");
+    update(&mut state, key(KeyCode::Enter));
     both("pending_send", state);
 }
 
 #[test]
 fn offline_status() {
     let mut state = conversation();
-    for c in "Queued while offline".chars() {
-        update(
-            &mut state,
-            Action::Key(crossterm::event::KeyEvent::new(
-                crossterm::event::KeyCode::Char(c),
-                crossterm::event::KeyModifiers::NONE,
-            )),
-        );
-    }
-    update(
-        &mut state,
-        Action::Key(crossterm::event::KeyEvent::new(
-            crossterm::event::KeyCode::Enter,
-            crossterm::event::KeyModifiers::NONE,
-        )),
-    );
+    type_text(&mut state, "Queued while offline");
+    update(&mut state, key(KeyCode::Enter));
     update(
         &mut state,
         Action::Net(NetEvent::Sent {
@@ -226,6 +215,7 @@ fn safety_number_dialog() {
                 "99547 37459 69541 80197".into(),
             ],
             pending: None,
+            key_shown: kavro_proto::crypto::IdentityPublic::from_bytes([7; 32]),
         }),
     });
     insta::assert_snapshot!("safety_number_80x24", draw(&mut state, 80, 24));

@@ -128,7 +128,7 @@ impl DevicesApi {
         body: Json<RegisterDevice>,
     ) -> Result<Registered, ApiError> {
         let state = &self.state;
-        let user = auth.0.account()?.user_id;
+        let user = auth.0.account()?.0.user_id;
         state
             .limiter
             .check(Route::Publish, &account_subject(user))
@@ -222,7 +222,7 @@ impl DevicesApi {
         own_device(state, user, id.0).await?;
         let by = match &auth.0 {
             Principal::Device(device) => Some(device.device_id.0),
-            Principal::Account(_) => None,
+            Principal::Account(..) => None,
         };
         let newly = state
             .v2
@@ -256,7 +256,8 @@ impl DevicesApi {
         body: Json<SessionProof>,
     ) -> Result<SessionAnswer, ApiError> {
         let state = &self.state;
-        let user = auth.0.account()?.user_id;
+        let (caller, generation) = auth.0.account()?;
+        let user = caller.user_id;
         state
             .limiter
             .check(Route::Publish, &account_subject(user))
@@ -286,6 +287,7 @@ impl DevicesApi {
             .issue(
                 user,
                 device.id,
+                generation,
                 now,
                 Duration::from_secs(DEVICE_TOKEN_TTL_SECS as u64),
             )

@@ -111,7 +111,7 @@ impl LinksApi {
     )]
     async fn create(&self, auth: V2Auth, body: Json<NewLinkRequest>) -> Result<Created, ApiError> {
         let state = &self.state;
-        let user = auth.0.account()?.user_id;
+        let user = auth.0.account()?.0.user_id;
         state
             .limiter
             .check(Route::Publish, &account_subject(user))

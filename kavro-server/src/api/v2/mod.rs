@@ -27,6 +27,7 @@ use super::Caller;
 use crate::auth::tokens::TokenError;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::TokenGeneration;
 use crate::store::v2::V2Error;
 
 pub type V2Api = (
@@ -75,8 +76,8 @@ pub struct DeviceCaller {
 /// Who is calling a v2 route.
 #[derive(Debug, Clone)]
 pub enum Principal {
-    /// An account token (v1 register / login).
-    Account(Caller),
+    /// An account token (v1 register / login), with its token generation.
+    Account(Caller, TokenGeneration),
     /// A device token of an active device.
     Device(DeviceCaller),
 }
@@ -84,7 +85,7 @@ pub enum Principal {
 impl Principal {
     pub fn user_id(&self) -> UserId {
         match self {
-            Self::Account(caller) => caller.user_id,
+            Self::Account(caller, _) => caller.user_id,
             Self::Device(device) => device.user_id,
         }
     }
@@ -93,7 +94,7 @@ impl Principal {
     pub fn device(&self) -> Result<&DeviceCaller, ApiError> {
         match self {
             Self::Device(device) => Ok(device),
-            Self::Account(_) => Err(ApiError::forbidden(
+            Self::Account(..) => Err(ApiError::forbidden(
                 "This route needs a device token: POST /v2/devices/{id}/session",
             )),
         }
@@ -110,10 +111,10 @@ impl Principal {
         Ok(device)
     }
 
-    /// The account token, for account routes.
-    pub fn account(&self) -> Result<&Caller, ApiError> {
+    /// The account token (and its generation), for account routes.
+    pub fn account(&self) -> Result<(&Caller, TokenGeneration), ApiError> {
         match self {
-            Self::Account(caller) => Ok(caller),
+            Self::Account(caller, generation) => Ok((caller, *generation)),
             Self::Device(_) => Err(ApiError::forbidden(
                 "This route needs the account token (from /auth/login)",
             )),
@@ -138,7 +139,7 @@ async fn check_v2_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principa
     let now = state.clock.now();
     let principal = match state.v2.tokens.verify(&bearer.token, now) {
         Ok(claims) => {
-            check_revoked(state, &claims.jti).await?;
+            check_revoked(state, &claims.jti, claims.user_id, claims.generation).await?;
             let device = state
                 .v2
                 .store
@@ -169,19 +170,30 @@ async fn check_v2_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principa
                     }
                     TokenError::Invalid => ApiError::unauthorized("Invalid token"),
                 })?;
-            check_revoked(state, &claims.jti).await?;
-            Principal::Account(Caller {
-                user_id: claims.user_id,
-                jti: claims.jti,
-                expires_at: claims.expires_at,
-            })
+            check_revoked(state, &claims.jti, claims.user_id, claims.generation).await?;
+            Principal::Account(
+                Caller {
+                    user_id: claims.user_id,
+                    jti: claims.jti,
+                    expires_at: claims.expires_at,
+                },
+                claims.generation,
+            )
         }
     };
     Ok(principal)
 }
 
-async fn check_revoked(state: &AppState, jti: &str) -> Result<(), ApiError> {
-    if state.limiter.is_revoked(jti).await? {
+/// Logout (this token's `jti`) and logout-everywhere (the account's token
+/// generation) end account and device tokens alike.
+async fn check_revoked(
+    state: &AppState,
+    jti: &str,
+    user: UserId,
+    generation: TokenGeneration,
+) -> Result<(), ApiError> {
+    let revocation = state.limiter.token_state(jti, user).await?;
+    if revocation.revoked || generation < revocation.min_generation {
         return Err(ApiError::unauthorized(
             "Token has been revoked; log in again",
         ));

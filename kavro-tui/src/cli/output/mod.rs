@@ -3,13 +3,15 @@
 //! them. Text that came over the network is sanitised before it reaches a
 //! terminal (no escape sequences, no bidirectional overrides).
 
+pub mod results;
+
 use std::io::Write as _;
 
 use chrono::{DateTime, Local, Utc};
 use kavro_proto::crypto::SafetyNumber;
 use serde_json::{Value, json};
 
-use crate::history::{Direction, MessageState, StoredMessage};
+use crate::history::{Direction, MessageState, SenderMark, StoredMessage};
 use crate::pinning::{Contact, KeyState};
 
 /// Writes results to standard output in the chosen format.
@@ -77,8 +79,11 @@ fn party(message: &StoredMessage) -> String {
 }
 
 /// One message as JSON: `id` (the envelope's message id, or null), `from`,
-/// `to`, `sent_at`, `text` (null when unreadable), `verified`, `state`, and
-/// `error` when there is one.
+/// `to`, `sent_at`, `text` (null when unreadable), `state`, and `error`
+/// when there is one; for a received message its two marks apart:
+/// `authenticated` (made with the sender's pinned key), `verified` (and that
+/// key's safety number was compared) and `trust` (`verified`, `pinned`,
+/// `legacy`, `refused`, `unverified`, `key_mismatch` or `undecryptable`).
 pub fn message_json(message: &StoredMessage, me: &str) -> Value {
     let peer = message.peer.clone().map_or(Value::Null, Value::String);
     let (from, to) = match message.direction {
@@ -95,15 +100,20 @@ pub fn message_json(message: &StoredMessage, me: &str) -> Value {
         "sent_at": json_time(message.sent_at),
         "received_at": json_time(message.received_at),
         "text": message.text,
-        "verified": message.verified,
         "state": message.state.as_str(),
     });
+    let mark = message.sender_mark();
     if let Some(object) = value.as_object_mut() {
         if let Some(error) = &message.error {
             object.insert("error".into(), Value::String(error.clone()));
         }
         if let Some(at) = message.delivered_at {
             object.insert("delivered_at".into(), Value::String(json_time(at)));
+        }
+        if let Some(mark) = mark {
+            object.insert("authenticated".into(), Value::Bool(message.verified));
+            object.insert("verified".into(), Value::Bool(mark == SenderMark::Verified));
+            object.insert("trust".into(), Value::String(mark.as_str().to_owned()));
         }
     }
     value
@@ -114,22 +124,30 @@ fn indent(text: &str) -> String {
     sanitize(text).replace('\n', "\n    ")
 }
 
-/// One message for people:
-/// `2026-11-29 18:40:01  alice: hello` (verified), with a loud tag otherwise.
+/// One message for people: `2026-11-29 18:40:01  alice [verified]: hello`
+/// (safety number compared) or `[pinned]` (the key pinned on first use, not
+/// compared), with a loud tag for anything unauthenticated.
 pub fn message_line(message: &StoredMessage) -> String {
     let time = human_time(message.sent_at);
     let who = party(message);
     let text = message.text.as_deref().map(indent);
     let error = message.error.as_deref().map(sanitize).unwrap_or_default();
     match message.state {
-        MessageState::In(state) => {
-            use crate::history::IncomingState as S;
-            match (state, text) {
-                (S::Ok, Some(text)) => format!("{time}  {who}: {text}"),
-                (S::Unverified, Some(text)) => {
+        MessageState::In(_) => {
+            use SenderMark as M;
+            match (message.sender_mark(), text) {
+                (Some(M::Verified), Some(text)) => format!("{time}  {who} [verified]: {text}"),
+                (Some(M::Pinned), Some(text)) => format!("{time}  {who} [pinned]: {text}"),
+                (Some(M::Legacy), Some(text)) => {
+                    format!("{time}  {who} [LEGACY, SENDER NOT AUTHENTICATED: {error}]: {text}")
+                }
+                (Some(M::Refused), _) => format!(
+                    "{time}  {who} [REFUSED: {error}] (kept with its ciphertext in the history)"
+                ),
+                (Some(M::Unverified), Some(text)) => {
                     format!("{time}  {who} [UNVERIFIED: {error}]: {text}")
                 }
-                (S::KeyMismatch, Some(text)) => {
+                (Some(M::KeyMismatch), Some(text)) => {
                     format!("{time}  {who} [NOT VERIFIED, KEY MISMATCH: {error}]: {text}")
                 }
                 (_, _) => format!(
@@ -183,7 +201,7 @@ pub fn contact_line(contact: &Contact) -> String {
     let word = key_state_word(contact.state);
     match contact.pending {
         Some(pending) => format!(
-            "{name:<30} {word:<9} {}  now shows {}: run `kavro fingerprint {name}`, then `kavro trust {name}`",
+            "{name:<30} {word:<9} {}  now shows {}: run `kavro fingerprint {name}`, then `kavro trust {name} <safety number>`",
             contact.key.fingerprint(),
             pending.key.fingerprint()
         ),
@@ -205,7 +223,7 @@ pub fn safety_block(number: &SafetyNumber) -> String {
 pub fn changed_warning(contact: &Contact) -> String {
     let name = sanitize(&contact.username);
     format!(
-        "warning: {name}'s identity key CHANGED and is not trusted: `kavro send {name}` is refused and messages made with the new key are not verified. Compare safety numbers with `kavro fingerprint {name}`, then run `kavro trust {name}`."
+        "warning: {name}'s identity key CHANGED and is not trusted: `kavro send {name}` is refused and messages made with the new key are not verified. Compare safety numbers with `kavro fingerprint {name}`, then run `kavro trust {name} <the number you compared>`."
     )
 }
 
@@ -234,6 +252,8 @@ mod tests {
             text: text.map(str::to_owned),
             verified: state == IncomingState::Ok,
             state: MessageState::In(state),
+            legacy: false,
+            key_compared: false,
             error: error.map(str::to_owned),
             sender_key: None,
             ciphertext: None,
@@ -257,9 +277,18 @@ mod tests {
                 "sent_at": "2026-05-28T20:26:40.123Z",
                 "received_at": "2026-05-28T20:26:41.000Z",
                 "text": "hi",
-                "verified": true,
                 "state": "ok",
+                "authenticated": true,
+                "verified": false,
+                "trust": "pinned",
             })
+        );
+        let mut compared = incoming(IncomingState::Ok, Some("hi"), None);
+        compared.key_compared = true;
+        let compared = message_json(&compared, "bob");
+        assert_eq!(
+            (&compared["verified"], &compared["trust"]),
+            (&json!(true), &json!("verified"))
         );
         let broken = message_json(
             &incoming(IncomingState::Undecryptable, None, Some("tampered")),
@@ -267,6 +296,8 @@ mod tests {
         );
         assert_eq!(broken["text"], Value::Null);
         assert_eq!(broken["verified"], false);
+        assert_eq!(broken["authenticated"], false);
+        assert_eq!(broken["trust"], "undecryptable");
         assert_eq!(broken["state"], "undecryptable");
         assert_eq!(broken["error"], "tampered");
 
@@ -281,18 +312,39 @@ mod tests {
         );
         assert_eq!(sent["state"], "delivered");
         assert_eq!(sent["delivered_at"], "2026-05-28T20:26:42.000Z");
+        assert!(sent.get("trust").is_none() && sent.get("verified").is_none());
     }
 
     #[test]
     fn human_lines_are_loud_about_trust() {
         let ok = message_line(&incoming(IncomingState::Ok, Some("hi\nthere"), None));
-        assert!(ok.ends_with("alice: hi\n    there"), "{ok}");
-        let legacy = message_line(&incoming(
+        assert!(ok.ends_with("alice [pinned]: hi\n    there"), "{ok}");
+        let mut compared = incoming(IncomingState::Ok, Some("hi"), None);
+        compared.key_compared = true;
+        let compared = message_line(&compared);
+        assert!(compared.ends_with("alice [verified]: hi"), "{compared}");
+        let unverified = message_line(&incoming(
             IncomingState::Unverified,
             Some("hey"),
-            Some("legacy"),
+            Some("names differ"),
         ));
-        assert!(legacy.contains("[UNVERIFIED: legacy]: hey"), "{legacy}");
+        assert!(
+            unverified.contains("[UNVERIFIED: names differ]: hey"),
+            "{unverified}"
+        );
+        let mut legacy = incoming(IncomingState::Unverified, Some("hey"), Some("legacy"));
+        legacy.legacy = true;
+        let line = message_line(&legacy);
+        assert!(
+            line.contains("[LEGACY, SENDER NOT AUTHENTICATED: legacy]: hey"),
+            "{line}"
+        );
+        legacy.text = None;
+        let line = message_line(&legacy);
+        assert!(
+            line.contains("[REFUSED: legacy]") && !line.contains("hey"),
+            "{line}"
+        );
         let mismatch = message_line(&incoming(
             IncomingState::KeyMismatch,
             Some("x"),

@@ -7,35 +7,18 @@ use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers, MouseEvent, MouseEventKind,
 };
 use kavro_proto::MessageId;
+use kavro_proto::crypto::IdentityPublic;
 
 use super::update;
 use crate::app::action::{Action, NetEvent, SendOutcome};
 use crate::app::command::Command;
-use crate::app::fixtures::{ready, received, t0};
+use crate::app::fixtures::{alt, ctrl, key, ready, received, t0, type_text};
 use crate::app::state::{
     Connection, Focus, KeysView, LoginField, Mark, Me, NoticeKind, Overlay, Screen, SendStatus,
     State, ViewId,
 };
 use crate::history::LocalId;
 use crate::pinning::KeyState;
-
-fn key(code: KeyCode) -> Action {
-    Action::Key(KeyEvent::new(code, KeyModifiers::NONE))
-}
-
-fn ctrl(c: char) -> Action {
-    Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
-}
-
-fn alt(code: KeyCode) -> Action {
-    Action::Key(KeyEvent::new(code, KeyModifiers::ALT))
-}
-
-fn type_text(state: &mut State, text: &str) {
-    for c in text.chars() {
-        update(state, key(KeyCode::Char(c)));
-    }
-}
 
 #[test]
 fn ready_opens_the_first_conversation_and_history_fills_it() {
@@ -234,11 +217,16 @@ fn a_changed_key_blocks_sending_until_trusted() {
             fingerprint: "bb".into(),
             safety_number: vec!["1".into()],
             pending: Some(("cc".into(), vec!["2".into()])),
+            key_shown: IdentityPublic::from_bytes([0xcc; 32]),
         })),
     );
     assert_eq!(
         update(&mut state, key(KeyCode::Char('v'))),
-        vec![Command::Trust { peer: "bob".into() }]
+        vec![Command::Trust {
+            peer: "bob".into(),
+            key: IdentityPublic::from_bytes([0xcc; 32]),
+        }],
+        "v trusts the key whose number was shown"
     );
     assert!(state.overlay.is_none());
     update(
@@ -514,10 +502,9 @@ fn ticks_expire_notices_and_ask_for_delivery_receipts() {
     );
     assert_eq!(
         commands,
-        vec![Command::CheckDelivery {
+        vec![Command::CheckDeliveries {
             peer: "bob".into(),
-            local_id: LocalId(10),
-            relay_id: MessageId(99)
+            messages: vec![(LocalId(10), MessageId(99))],
         }]
     );
     assert!(state.notice.is_none(), "notices last a few seconds");
@@ -653,4 +640,39 @@ fn without_contacts_enter_explains_what_to_do() {
     type_text(&mut state, "hello?");
     assert!(update(&mut state, key(KeyCode::Enter)).is_empty());
     assert!(state.notice.as_ref().unwrap().text.contains("Ctrl-N"));
+}
+
+#[test]
+fn a_retried_message_is_shown_like_a_new_one() {
+    let mut state = ready();
+    // carol's conversation, scrolled up, with a send refused for good.
+    update(&mut state, key(KeyCode::Tab));
+    update(&mut state, key(KeyCode::Down));
+    assert_eq!(state.current().unwrap().name, "carol");
+    update(&mut state, key(KeyCode::Tab));
+    update(&mut state, key(KeyCode::Tab));
+    type_text(&mut state, "try again");
+    update(&mut state, key(KeyCode::Enter));
+    update(
+        &mut state,
+        Action::Net(NetEvent::Sent {
+            pending: 1,
+            peer: "carol".into(),
+            outcome: SendOutcome::Refused {
+                reason: "refused".into(),
+                key_changed: false,
+            },
+        }),
+    );
+    // Bob talked more recently, and is listed first.
+    for contact in &mut state.contacts {
+        contact.last_activity = Some(t0() - chrono::Duration::minutes(5));
+    }
+    state.contacts.sort_by_key(|c| c.name != "bob");
+    state.selected = state.contact_index("carol").unwrap();
+    state.conversation_mut("carol").scroll = 2;
+    update(&mut state, ctrl('r'));
+    assert_eq!(state.conversation("carol").unwrap().scroll, 0, "follows it");
+    assert_eq!(state.contacts[0].name, "carol", "moves to the top");
+    assert_eq!(state.current().unwrap().name, "carol");
 }

@@ -1,0 +1,137 @@
+//! Keys in dialogs: help, a new conversation, the safety-number view, and
+//! the login form.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::{notice, select};
+use crate::app::command::Command;
+use crate::app::state::{Focus, LoginField, NoticeKind, Overlay, Screen, State};
+
+pub(super) fn on_overlay_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
+    let Some(overlay) = state.overlay.as_mut() else {
+        return Vec::new();
+    };
+    match overlay {
+        Overlay::Help { scroll } => {
+            match key.code {
+                KeyCode::Esc | KeyCode::Enter | KeyCode::Char('?' | 'q') | KeyCode::F(1) => {
+                    state.overlay = None;
+                }
+                KeyCode::Up | KeyCode::PageUp => *scroll = scroll.saturating_sub(1),
+                KeyCode::Down | KeyCode::PageDown => {
+                    *scroll = (*scroll + 1).min(crate::ui::help_max_scroll(state.size));
+                }
+                _ => {}
+            }
+            Vec::new()
+        }
+        Overlay::NewConversation(field) => match key.code {
+            KeyCode::Esc => {
+                state.overlay = None;
+                Vec::new()
+            }
+            KeyCode::Enter => {
+                let name = field.lines().join("").trim().to_owned();
+                state.overlay = None;
+                if name.is_empty() {
+                    return Vec::new();
+                }
+                if let Err(reason) = kavro_proto::validate::username(&name) {
+                    notice(state, NoticeKind::Error, format!("{name:?}: {reason}"));
+                    return Vec::new();
+                }
+                if let Some(index) = state.contact_index(&name) {
+                    let mut commands = select(state, index);
+                    state.focus = Focus::Input;
+                    commands.retain(|c| matches!(c, Command::LoadHistory { .. }));
+                    return commands;
+                }
+                notice(state, NoticeKind::Info, format!("Looking up {name}…"));
+                vec![Command::OpenConversation { name }]
+            }
+            _ => {
+                field.input(key);
+                Vec::new()
+            }
+        },
+        Overlay::Keys { peer, view } => match key.code {
+            KeyCode::Esc | KeyCode::Char('q') => {
+                state.overlay = None;
+                Vec::new()
+            }
+            KeyCode::Char('v') => {
+                let Some(key) = view.as_ref().map(|v| v.key_shown) else {
+                    return Vec::new();
+                };
+                let peer = peer.clone();
+                state.overlay = None;
+                notice(
+                    state,
+                    NoticeKind::Info,
+                    format!("Marking {peer}'s key as verified…"),
+                );
+                vec![Command::Trust { peer, key }]
+            }
+            _ => Vec::new(),
+        },
+    }
+}
+
+pub(super) fn on_login_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
+    let Screen::Login(form) = &mut state.screen else {
+        return Vec::new();
+    };
+    if form.busy {
+        return Vec::new();
+    }
+    match key.code {
+        KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => {
+            form.field = match form.field {
+                LoginField::Username => LoginField::Password,
+                LoginField::Password => LoginField::Username,
+            };
+            Vec::new()
+        }
+        KeyCode::F(2) => {
+            form.register = !form.register;
+            Vec::new()
+        }
+        KeyCode::Char('r') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+            form.register = !form.register;
+            Vec::new()
+        }
+        KeyCode::Enter => {
+            let username = form.username.lines().join("").trim().to_owned();
+            let password = form.password.lines().join("");
+            if form.field == LoginField::Username && password.is_empty() {
+                form.field = LoginField::Password;
+                return Vec::new();
+            }
+            if let Err(reason) = kavro_proto::validate::username(&username) {
+                form.error = Some(format!("Username {reason}"));
+                form.field = LoginField::Username;
+                return Vec::new();
+            }
+            if form.register
+                && let Err(reason) = kavro_proto::validate::password(&password)
+            {
+                form.error = Some(format!("Password {reason}"));
+                return Vec::new();
+            }
+            form.busy = true;
+            form.error = None;
+            vec![Command::Login {
+                username,
+                password,
+                register: form.register,
+            }]
+        }
+        _ => {
+            match form.field {
+                LoginField::Username => form.username.input(key),
+                LoginField::Password => form.password.input(key),
+            };
+            Vec::new()
+        }
+    }
+}

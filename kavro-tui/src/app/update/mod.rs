@@ -1,0 +1,228 @@
+//! `update(state, action) -> commands`: every change the app makes, as a
+//! pure function. Key handlers change state and ask for network work; they
+//! never wait for it. Split by concern: [`keys`] (the chat's panes and input),
+//! [`dialogs`] (overlays and the login form), [`net`] (worker results and the
+//! clock); what they share is here.
+
+mod dialogs;
+mod keys;
+mod net;
+
+use chrono::{DateTime, Utc};
+use crossterm::event::KeyEventKind;
+use ratatui_textarea::TextArea;
+
+use super::action::Action;
+use super::command::Command;
+use super::state::{
+    ContactEntry, Mark, MessageView, Notice, NoticeKind, Overlay, SendStatus, State, ViewId,
+};
+use crate::pinning::KeyState;
+
+/// How long a notice stays.
+const NOTICE_SECS: i64 = 6;
+
+pub fn update(state: &mut State, action: Action) -> Vec<Command> {
+    match action {
+        Action::Key(key) => {
+            if key.kind == KeyEventKind::Release {
+                return Vec::new();
+            }
+            keys::on_key(state, key)
+        }
+        Action::Mouse(mouse) => {
+            keys::on_mouse(state, mouse);
+            Vec::new()
+        }
+        Action::Paste(text) => {
+            keys::on_paste(state, &text);
+            Vec::new()
+        }
+        Action::Resize(width, height) => {
+            state.size = (width, height);
+            Vec::new()
+        }
+        Action::Tick(now) => net::on_tick(state, now),
+        Action::Net(event) => net::on_net(state, event),
+    }
+}
+
+fn notice(state: &mut State, kind: NoticeKind, text: impl Into<String>) {
+    state.notice = Some(Notice {
+        text: text.into(),
+        kind,
+        until: state.now + chrono::Duration::seconds(NOTICE_SECS),
+    });
+}
+
+/// Enter in the input: queue the text for sending and show it as sending.
+fn send(state: &mut State) -> Vec<Command> {
+    let text = state.input.lines().join("\n");
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    let Some(peer) = state.current().map(|c| c.name.clone()) else {
+        notice(
+            state,
+            NoticeKind::Error,
+            "No conversation open: press Ctrl-N to start one",
+        );
+        return Vec::new();
+    };
+    if state.current_key_changed() {
+        notice(
+            state,
+            NoticeKind::Error,
+            format!(
+                "Not sent: {peer}'s key changed. Compare safety numbers (Ctrl-F), then mark it verified"
+            ),
+        );
+        return Vec::new();
+    }
+    if state.me.is_none() {
+        return Vec::new();
+    }
+    let command = queue_send(state, &peer, text);
+    state.input = TextArea::default();
+    vec![command]
+}
+
+/// Shows `text` as a message on its way to `peer` (the conversation follows
+/// it and moves to the top of the list) and returns the command that sends
+/// it: one path for new messages and retried ones.
+fn queue_send(state: &mut State, peer: &str, text: String) -> Command {
+    let pending = state.next_pending_id();
+    let me = state
+        .me
+        .as_ref()
+        .map(|m| m.username.clone())
+        .unwrap_or_default();
+    let now = state.now;
+    let conversation = state.conversation_mut(peer);
+    conversation.messages.push(MessageView {
+        id: ViewId::Pending(pending),
+        author: me,
+        sent_at: now,
+        text: Some(text.clone()),
+        mark: Mark::Own,
+        status: Some(SendStatus::Sending),
+        relay_id: None,
+    });
+    conversation.scroll = 0;
+    touch(state, peer, now);
+    Command::Send {
+        pending,
+        peer: peer.to_owned(),
+        text,
+    }
+}
+
+fn select_relative(state: &mut State, delta: isize) -> Vec<Command> {
+    if state.contacts.is_empty() {
+        return Vec::new();
+    }
+    let last = state.contacts.len() - 1;
+    let index = state.selected.saturating_add_signed(delta).min(last);
+    select(state, index)
+}
+
+/// Opens contact `index`: clears its unread count, loads its history once.
+fn select(state: &mut State, index: usize) -> Vec<Command> {
+    let Some(contact) = state.contacts.get_mut(index) else {
+        return Vec::new();
+    };
+    contact.unread = 0;
+    let name = contact.name.clone();
+    state.selected = index;
+    if state.conversation(&name).is_some_and(|c| c.loaded) {
+        Vec::new()
+    } else {
+        vec![Command::LoadHistory { peer: name }]
+    }
+}
+
+fn open_keys(state: &mut State) -> Vec<Command> {
+    let Some(peer) = state.current().map(|c| c.name.clone()) else {
+        notice(state, NoticeKind::Error, "No conversation open");
+        return Vec::new();
+    };
+    state.overlay = Some(Overlay::Keys {
+        peer: peer.clone(),
+        view: None,
+    });
+    vec![Command::LoadKeys { peer }]
+}
+
+fn retry(state: &mut State) -> Vec<Command> {
+    let mut commands = vec![Command::RetryOutbox];
+    // A message refused for good is sent again as a new message.
+    if let Some(peer) = state.current().map(|c| c.name.clone()) {
+        let failed: Vec<String> = state
+            .conversation(&peer)
+            .map(|c| {
+                c.messages
+                    .iter()
+                    .filter(|m| matches!(m.status, Some(SendStatus::Failed(_))))
+                    .filter_map(|m| m.text.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !failed.is_empty() && !state.current_key_changed() {
+            state
+                .conversation_mut(&peer)
+                .messages
+                .retain(|m| !matches!(m.status, Some(SendStatus::Failed(_))));
+            for text in failed {
+                commands.push(queue_send(state, &peer, text));
+            }
+        }
+    }
+    notice(state, NoticeKind::Info, "Retrying…");
+    commands
+}
+
+/// Moves `peer` to the top of the list (most recent activity first),
+/// keeping the selection on the same contact.
+fn touch(state: &mut State, peer: &str, at: DateTime<Utc>) {
+    if let Some(index) = state.contact_index(peer) {
+        state.contacts[index].last_activity = Some(at);
+    }
+    sort_contacts(state);
+}
+
+fn sort_contacts(state: &mut State) {
+    let selected = state.current().map(|c| c.name.clone());
+    state.contacts.sort_by(|a, b| {
+        b.last_activity.cmp(&a.last_activity).then_with(|| {
+            a.name
+                .to_ascii_lowercase()
+                .cmp(&b.name.to_ascii_lowercase())
+        })
+    });
+    if let Some(name) = selected
+        && let Some(index) = state.contact_index(&name)
+    {
+        state.selected = index;
+    }
+}
+
+/// Adds `peer` to the contacts if missing; returns its index.
+fn ensure_contact(state: &mut State, peer: &str, key_state: Option<KeyState>) -> usize {
+    if let Some(index) = state.contact_index(peer) {
+        if key_state.is_some() {
+            state.contacts[index].key_state = key_state;
+        }
+        return index;
+    }
+    state.contacts.push(ContactEntry {
+        name: peer.to_owned(),
+        key_state,
+        unread: 0,
+        last_activity: None,
+    });
+    sort_contacts(state);
+    state.contact_index(peer).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;
