@@ -341,7 +341,13 @@ mod tests {
         assert_eq!(cli.warmup, Duration::from_secs(2));
         assert!(!cli.json && cli.server_pids.is_empty());
         assert_eq!(cli.scenario, Scenario::Send { pending: 0 });
-        let cli = parse(&["--url", "http://127.0.0.1:8000", "send", "--pending", "10000"]);
+        let cli = parse(&[
+            "--url",
+            "http://127.0.0.1:8000",
+            "send",
+            "--pending",
+            "10000",
+        ]);
         assert_eq!(cli.scenario, Scenario::Send { pending: 10_000 });
         cli.validate().unwrap();
     }
@@ -555,5 +561,36 @@ mod tests {
     fn remote_hosts_need_a_flag() {
         let cli = parse(&["--url", "http://192.0.2.1:8000", "--allow-remote", "send"]);
         cli.validate().unwrap();
+    }
+
+    #[test]
+    fn groups_need_one_full_group() {
+        let cli = parse(&[
+            "--url",
+            "http://127.0.0.1:1",
+            "--users",
+            "20",
+            "groups",
+            "--group-size",
+            "10",
+        ]);
+        assert_eq!(
+            cli.scenario,
+            Scenario::Groups {
+                group_size: 10,
+                wait: 5
+            }
+        );
+        cli.validate().unwrap();
+        assert_eq!(cli.connections(), 32 + 20);
+        let small = parse(&["--url", "http://127.0.0.1:1", "--users", "5", "groups"]);
+        assert!(small.validate().unwrap_err().contains("--group-size"));
+        for bad in ["1", "101"] {
+            assert!(
+                Cli::try_parse_from(["kavro-bench", "--url", "x", "groups", "--group-size", bad])
+                    .is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -110,7 +110,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
             scenarios::delivery::run(ctx, cli.receivers(), wait).await
         }
         Scenario::Groups { group_size, wait } => {
-            scenarios::groups::run(ctx, group_size as usize, wait, &monitor, cli.warmup, cli.duration).await?
+            scenarios::groups::run(
+                ctx,
+                group_size as usize,
+                wait,
+                &monitor,
+                cli.warmup,
+                cli.duration,
+            )
+            .await?
         }
         Scenario::IdlePolls {
             count,

@@ -73,8 +73,17 @@ fn url(instance: &Instance, path: &str) -> anyhow::Result<reqwest::Url> {
     Ok(reqwest::Url::parse(&base)?.join(path.trim_start_matches('/'))?)
 }
 
-async fn post(instance: &Instance, auth: &HeaderValue, path: &str, body: &Value, expect: u16) -> anyhow::Result<Value> {
-    let request = authed(instance.post(url(instance, path)?, Bytes::from(serde_json::to_vec(body)?)), auth);
+async fn post(
+    instance: &Instance,
+    auth: &HeaderValue,
+    path: &str,
+    body: &Value,
+    expect: u16,
+) -> anyhow::Result<Value> {
+    let request = authed(
+        instance.post(url(instance, path)?, Bytes::from(serde_json::to_vec(body)?)),
+        auth,
+    );
     let answer = exchange(request, expect)
         .await
         .map_err(|f| anyhow::anyhow!("POST {path}: {f:?}"))?;
@@ -90,7 +99,14 @@ async fn device(instance: &Instance, user: &crate::setup::BenchUser) -> anyhow::
         credential: BasicCredential::new(user.name.as_bytes().to_vec()).into(),
         signature_key: signer.public().into(),
     };
-    let registered = post(instance, &user.auth, "v2/devices", &json!({"signature_key": base64_encode(signer.public())}), 201).await?;
+    let registered = post(
+        instance,
+        &user.auth,
+        "v2/devices",
+        &json!({"signature_key": base64_encode(signer.public())}),
+        201,
+    )
+    .await?;
     let id = MlsDeviceId(registered["id"].as_i64().context("device id")?);
     // The proof is checked against the relay's clock (±5 min): ours is close.
     let timestamp = std::time::SystemTime::now()
@@ -128,24 +144,65 @@ struct Group {
     members: Vec<Device>,
 }
 
-async fn form_group(instance: &Instance, creator: Device, members: Vec<Device>) -> anyhow::Result<Group> {
+async fn form_group(
+    instance: &Instance,
+    creator: Device,
+    members: Vec<Device>,
+) -> anyhow::Result<Group> {
     for member in &members {
         let package = KeyPackage::builder()
             .key_package_lifetime(Lifetime::new(24 * 3600))
-            .build(SUITE, &member.provider, &member.signer, member.credential.clone())?;
+            .build(
+                SUITE,
+                &member.provider,
+                &member.signer,
+                member.credential.clone(),
+            )?;
         let bytes = package.key_package().tls_serialize_detached()?;
-        post(instance, &member.auth, &format!("v2/devices/{}/key-packages", member.id), &json!({"key_packages": [base64_encode(&bytes)]}), 201).await?;
+        post(
+            instance,
+            &member.auth,
+            &format!("v2/devices/{}/key-packages", member.id),
+            &json!({"key_packages": [base64_encode(&bytes)]}),
+            201,
+        )
+        .await?;
     }
-    let mut mls = MlsGroup::new(&creator.provider, &creator.signer, &MlsGroupCreateConfig::default(), creator.credential.clone())?;
+    let mut mls = MlsGroup::new(
+        &creator.provider,
+        &creator.signer,
+        &MlsGroupCreateConfig::default(),
+        creator.credential.clone(),
+    )?;
     let id = GroupId::from_bytes(mls.group_id().as_slice()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    post(instance, &creator.auth, "v2/groups", &json!({"group_id": id.to_text()}), 201).await?;
+    post(
+        instance,
+        &creator.auth,
+        "v2/groups",
+        &json!({"group_id": id.to_text()}),
+        201,
+    )
+    .await?;
     let mut packages = Vec::new();
     let mut added = Vec::new();
     for member in &members {
-        let claimed = post(instance, &creator.auth, &format!("v2/users/{}/key-packages/claim", member.name), &json!({}), 200).await?;
+        let claimed = post(
+            instance,
+            &creator.auth,
+            &format!("v2/users/{}/key-packages/claim", member.name),
+            &json!({}),
+            200,
+        )
+        .await?;
         let entry = &claimed["key_packages"][0];
-        let bytes = kavro_proto::validate::base64_strict(entry["key_package"].as_str().context("key package")?).context("base64")?;
-        packages.push(KeyPackageIn::tls_deserialize_exact(&bytes)?.validate(creator.provider.crypto(), ProtocolVersion::Mls10)?);
+        let bytes = kavro_proto::validate::base64_strict(
+            entry["key_package"].as_str().context("key package")?,
+        )
+        .context("base64")?;
+        packages.push(
+            KeyPackageIn::tls_deserialize_exact(&bytes)?
+                .validate(creator.provider.crypto(), ProtocolVersion::Mls10)?,
+        );
         added.push(entry["device_id"].as_i64().context("device id")?);
     }
     let (commit, welcome, _) = mls.add_members(&creator.provider, &creator.signer, &packages)?;
@@ -159,7 +216,12 @@ async fn form_group(instance: &Instance, creator: Device, members: Vec<Device>) 
     .await?;
     mls.merge_pending_commit(&creator.provider)?;
     let _ = creator.user;
-    Ok(Group { id, creator, mls, members })
+    Ok(Group {
+        id,
+        creator,
+        mls,
+        members,
+    })
 }
 
 #[derive(Default)]
@@ -180,16 +242,28 @@ pub async fn run(
     let instance = ctx.instances[0].clone();
     // Phase 1: v1 sends with long-poll delivery, at the same rate.
     let v1_window = Window::new(Instant::now(), warmup, duration);
-    let v1_ctx = Ctx { window: v1_window, ..ctx.clone() };
+    let v1_ctx = Ctx {
+        window: v1_window,
+        ..ctx.clone()
+    };
     let receivers = (ctx.users.len() / 2).max(1);
-    let at_measure = tokio::spawn(snapshot_at(v1_window.measure_from, Monitor::new(monitor.pids().to_vec())));
+    let at_measure = tokio::spawn(snapshot_at(
+        v1_window.measure_from,
+        Monitor::new(monitor.pids().to_vec()),
+    ));
     let v1 = super::delivery::run(v1_ctx, receivers, wait).await;
     let v1_end = monitor.snapshot();
     let v1_start = at_measure.await?;
-    let v1_sent = v1.recorder.get(super::delivery::SEND).map_or(0, crate::stats::OpStats::count);
+    let v1_sent = v1
+        .recorder
+        .get(super::delivery::SEND)
+        .map_or(0, crate::stats::OpStats::count);
 
     // Phase 2 setup: devices and groups (not measured).
-    eprintln!("v2: registering {} devices and forming groups of {group_size}…", ctx.users.len());
+    eprintln!(
+        "v2: registering {} devices and forming groups of {group_size}…",
+        ctx.users.len()
+    );
     let groups_n = ctx.users.len() / group_size;
     let devices: Vec<Device> = futures_util::stream::iter(&ctx.users[..groups_n * group_size])
         .map(|user| device(&instance, user))
@@ -216,13 +290,34 @@ pub async fn run(
     let mut receiving = Vec::new();
     let mut sending = Vec::new();
     let tasks = groups.len();
-    let at_measure = tokio::spawn(snapshot_at(window.measure_from, Monitor::new(monitor.pids().to_vec())));
+    let at_measure = tokio::spawn(snapshot_at(
+        window.measure_from,
+        Monitor::new(monitor.pids().to_vec()),
+    ));
     for (task, group) in groups.into_iter().enumerate() {
         for member in group.members {
-            receiving.push(tokio::spawn(receive(instance.clone(), member, window, wait, counts.clone(), stop.clone())));
+            receiving.push(tokio::spawn(receive(
+                instance.clone(),
+                member,
+                window,
+                wait,
+                counts.clone(),
+                stop.clone(),
+            )));
         }
-        let sender = Sender { creator: group.creator, mls: group.mls, id: group.id };
-        sending.push(tokio::spawn(send(instance.clone(), sender, window, Pacer::new(ctx.rate, tasks, task), ctx.message_bytes, counts.clone())));
+        let sender = Sender {
+            creator: group.creator,
+            mls: group.mls,
+            id: group.id,
+        };
+        sending.push(tokio::spawn(send(
+            instance.clone(),
+            sender,
+            window,
+            Pacer::new(ctx.rate, tasks, task),
+            ctx.message_bytes,
+            counts.clone(),
+        )));
     }
     let sent: Vec<(Recorder, Vec<(i64, u64)>)> = super::join(sending).await;
     let v2_end = monitor.snapshot();
@@ -247,26 +342,41 @@ pub async fn run(
         recorder.merge(part);
         // Only the benchmark's messages (not the welcomes of the setup).
         for (id, arrived) in stamps {
-            let Some(sent) = sent_at.get(id) else { continue };
+            let Some(sent) = sent_at.get(id) else {
+                continue;
+            };
             arrivals += 1;
             if *sent >= measured_from {
-                recorder.op(GROUP_DELIVERY).record_micros(arrived.saturating_sub(*sent));
+                recorder
+                    .op(GROUP_DELIVERY)
+                    .record_micros(arrived.saturating_sub(*sent));
             }
         }
     }
-    let group_sent = recorder.get(GROUP_SEND).map_or(0, crate::stats::OpStats::count);
+    let group_sent = recorder
+        .get(GROUP_SEND)
+        .map_or(0, crate::stats::OpStats::count);
 
-    let mut outcome = Outcome::merge(&[(v1.recorder, v1.finished), (recorder, Instant::now())], &[]);
+    let mut outcome = Outcome::merge(
+        &[(v1.recorder, v1.finished), (recorder, Instant::now())],
+        &[],
+    );
     let f = &mut outcome.figures;
     f.insert("v1".into(), Value::Object(v1.figures));
     f.insert("groups".into(), json!(tasks));
     f.insert("group_size".into(), json!(group_size));
-    f.insert("group_messages_sent".into(), json!(counts.sent.load(Ordering::Relaxed)));
+    f.insert(
+        "group_messages_sent".into(),
+        json!(counts.sent.load(Ordering::Relaxed)),
+    );
     f.insert("group_deliveries_expected".into(), json!(expected));
     f.insert("group_deliveries".into(), json!(arrivals));
     let seconds = duration.as_secs_f64();
     f.insert("v1_sends_per_s".into(), json!(v1_sent as f64 / seconds));
-    f.insert("group_messages_per_s".into(), json!(group_sent as f64 / seconds));
+    f.insert(
+        "group_messages_per_s".into(),
+        json!(group_sent as f64 / seconds),
+    );
     let cpu_us = |from, to: &crate::sysinfo::Snapshot, ops: u64| -> Option<f64> {
         let pct: f64 = cpu_percent(from, to).iter().flatten().sum();
         let secs = to.at.duration_since(from.at).as_secs_f64();
@@ -276,7 +386,10 @@ pub async fn run(
     let v2_cost = cpu_us(&v2_start, &v2_end, group_sent);
     f.insert("relay_cpu_us_per_v1_send".into(), json!(v1_cost));
     f.insert("relay_cpu_us_per_group_message".into(), json!(v2_cost));
-    f.insert("group_message_cost_in_v1_sends".into(), json!(v1_cost.zip(v2_cost).map(|(a, b)| b / a)));
+    f.insert(
+        "group_message_cost_in_v1_sends".into(),
+        json!(v1_cost.zip(v2_cost).map(|(a, b)| b / a)),
+    );
     Ok(outcome)
 }
 
@@ -302,7 +415,10 @@ async fn send(
 ) -> (Recorder, Vec<(i64, u64)>) {
     let mut recorder = Recorder::with_ops(&[GROUP_SEND]);
     let mut stamps = Vec::new();
-    let Ok(path) = url(&instance, &format!("v2/groups/{}/messages", sender.id.to_text())) else {
+    let Ok(path) = url(
+        &instance,
+        &format!("v2/groups/{}/messages", sender.id.to_text()),
+    ) else {
         return (recorder, stamps);
     };
     let text = vec![b'x'; bytes];
@@ -311,17 +427,30 @@ async fn send(
         if !window.open() {
             break;
         }
-        let Ok(message) = sender.mls.create_message(&sender.creator.provider, &sender.creator.signer, &text) else {
+        let Ok(message) =
+            sender
+                .mls
+                .create_message(&sender.creator.provider, &sender.creator.signer, &text)
+        else {
             break;
         };
-        let Ok(body) = message.tls_serialize_detached() else { break };
+        let Ok(body) = message.tls_serialize_detached() else {
+            break;
+        };
         let body = Bytes::from(json!({"message": base64_encode(&body)}).to_string());
         let started = Instant::now();
-        let result = exchange(authed(instance.post(path.clone(), body), &sender.creator.auth), 201).await;
+        let result = exchange(
+            authed(instance.post(path.clone(), body), &sender.creator.auth),
+            201,
+        )
+        .await;
         recorder.op(GROUP_SEND).outcome(&window, started, &result);
         match result {
             Ok(answer) => {
-                if let Some(id) = serde_json::from_slice::<Value>(&answer).ok().and_then(|v| v["id"].as_i64()) {
+                if let Some(id) = serde_json::from_slice::<Value>(&answer)
+                    .ok()
+                    .and_then(|v| v["id"].as_i64())
+                {
                     stamps.push((id, micros(started - window.start)));
                     counts.sent.fetch_add(1, Ordering::Relaxed);
                 }
@@ -348,7 +477,13 @@ async fn receive(
         return (recorder, stamps);
     };
     while !stop.is_cancelled() {
-        let Ok(poll) = url(&instance, &format!("v2/devices/{}/queue?after={after}&limit=500&wait={wait}", device.id)) else {
+        let Ok(poll) = url(
+            &instance,
+            &format!(
+                "v2/devices/{}/queue?after={after}&limit=500&wait={wait}",
+                device.id
+            ),
+        ) else {
             break;
         };
         let started = Instant::now();
@@ -364,7 +499,9 @@ async fn receive(
         let page = match result.and_then(|body| super::parse::<Page>(&body)) {
             Ok(page) => page,
             Err(failure) => {
-                recorder.op(QUEUE_POLL).fail(&failure, window.measured(started));
+                recorder
+                    .op(QUEUE_POLL)
+                    .fail(&failure, window.measured(started));
                 back_off(&failure).await;
                 continue;
             }

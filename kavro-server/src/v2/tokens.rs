@@ -134,7 +134,13 @@ mod tests {
         let accounts = Tokens::new(&secret).unwrap();
         let now = Utc::now();
         let (token, exp) = devices
-            .issue(UserId(3), MlsDeviceId(9), TokenGeneration(2), now, Duration::from_secs(60))
+            .issue(
+                UserId(3),
+                MlsDeviceId(9),
+                TokenGeneration(2),
+                now,
+                Duration::from_secs(60),
+            )
             .unwrap();
         let claims = devices.verify(&token, now).unwrap();
         assert_eq!(

@@ -818,13 +818,21 @@ async fn queue_long_poll_and_retention(s: TestServer) {
     );
     // Logging out everywhere ends the account's device tokens too.
     let (status, _) = s
-        .get(&format!("/v2/devices/{}/queue", alice.device_id), Some(&alice.token))
+        .get(
+            &format!("/v2/devices/{}/queue", alice.device_id),
+            Some(&alice.token),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "positive control");
-    let (status, _) = s.post("/auth/logout-all", Some(&alice.account_token), json!({})).await;
+    let (status, _) = s
+        .post("/auth/logout-all", Some(&alice.account_token), json!({}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = s
-        .get(&format!("/v2/devices/{}/queue", alice.device_id), Some(&alice.token))
+        .get(
+            &format!("/v2/devices/{}/queue", alice.device_id),
+            Some(&alice.token),
+        )
         .await;
     assert!(assert_error(status, &body, StatusCode::UNAUTHORIZED).contains("revoked"));
     // A device token expires after an hour.
