@@ -322,7 +322,13 @@ mod tests {
         assert_eq!(cli.warmup, Duration::from_secs(2));
         assert!(!cli.json && cli.server_pids.is_empty());
         assert_eq!(cli.scenario, Scenario::Send { pending: 0 });
-        let cli = parse(&["--url", "http://127.0.0.1:8000", "send", "--pending", "10000"]);
+        let cli = parse(&[
+            "--url",
+            "http://127.0.0.1:8000",
+            "send",
+            "--pending",
+            "10000",
+        ]);
         assert_eq!(cli.scenario, Scenario::Send { pending: 10_000 });
         cli.validate().unwrap();
     }

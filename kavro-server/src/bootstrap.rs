@@ -9,11 +9,11 @@ use base64::Engine as _;
 
 use crate::auth::password::Passwords;
 use crate::auth::tokens::Tokens;
-use crate::clock::{Clock, SystemClock};
 use crate::clock::before;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Toggle};
-use crate::http::client_ip::ClientPrefixes;
 use crate::fieldcrypt::FieldCrypt;
+use crate::http::client_ip::ClientPrefixes;
 use crate::limits::memory::MemoryCounters;
 use crate::limits::redis::RedisCounters;
 use crate::limits::{Counters, Limiter};
@@ -85,8 +85,13 @@ pub async fn build_with(
             .context("subscribing to Redis for long-poll wake-ups")?,
         None => WakeHub::local(),
     });
-    restore_revocations(store.as_ref(), counters.as_ref(), clock.now(), config.token_ttl)
-        .await?;
+    restore_revocations(
+        store.as_ref(),
+        counters.as_ref(),
+        clock.now(),
+        config.token_ttl,
+    )
+    .await?;
     let limiter = Limiter::new(
         counters,
         config.limits.clone(),
@@ -326,7 +331,11 @@ mod tests {
         };
         let stays = first.store.create_user(new_user("stays")).await.unwrap();
         let leaves = first.store.create_user(new_user("leaves")).await.unwrap();
-        let untouched = first.store.create_user(new_user("untouched")).await.unwrap();
+        let untouched = first
+            .store
+            .create_user(new_user("untouched"))
+            .await
+            .unwrap();
         // Written to the database only, as if the process died before (or
         // the in-memory counters forgot on restart).
         let generation = first.store.revoke_tokens(stays, clock.now()).await.unwrap();
@@ -375,14 +384,10 @@ mod tests {
                 jwt_secret: SecretString::from(weak.clone()),
                 ..embedded(dir.path())
             };
-            let err = build_with(
-                &config,
-                Arc::new(SystemClock),
-                Passwords::fast_for_tests(),
-            )
-            .await
-            .err()
-            .expect("refused");
+            let err = build_with(&config, Arc::new(SystemClock), Passwords::fast_for_tests())
+                .await
+                .err()
+                .expect("refused");
             let text = format!("{err:#}");
             assert!(
                 text.contains("KAVRO_JWT_SECRET") && text.contains("gen-secrets"),

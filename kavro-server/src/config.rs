@@ -573,9 +573,17 @@ fn redact_userinfo(url: &str) -> String {
 /// Query parameter names that carry secrets in database and Redis URLs.
 fn is_secret_parameter(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["pass", "pwd", "secret", "token", "key", "auth", "credential"]
-        .iter()
-        .any(|word| name.contains(word))
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
 }
 
 #[cfg(test)]
@@ -747,7 +755,10 @@ mod tests {
                 "postgres://db/k?application_name=x@y:z",
                 "postgres://db/k?application_name=x@y:z",
             ),
-            ("sqlite:///var/lib/kavro/kavro.db", "sqlite:///var/lib/kavro/kavro.db"),
+            (
+                "sqlite:///var/lib/kavro/kavro.db",
+                "sqlite:///var/lib/kavro/kavro.db",
+            ),
             ("postgres://user@db/kavro", "postgres://user@db/kavro"),
             ("", ""),
         ];

@@ -143,7 +143,11 @@ impl AccountApi {
     /// one presented, is refused afterwards on every instance. A wrong
     /// `current_password` counts as a failed login (`401`, and the lockout's
     /// `429`). `new_password` follows the registration rules (`422`).
-    #[oai(path = "/auth/password", method = "post", operation_id = "change_password")]
+    #[oai(
+        path = "/auth/password",
+        method = "post",
+        operation_id = "change_password"
+    )]
     async fn change_password(
         &self,
         req: &Request,
@@ -186,7 +190,11 @@ impl AccountApi {
     ///
     /// Every token of the account issued so far, including the one presented,
     /// is refused afterwards, on every instance.
-    #[oai(path = "/auth/logout-all", method = "post", operation_id = "logout_all")]
+    #[oai(
+        path = "/auth/logout-all",
+        method = "post",
+        operation_id = "logout_all"
+    )]
     async fn logout_all(
         &self,
         req: &Request,

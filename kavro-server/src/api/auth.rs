@@ -41,7 +41,12 @@ pub(super) fn issue(
 ) -> Result<TokenResponse, ApiError> {
     let token = state
         .tokens
-        .issue(user, generation, state.clock.now(), state.settings.token_ttl)
+        .issue(
+            user,
+            generation,
+            state.clock.now(),
+            state.settings.token_ttl,
+        )
         .map_err(|e| ApiError::internal(&e))?;
     Ok(TokenResponse {
         access_token: token,

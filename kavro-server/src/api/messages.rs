@@ -317,7 +317,10 @@ impl MessagesApi {
     ) -> Result<StatusAnswer, ApiError> {
         let state = &self.state;
         let ip = client_ip(state, req);
-        state.limiter.check(Route::Lookup, &ip_subject(state, ip)).await?;
+        state
+            .limiter
+            .check(Route::Lookup, &ip_subject(state, ip))
+            .await?;
         let receipt = state
             .store
             .receipt(auth.0.user_id, MessageId(id.0), state.clock.now())

@@ -145,7 +145,10 @@ pub async fn run(counters: &dyn Counters, tag: &str) {
     // So does staying unlocked for max_duration after a lock ends.
     let quiet = format!("quiet-{tag}");
     for s in 0..3 {
-        counters.record_failure(&quiet, &policy, at(s)).await.unwrap();
+        counters
+            .record_failure(&quiet, &policy, at(s))
+            .await
+            .unwrap();
     }
     for s in 1400..1402 {
         counters

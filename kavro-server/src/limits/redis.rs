@@ -128,7 +128,8 @@ impl RedisCounters {
 
     /// Failures, lock deadline and strikes of one subject (one hash tag).
     fn lock_keys(&self, subject: &str) -> [String; 3] {
-        ["failures", "until", "strikes"].map(|part| format!("{}:{{lock:{subject}}}:{part}", self.prefix))
+        ["failures", "until", "strikes"]
+            .map(|part| format!("{}:{{lock:{subject}}}:{part}", self.prefix))
     }
 
     fn generation_key(&self, user: UserId) -> String {

@@ -76,7 +76,11 @@ pub async fn story(store: &dyn Store) {
     let revoked = store.revoked_generations(t0).await.unwrap();
     assert_eq!(revoked.len(), 1);
     assert_eq!(
-        (revoked[0].user, revoked[0].generation, revoked[0].revoked_at),
+        (
+            revoked[0].user,
+            revoked[0].generation,
+            revoked[0].revoked_at
+        ),
         (dora, TokenGeneration(2), at(2))
     );
     assert!(store.revoked_generations(at(2)).await.unwrap().is_empty());
@@ -132,9 +136,18 @@ pub async fn story(store: &dyn Store) {
     );
 
     // Deletion: messages both ways, receipts, keys; the name stays taken.
-    let to_dora = store.store_message(message(eli, dora, at(8))).await.unwrap();
-    let from_dora = store.store_message(message(dora, eli, at(8))).await.unwrap();
-    let read_by_eli = store.store_message(message(dora, eli, at(8))).await.unwrap();
+    let to_dora = store
+        .store_message(message(eli, dora, at(8)))
+        .await
+        .unwrap();
+    let from_dora = store
+        .store_message(message(dora, eli, at(8)))
+        .await
+        .unwrap();
+    let read_by_eli = store
+        .store_message(message(dora, eli, at(8)))
+        .await
+        .unwrap();
     store.ack(eli, read_by_eli.id, at(9)).await.unwrap();
     let deleted = store.delete_account(dora, at(10)).await.unwrap();
     assert_eq!(deleted.generation, TokenGeneration(3));
@@ -143,7 +156,11 @@ pub async fn story(store: &dyn Store) {
     assert!(store.user_by_id(dora).await.unwrap().is_none());
     assert!(store.devices(dora).await.unwrap().is_empty());
     assert!(
-        store.receipt(eli, to_dora.id, at(10)).await.unwrap().is_none(),
+        store
+            .receipt(eli, to_dora.id, at(10))
+            .await
+            .unwrap()
+            .is_none(),
         "messages to the deleted account are gone, receipts too"
     );
     assert!(
@@ -178,7 +195,10 @@ pub async fn story(store: &dyn Store) {
     ));
     let revoked = store.revoked_generations(at(9)).await.unwrap();
     assert_eq!(
-        revoked.iter().map(|r| (r.user, r.generation)).collect::<Vec<_>>(),
+        revoked
+            .iter()
+            .map(|r| (r.user, r.generation))
+            .collect::<Vec<_>>(),
         vec![(dora, TokenGeneration(3))],
         "a deleted account's tokens stay revoked after a restart"
     );

@@ -64,7 +64,11 @@ async fn assert_counts(
         }
     );
     let listed = store.inbox(to, 200, InboxOrder::Asc, now).await.unwrap();
-    assert_eq!(listed.len() as u64, counts.recipient, "counter equals the rows");
+    assert_eq!(
+        listed.len() as u64,
+        counts.recipient,
+        "counter equals the rows"
+    );
 }
 
 async fn send(store: &dyn Store, m: NewMessage) -> Result<kavro_proto::MessageId, StoreError> {

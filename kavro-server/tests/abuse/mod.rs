@@ -45,7 +45,10 @@ on_both_counters_with!(lockout_cannot_lock_the_owner_out, |c: &mut Config| {
     // Many failures from one network must reach the lockout, not the per-IP limit.
     c.limits.login = RateSpec(None);
 });
-on_both_counters_with!(per_ip_limits_count_an_ipv6_slash_64_once, |_: &mut Config| {});
+on_both_counters_with!(
+    per_ip_limits_count_an_ipv6_slash_64_once,
+    |_: &mut Config| {}
+);
 on_both_counters_with!(ip_prefix_lengths_are_configurable, |c: &mut Config| {
     c.ip_prefix_v4 = 24;
     c.ip_prefix_v6 = 48;
@@ -89,7 +92,11 @@ async fn lockout_cannot_lock_the_owner_out(s: TestServer) {
     assert!((295..=300).contains(&retry), "{retry}");
     // The owner, elsewhere, is not.
     let (status, _) = login_from(&s, "victim", "Passw0rd!", "198.51.100.20").await;
-    assert_eq!(status, StatusCode::OK, "the owner logs in from another network");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the owner logs in from another network"
+    );
     let (status, _) = login_from(&s, "victim", "Passw0rd!", "2001:db8:bad:2::1").await;
     assert_eq!(status, StatusCode::OK, "another /64 is another network");
     let (status, _) = login_from(&s, "bystander", "Passw0rd!", "2001:db8:bad:1::7").await;
@@ -150,7 +157,10 @@ async fn per_ip_limits_count_an_ipv6_slash_64_once(s: TestServer) {
         "the next /64 is another client"
     );
     // IPv4 stays per address by default.
-    for (i, ip) in ["198.51.100.1", "198.51.100.1", "198.51.100.1"].iter().enumerate() {
+    for (i, ip) in ["198.51.100.1", "198.51.100.1", "198.51.100.1"]
+        .iter()
+        .enumerate()
+    {
         assert_eq!(
             register_from(&s, &format!("four{i}"), ip).await,
             StatusCode::CREATED
@@ -227,17 +237,25 @@ async fn pending_quota_per_sender() {
     let (carol, _) = s.register("carol").await;
     let (bob, bob_id) = s.register("bob").await;
     for _ in 0..2 {
-        let (status, _) = s.post("/messages", Some(&alice), message_body(bob_id)).await;
+        let (status, _) = s
+            .post("/messages", Some(&alice), message_body(bob_id))
+            .await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let (status, body) = s.post("/messages", Some(&alice), message_body(bob_id)).await;
+    let (status, body) = s
+        .post("/messages", Some(&alice), message_body(bob_id))
+        .await;
     let text = assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS);
     assert!(text.contains("from you"), "{text}");
     // One sender cannot fill the queue: someone else still gets through...
-    let (status, _) = s.post("/messages", Some(&carol), message_body(bob_id)).await;
+    let (status, _) = s
+        .post("/messages", Some(&carol), message_body(bob_id))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     // ... until the recipient's own quota is full.
-    let (status, body) = s.post("/messages", Some(&carol), message_body(bob_id)).await;
+    let (status, body) = s
+        .post("/messages", Some(&carol), message_body(bob_id))
+        .await;
     let text = assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS);
     assert!(!text.contains("from you"), "{text}");
     // An ack of one of alice's messages gives alice (only) a place back.
@@ -245,7 +263,9 @@ async fn pending_quota_per_sender() {
     let first = inbox["messages"][0]["id"].as_i64().unwrap();
     s.post(&format!("/messages/{first}/ack"), Some(&bob), json!({}))
         .await;
-    let (status, _) = s.post("/messages", Some(&alice), message_body(bob_id)).await;
+    let (status, _) = s
+        .post("/messages", Some(&alice), message_body(bob_id))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     let metrics = s
         .request(Method::GET, "/metrics")
@@ -308,7 +328,10 @@ async fn pending_quota_is_exact_across_two_instances() {
     for task in tasks {
         statuses.extend(task.await.unwrap());
     }
-    let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
     let refused = statuses
         .iter()
         .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)

@@ -78,7 +78,9 @@ impl TestServer {
         if db == Db::Postgres {
             let created = TestDatabase::create().await?;
             config.database_url.clone_from(&created.url);
-            config.jwt_secret = "route-tests-9c41f7e2b8d35a60-not-a-real-secret".to_owned().into();
+            config.jwt_secret = "route-tests-9c41f7e2b8d35a60-not-a-real-secret"
+                .to_owned()
+                .into();
             config.fernet_keys = kavro_server::fieldcrypt::FieldCrypt::generate_key().into();
             test_db = Some(created);
         }

@@ -152,9 +152,13 @@ async fn account_deletion(s: TestServer) {
         json!({"identity_pubkey": "b0".repeat(32)}),
     )
     .await;
-    let (_, to_bob) = s.post("/messages", Some(&alice), message_body(bob_id)).await;
+    let (_, to_bob) = s
+        .post("/messages", Some(&alice), message_body(bob_id))
+        .await;
     let to_bob = to_bob["id"].as_i64().unwrap();
-    let (_, from_bob) = s.post("/messages", Some(&bob), message_body(alice_id)).await;
+    let (_, from_bob) = s
+        .post("/messages", Some(&bob), message_body(alice_id))
+        .await;
     let from_bob = from_bob["id"].as_i64().unwrap();
 
     // Wrong password, missing password, no token: nothing happens.
@@ -195,7 +199,9 @@ async fn account_deletion(s: TestServer) {
     assert_eq!(keys, json!({"devices": []}));
     let (status, body) = s.get("/users/bob", Some(&alice)).await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
-    let (status, body) = s.post("/messages", Some(&alice), message_body(bob_id)).await;
+    let (status, body) = s
+        .post("/messages", Some(&alice), message_body(bob_id))
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
     let (status, body) = s
         .get(&format!("/messages/{to_bob}/status"), Some(&alice))

@@ -32,7 +32,11 @@ async fn key_retirement(s: TestServer) {
     let (old_key, new_key) = ("d1".repeat(32), "d2".repeat(32));
     for key in [&old_key, &new_key] {
         let (status, _) = s
-            .post("/keys/publish", Some(&dave), json!({"identity_pubkey": key}))
+            .post(
+                "/keys/publish",
+                Some(&dave),
+                json!({"identity_pubkey": key}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED);
     }

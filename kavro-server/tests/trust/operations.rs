@@ -33,11 +33,11 @@ async fn metadata_cap(s: TestServer) {
     assert_eq!(inbox["messages"].as_array().unwrap().len(), 1, "one stored");
     // The cap is documented in the OpenAPI schema.
     let (_, spec) = s.get("/openapi.json", None).await;
-    let description = spec["components"]["schemas"]["SendMessage"]["properties"]["metadata"]
-        ["description"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let description =
+        spec["components"]["schemas"]["SendMessage"]["properties"]["metadata"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
     assert!(description.contains("4 KiB"), "{description}");
 }
 

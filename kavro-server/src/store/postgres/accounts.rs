@@ -46,7 +46,10 @@ impl PgStore {
         Ok(row.as_ref().map(user_row).transpose()?)
     }
 
-    pub(super) async fn live_user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+    pub(super) async fn live_user_by_id(
+        &self,
+        id: UserId,
+    ) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, username, password_hash, token_generation FROM users
              WHERE id = $1 AND deleted_at IS NULL",

@@ -16,7 +16,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::{PgStore, unsigned};
 use crate::store::{
-    AckCount, AckOutcome, MessageRecord, NewMessage, PendingCounts, Quota, Receipt, RELEASED_NAME,
+    AckCount, AckOutcome, MessageRecord, NewMessage, PendingCounts, Quota, RELEASED_NAME, Receipt,
     SWEEP_BATCH, StoreError, Stored, SweepCutoffs, SweepReport, receipt_state,
 };
 

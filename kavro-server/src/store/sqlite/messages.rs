@@ -15,7 +15,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::{SqliteStore, from_ms, ms, unsigned};
 use crate::store::{
-    AckCount, AckOutcome, MessageRecord, NewMessage, PendingCounts, Quota, Receipt, RELEASED_NAME,
+    AckCount, AckOutcome, MessageRecord, NewMessage, PendingCounts, Quota, RELEASED_NAME, Receipt,
     SWEEP_BATCH, StoreError, Stored, SweepCutoffs, SweepReport, receipt_state,
 };
 
