@@ -89,7 +89,7 @@ pub struct Config {
     pub max_wait: Duration,
 }
 
-/// Per-route request limits (API.md part 3).
+/// Per-route request limits (docs/API.md part 3).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimits {
