@@ -79,7 +79,7 @@ impl<'de> Deserialize<'de> for SecretString {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::implements_debug;
+    use kavro_proto::implements_debug;
 
     /// The text lives in a buffer that is zeroized when dropped (a compile
     /// error if the field stops being one), and only a redacted `Debug` exists.
