@@ -615,7 +615,8 @@ mod tests {
 
     #[test]
     fn each_bad_combination_is_refused_by_name() {
-        let cases: [(fn(&mut Config), InvalidConfig); 9] = [
+        type Case = (fn(&mut Config), InvalidConfig);
+        let cases: [Case; 9] = [
             (
                 |c| c.tls_cert = Some("cert.pem".into()),
                 InvalidConfig::TlsHalfSet,

@@ -91,7 +91,7 @@ mod tests {
         assert!(implements_debug!(SecretString), "the probe can say yes");
         assert_eq!(format!("{secret:?}"), "<redacted>");
         assert_eq!(format!("{:?}", SecretString::default()), "<unset>");
-        assert_eq!(format!("{:#?}", secret), "<redacted>");
+        assert_eq!(format!("{secret:#?}"), "<redacted>");
     }
 
     #[test]
