@@ -118,12 +118,8 @@ impl Instance {
         ids: Vec<kavro_proto::MessageId>,
         auth: &HeaderValue,
     ) -> RequestBuilder {
-        let body = serde_json::to_vec(&kavro_proto::api::BatchAck { ids })
-            .unwrap_or_else(|_| unreachable!("a list of integers"));
-        authed(
-            self.post(self.routes.ack_batch.clone(), Bytes::from(body)),
-            auth,
-        )
+        let body = json_body(&kavro_proto::api::BatchAck { ids });
+        authed(self.post(self.routes.ack_batch.clone(), body), auth)
     }
 
     /// A JSON `POST` of a prepared body.
@@ -137,6 +133,12 @@ impl Instance {
 }
 
 /// `Authorization: Bearer <token>`, built once per user.
+/// A wire type as a JSON request body. The wire types are plain structs of
+/// strings, numbers and lists: serialising them cannot fail.
+pub fn json_body<T: serde::Serialize>(value: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("the wire types always serialise"))
+}
+
 pub fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
     let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
     value.set_sensitive(true);

@@ -83,12 +83,12 @@ impl SendTemplate {
             metadata: None,
             client_msg_id: None,
         };
-        let json = serde_json::to_vec(&message).unwrap_or_else(|_| unreachable!("plain struct"));
+        let json = crate::client::json_body(&message);
         // Base64 never needs JSON escaping, so the text appears verbatim.
-        let ciphertext_at = find(&json, encoded.as_bytes())
-            .unwrap_or_else(|| unreachable!("the ciphertext is in its own body"));
+        let ciphertext_at =
+            find(&json, encoded.as_bytes()).expect("the ciphertext is in its own body");
         Self {
-            json: Bytes::from(json),
+            json,
             ciphertext_at,
         }
     }
@@ -104,7 +104,7 @@ impl SendTemplate {
         let slot = &mut body[self.ciphertext_at..self.ciphertext_at + STAMP_CHARS];
         let written = STANDARD
             .encode_slice(stamp_bytes(micros), slot)
-            .unwrap_or_else(|_| unreachable!("16 characters fit 12 bytes"));
+            .expect("16 characters hold the base64 of 12 bytes");
         debug_assert_eq!(written, STAMP_CHARS);
         Bytes::from(body)
     }

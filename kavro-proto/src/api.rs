@@ -1,4 +1,4 @@
-//! The request and response bodies of every relay route (API.md parts 1 and 2).
+//! The request and response bodies of every relay route (docs/API.md parts 1 and 2).
 //!
 //! Field names are the wire names: no renames, so serde (the client) and
 //! poem-openapi (the server, with the `openapi` feature) agree by construction.

@@ -1,4 +1,4 @@
-//! The audit trail (API.md part 4): one structured log line per security
+//! The audit trail (docs/API.md part 4): one structured log line per security
 //! event, under the `kavro::audit` target so operators can route it apart.
 //! Lines carry usernames, user ids and client addresses, never passwords,
 //! tokens or ciphertext.

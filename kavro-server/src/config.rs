@@ -108,7 +108,7 @@ pub struct Config {
     pub max_wait: Duration,
 }
 
-/// Per-route request limits (API.md part 3).
+/// Per-route request limits (docs/API.md part 3).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimits {
@@ -770,7 +770,8 @@ mod tests {
 
     #[test]
     fn each_bad_combination_is_refused_by_name() {
-        let cases: [(fn(&mut Config), InvalidConfig); 14] = [
+        type Case = (fn(&mut Config), InvalidConfig);
+        let cases: [Case; 14] = [
             (
                 |c| c.tls_cert = Some("cert.pem".into()),
                 InvalidConfig::TlsHalfSet,

@@ -72,7 +72,7 @@ impl FieldCrypt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::implements_debug;
+    use kavro_proto::implements_debug;
 
     /// The Fernet keys are zeroized on drop and cannot be printed: a
     /// `Fernet` is two byte arrays, so it needs dropping only because its

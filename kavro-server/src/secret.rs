@@ -79,7 +79,7 @@ impl<'de> Deserialize<'de> for SecretString {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::implements_debug;
+    use kavro_proto::implements_debug;
 
     /// The text lives in a buffer that is zeroized when dropped (a compile
     /// error if the field stops being one), and only a redacted `Debug` exists.
@@ -91,7 +91,7 @@ mod tests {
         assert!(implements_debug!(SecretString), "the probe can say yes");
         assert_eq!(format!("{secret:?}"), "<redacted>");
         assert_eq!(format!("{:?}", SecretString::default()), "<unset>");
-        assert_eq!(format!("{:#?}", secret), "<redacted>");
+        assert_eq!(format!("{secret:#?}"), "<redacted>");
     }
 
     #[test]

@@ -279,25 +279,3 @@ impl HashGate {
         self.inner.opened.notify_all();
     }
 }
-
-/// Whether a concrete type implements `Debug`, decided at compile time: the
-/// inherent constant, which exists only when the bound holds, shadows the
-/// trait's. For tests that a type holding a secret has no `Debug` to leak it.
-#[cfg(test)]
-macro_rules! implements_debug {
-    ($type:ty) => {{
-        #[allow(dead_code)]
-        trait Fallback {
-            const IMPLS: bool = false;
-        }
-        struct Probe<T: ?Sized>(std::marker::PhantomData<T>);
-        impl<T: ?Sized> Fallback for Probe<T> {}
-        #[allow(dead_code)]
-        impl<T: ?Sized + std::fmt::Debug> Probe<T> {
-            const IMPLS: bool = true;
-        }
-        <Probe<$type>>::IMPLS
-    }};
-}
-#[cfg(test)]
-pub(crate) use implements_debug;

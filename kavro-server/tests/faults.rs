@@ -317,22 +317,21 @@ async fn connection_cap_queues_the_rest() {
     drop(second);
 }
 
-/// An operator's `max_wait` caps long-polls below what clients ask for.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_wait_caps_long_polls() {
-    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
-        c.max_wait = Duration::from_millis(300);
-    })
-    .await
-    else {
-        return;
-    };
-    let (bob, _) = s.register("bob").await;
-    let (_, ready) = s.get("/ready", None).await;
+/// A relay with `max_wait`: `/ready` reports `(long_poll, long_poll_max_wait)`
+/// as `reported`, and a 60 s long-poll on an empty inbox is answered (empty)
+/// well within a 20 s client deadline. Returns the relay and Bob's token.
+async fn long_poll_with_max_wait(
+    max_wait: Duration,
+    reported: (bool, u32),
+) -> Option<(TestServer, String, i64)> {
+    let s = TestServer::start(Db::Sqlite, Counters::Memory, |c| c.max_wait = max_wait).await?;
+    let (bob, bob_id) = s.register("bob").await;
+    let (status, ready) = s.get("/ready", None).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(
         (&ready["long_poll"], &ready["long_poll_max_wait"]),
-        (&json!(true), &json!(1)),
-        "300 ms is reported rounded up: {ready}"
+        (&json!(reported.0), &json!(reported.1)),
+        "max_wait {max_wait:?}: {ready}"
     );
     let response = s
         .request(Method::GET, "/messages/inbox?wait=60")
@@ -342,6 +341,18 @@ async fn max_wait_caps_long_polls() {
         .await
         .expect("answered long before the client's 60 s");
     assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        json!({"messages": []})
+    );
+    Some((s, bob, bob_id))
+}
+
+/// An operator's `max_wait` caps long-polls below what clients ask for, and
+/// `/ready` reports it rounded up to whole seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_wait_caps_long_polls() {
+    long_poll_with_max_wait(Duration::from_millis(300), (true, 1)).await;
 }
 
 /// `max_wait = 0` turns long-poll off, and `/ready` says so: a `wait` is
@@ -349,34 +360,10 @@ async fn max_wait_caps_long_polls() {
 /// the next read (no request was left holding it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_wait_zero_turns_long_poll_off() {
-    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
-        c.max_wait = Duration::ZERO;
-    })
-    .await
-    else {
+    let Some((s, bob, bob_id)) = long_poll_with_max_wait(Duration::ZERO, (false, 0)).await else {
         return;
     };
     let (alice, _) = s.register("alice").await;
-    let (bob, bob_id) = s.register("bob").await;
-    let (status, ready) = s.get("/ready", None).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        (&ready["long_poll"], &ready["long_poll_max_wait"]),
-        (&json!(false), &json!(0)),
-        "{ready}"
-    );
-    let response = s
-        .request(Method::GET, "/messages/inbox?wait=60")
-        .bearer_auth(&bob)
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .expect("answered at once, not held for 60 s");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.json::<serde_json::Value>().await.unwrap(),
-        json!({"messages": []})
-    );
     assert_eq!(s.state.wake.open_waiters(), 0, "nothing is held");
     let (status, _) = s
         .post("/messages", Some(&alice), common::message_body(bob_id))

@@ -492,3 +492,110 @@ fn inbox_watch_prints_messages_as_they_arrive() {
     assert!(status.success());
     assert_eq!(wait_exit(&mut watch, 10), Some(0));
 }
+
+/// The account commands against the real relay's routes (#9 points 6-8):
+/// keys and retiring one, a password change, logging out everywhere, and
+/// deleting the account.
+#[test]
+fn account_commands_keys_password_logout_everywhere_and_deletion() {
+    let server = Server::start();
+    let http = Http::new(&server.url);
+    let alice = registered(&server, "alice");
+    // Alice's second device: a second key, now her newest.
+    let laptop = User::new("alice", &server.url);
+    assert_eq!(laptop.json(&["login", "alice"])[0]["new_key"], true);
+    let bob = registered(&server, "bob");
+
+    // `keys`: both, this device's marked; the key in use cannot be retired.
+    let keys = alice.json(&["keys"]);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let mine = keys.iter().find(|k| k["current"] == true).expect("current");
+    let other = keys.iter().find(|k| k["current"] == false).expect("other");
+    assert_eq!(mine["device_name"], "kavro", "shown to the owner");
+    let run = alice.exec(&["keys", "retire", &mine["id"].to_string()]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    // Device names are not shown to others.
+    let (bob_token, _) = http.login("bob", &bob.password);
+    let devices = user_devices(&http, &bob_token, "alice");
+    assert!(
+        devices.iter().all(|d| d["device_name"].is_null()),
+        "{devices:?}"
+    );
+
+    // Bob pins the newest key (the laptop's); Alice retires it: a key change.
+    bob.ok(&["send", "alice", "to the laptop"]);
+    let retired = alice.json(&["keys", "retire", &other["id"].to_string()]);
+    assert_eq!(retired[0]["retired"], true);
+    assert_eq!(alice.json(&["keys"]).len(), 1);
+    assert_eq!(bob.exec(&["send", "alice", "again"]).code, Some(4));
+
+    // `password`: the other session is refused afterwards; a wrong current
+    // password is refused (exit 3).
+    let run = with_stdin(
+        &alice,
+        &["password", "--password-stdin"],
+        "Wr0ng-password\nAn0ther-pass!\n",
+        false,
+    );
+    assert_eq!(run.code, Some(3), "{run:?}");
+    let run = with_stdin(
+        &alice,
+        &["--json", "password", "--password-stdin"],
+        "Corr3ct-horse\nN3w-password!\n",
+        false,
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    alice.ok(&["whoami"]);
+    assert_eq!(laptop.exec(&["whoami"]).code, Some(3));
+
+    // `logout --everywhere`: every token of the account is refused.
+    let (other_token, _) = http.login("alice", "N3w-password!");
+    alice.json(&["logout", "--everywhere"]);
+    let (status, _) = http.get("/auth/me", Some(&other_token));
+    assert_eq!(status, 401);
+    assert_eq!(alice.exec(&["whoami"]).code, Some(3));
+
+    // `delete-account`: needs the username typed, or --yes and the password.
+    let run = with_stdin(
+        &alice,
+        &["login", "alice", "--password-stdin"],
+        "N3w-password!\n",
+        true,
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        alice.exec(&["delete-account"]).code,
+        Some(2),
+        "no terminal, no --yes"
+    );
+    let run = with_stdin(
+        &alice,
+        &["delete-account", "--yes", "--password-stdin"],
+        "Wr0ng-password\n",
+        true,
+    );
+    assert_eq!(run.code, Some(3), "{run:?}");
+    let run = with_stdin(
+        &alice,
+        &["--json", "delete-account", "--yes", "--password-stdin"],
+        "N3w-password!\n",
+        true,
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.json_lines()[0]["deleted"], true);
+    assert!(
+        !alice
+            .data_dir
+            .path()
+            .join("profiles/default/secrets.json")
+            .exists(),
+        "the profile's secrets are gone"
+    );
+    assert_eq!(alice.exec(&["whoami"]).code, Some(3));
+    assert_eq!(bob.exec(&["send", "alice", "anyone?"]).code, Some(6));
+    // The name stays reserved.
+    let thief = User::new("alice", &server.url);
+    let run = thief.exec(&["register", "alice"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("already taken"), "{run:?}");
+}

@@ -130,6 +130,14 @@ fn survives_restart_and_stops_gracefully_on_sigterm() {
         "the second run's lines are there:\n{log}"
     );
     assert!(!log.contains("Passw0rd"), "no password in the log");
+    assert!(
+        !log.contains(&alice) && !log.contains(bob),
+        "no token in the log"
+    );
+    for file in ["jwt.secret", "fernet.key"] {
+        let secret = std::fs::read_to_string(server.data_dir.path().join(file)).unwrap();
+        assert!(!log.contains(secret.trim()), "{file} is not in the log");
+    }
 }
 
 #[test]

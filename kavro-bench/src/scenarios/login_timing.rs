@@ -18,7 +18,7 @@ use kavro_proto::api::Credentials;
 use rand::Rng as _;
 use serde_json::json;
 
-use crate::client::exchange;
+use crate::client::{exchange, json_body};
 use crate::scenarios::Ctx;
 use crate::scenarios::Outcome;
 use crate::stats::{Failure, Recorder, micros};
@@ -116,12 +116,11 @@ pub async fn run(ctx: Ctx, logins: usize, per_account: usize, warmup: usize) -> 
         let order = if rng.random::<bool>() { [0, 1] } else { [1, 0] };
         for side in order {
             let (op, username) = pair[side];
-            let body = serde_json::to_vec(&Credentials {
+            let body = json_body(&Credentials {
                 username: username.into(),
                 password: WRONG_PASSWORD.into(),
-            })
-            .unwrap_or_else(|_| unreachable!("plain struct"));
-            let request = instance.post(instance.routes.login.clone(), Bytes::from(body));
+            });
+            let request = instance.post(instance.routes.login.clone(), body);
             let started = Instant::now();
             // A wrong password and an unknown user both get 401.
             let result: Result<Bytes, Failure> = exchange(request, 401).await;

@@ -52,7 +52,7 @@ pub struct PartyHalf([u32; PARTY_HALF_GROUPS]);
 impl PartyHalf {
     /// The half of the party with `public_key` (any 32-byte key) and
     /// `stable_id` (for v1 accounts, the lowercased username). CPU work:
-    /// 5,201 SHA-512 computations (about a millisecond).
+    /// 5,201 SHA-512 computations.
     pub fn compute(public_key: &[u8; 32], stable_id: &[u8]) -> Self {
         let mut hash = Sha512::new()
             .chain_update(SAFETY_NUMBER_LABEL)

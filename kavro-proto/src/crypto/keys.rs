@@ -182,6 +182,21 @@ impl<'de> Deserialize<'de> for IdentityPublic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::implements_debug;
+
+    /// The secret lives in x25519-dalek's `StaticSecret`: 32 bytes, so it
+    /// needs dropping only because its `Drop` zeroizes them (a compile error
+    /// if the field stops being one). The secret has no `Debug`; the
+    /// keypair's prints only the public half (`debug_and_serde`).
+    #[test]
+    fn secret_is_zeroized_on_drop_and_never_printed() {
+        fn zeroizable<T: zeroize::Zeroize>(_: &T) {}
+        let secret = IdentitySecret::from_bytes([0x42; 32]);
+        zeroizable(&secret.0);
+        assert!(std::mem::needs_drop::<StaticSecret>());
+        assert!(!implements_debug!(IdentitySecret));
+        assert!(implements_debug!(IdentityKeypair), "the probe can say yes");
+    }
 
     #[test]
     fn public_key_matches_rfc7748() {

@@ -1,4 +1,4 @@
-//! The outer layer of API.md part 5 and the public seal/open entry points:
+//! The outer layer of docs/API.md part 5 and the public seal/open entry points:
 //! `ciphertext = base64(nonce[24] || crypto_box(eph_sk, recipient_pk, plaintext))`,
 //! `ephemeral_pubkey = hex(eph_pk)`, where the plaintext is an envelope (our
 //! clients) or bare UTF-8 text (legacy libsodium clients).

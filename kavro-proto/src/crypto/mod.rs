@@ -1,4 +1,4 @@
-//! The end-to-end layer (API.md part 5): identity keys, the outer
+//! The end-to-end layer (docs/API.md part 5): identity keys, the outer
 //! libsodium-compatible box, the authenticated v1 envelope, and safety numbers.
 //!
 //! The relay never sees any of this; it stores `ciphertext` and

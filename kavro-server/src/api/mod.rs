@@ -1,4 +1,4 @@
-//! The HTTP API (API.md parts 1 and 2): one poem-openapi struct per route
+//! The HTTP API (docs/API.md parts 1 and 2): one poem-openapi struct per route
 //! group. Handlers stay thin: parse, check limits, call the store, map the
 //! result. The same service is mounted at `/` and at `/api/v1`.
 

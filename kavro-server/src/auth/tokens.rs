@@ -122,7 +122,7 @@ mod tests {
     use base64::Engine as _;
 
     use super::*;
-    use crate::testing::implements_debug;
+    use kavro_proto::implements_debug;
 
     /// The signing secret lives only in jsonwebtoken's keys, which are
     /// zeroized on drop and print redacted; `Tokens` itself has no `Debug`.

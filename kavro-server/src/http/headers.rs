@@ -1,4 +1,4 @@
-//! Security headers on every response (API.md part 0). The Swagger UI at
+//! Security headers on every response (docs/API.md part 0). The Swagger UI at
 //! `/docs` needs inline scripts and styles, so it gets a looser
 //! `Content-Security-Policy` than the JSON API, which allows nothing.
 

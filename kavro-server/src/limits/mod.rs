@@ -1,4 +1,4 @@
-//! Abuse controls (API.md part 3): request rate limits, the login lockout, and
+//! Abuse controls (docs/API.md part 3): request rate limits, the login lockout, and
 //! token revocation, all kept in [`Counters`] with two backends: [`redis`]
 //! (shared by every instance, one atomic round trip per check) and [`memory`]
 //! (this process only).

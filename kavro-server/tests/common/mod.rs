@@ -37,10 +37,10 @@ pub struct TestServer {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     /// `None` on a second instance: the first owns the data and services.
-    _dir: Option<tempfile::TempDir>,
-    _db: Option<TestDatabase>,
+    dir_guard: Option<tempfile::TempDir>,
+    db_guard: Option<TestDatabase>,
     /// Declared after the server's state so its keys go after the server stops.
-    _redis: Option<TestRedisPrefix>,
+    redis_guard: Option<TestRedisPrefix>,
 }
 
 /// Rate limits off unless a test turns them on; 127.0.0.1 is a trusted
@@ -93,9 +93,9 @@ impl TestServer {
         }
         tweak(&mut config);
         let mut server = Self::serve(config, Arc::new(ManualClock::default()), passwords).await;
-        server._dir = Some(dir);
-        server._db = test_db;
-        server._redis = redis;
+        server.dir_guard = Some(dir);
+        server.db_guard = test_db;
+        server.redis_guard = redis;
         Some(server)
     }
 
@@ -142,9 +142,9 @@ impl TestServer {
             config,
             shutdown: Some(tx),
             task: Some(task),
-            _dir: None,
-            _db: None,
-            _redis: None,
+            dir_guard: None,
+            db_guard: None,
+            redis_guard: None,
         }
     }
 

@@ -5,16 +5,15 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kavro_proto::api::Device;
 use kavro_proto::api::{
-    BatchAck, BatchAckResponse, Credentials, DeliveryStatus, Devices, ErrorBody, Inbox,
-    InboxMessage, InboxOrder, Me, PublishKey, SendMessage, SendResponse, TokenResponse, UserInfo,
+    BatchAck, BatchAckResponse, ChangePassword, Credentials, DeleteAccount, DeliveryStatus, Device,
+    Devices, ErrorBody, Inbox, InboxMessage, InboxOrder, Me, PublishKey, SendMessage, SendResponse,
+    TokenResponse, UserInfo,
 };
 use kavro_proto::strings::Password;
 use kavro_proto::{DeviceId, MessageId, UserId, validate};
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{InboxQuery, LongPoll, Relay, RelayError};
@@ -83,19 +82,6 @@ impl HttpRelay {
             detail,
         }
     }
-}
-
-/// Body of `POST /auth/password`.
-#[derive(Serialize)]
-struct ChangePassword<'a> {
-    current_password: &'a str,
-    new_password: &'a str,
-}
-
-/// Body of `DELETE /auth/me`.
-#[derive(Serialize)]
-struct DeleteAccount<'a> {
-    password: &'a str,
 }
 
 /// The long-poll fields of `GET /ready`, read leniently: a relay older than
@@ -225,8 +211,8 @@ impl Relay for HttpRelay {
             .call(
                 self.request(Method::POST, "/auth/password", Some(token))
                     .json(&ChangePassword {
-                        current_password: current.as_str(),
-                        new_password: new.as_str(),
+                        current_password: current.clone(),
+                        new_password: new.clone(),
                     }),
             )
             .await?;
@@ -249,7 +235,7 @@ impl Relay for HttpRelay {
             .call(
                 self.request(Method::DELETE, "/auth/me", Some(token))
                     .json(&DeleteAccount {
-                        password: password.as_str(),
+                        password: password.clone(),
                     }),
             )
             .await?;
