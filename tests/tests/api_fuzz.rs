@@ -126,8 +126,7 @@ fn every_route_passes_every_check() {
         // Each of those on its own, with its own account (they revoke the
         // token they are given, or close the account).
         for (j, filter) in SESSION_ENDING.iter().enumerate() {
-            let (own_token, _) =
-                http.register(&format!("fuzzer{i}x{j}"), "Fuzz-passw0rd");
+            let (own_token, _) = http.register(&format!("fuzzer{i}x{j}"), "Fuzz-passw0rd");
             let (ok, output) = schemathesis(&server, &own_token, mount, filter);
             assert!(
                 ok,

@@ -147,9 +147,10 @@ mod tests {
             (claims.user_id, claims.device_id, claims.expires_at),
             (UserId(3), MlsDeviceId(9), exp)
         );
+        assert_eq!(claims.generation, TokenGeneration(2));
         assert_eq!(accounts.verify(&token, now), Err(TokenError::Invalid));
         let account = accounts
-            .issue(UserId(3), now, Duration::from_secs(60))
+            .issue(UserId(3), TokenGeneration(0), now, Duration::from_secs(60))
             .unwrap();
         assert_eq!(devices.verify(&account, now), Err(TokenError::Invalid));
         assert_eq!(
