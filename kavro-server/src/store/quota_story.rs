@@ -202,31 +202,31 @@ pub async fn concurrent_cutoff(stores: &[Arc<dyn Store>], max: u32, attempts: u3
             let store = stores[task % stores.len()].clone();
             let (next, senders) = (next.clone(), senders.clone());
             tokio::spawn(async move {
-                let (mut stored, mut refused) = (0u32, 0u32);
+                let (mut accepted, mut turned_away) = (0u32, 0u32);
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     if n >= attempts {
-                        return (stored, refused);
+                        return (accepted, turned_away);
                     }
                     let mut m = message(senders[n as usize % senders.len()], to, now);
                     m.max_pending = max;
                     m.max_pending_per_sender = max;
                     match store.store_message(m).await {
-                        Ok(_) => stored += 1,
-                        Err(StoreError::QuotaExceeded(Quota::Recipient)) => refused += 1,
+                        Ok(_) => accepted += 1,
+                        Err(StoreError::QuotaExceeded(Quota::Recipient)) => turned_away += 1,
                         Err(other) => panic!("send {n}: {other:?}"),
                     }
                 }
             })
         })
         .collect();
-    let (mut stored, mut refused) = (0, 0);
+    let (mut accepted, mut turned_away) = (0, 0);
     for task in tasks {
         let (s, r) = task.await.unwrap();
-        stored += s;
-        refused += r;
+        accepted += s;
+        turned_away += r;
     }
-    assert_eq!((prefill + stored, refused), (max, attempts - max));
+    assert_eq!((prefill + accepted, turned_away), (max, attempts - max));
     let last = stores.last().unwrap();
     assert_eq!(
         last.pending_counts(to, senders[0]).await.unwrap().recipient,
