@@ -26,6 +26,8 @@ macro_rules! id_type {
         }
     };
 }
+// v2's identifiers are made the same way.
+pub(crate) use id_type;
 
 id_type!(
     /// A relay account.

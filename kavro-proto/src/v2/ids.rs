@@ -7,32 +7,17 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::limits::{GROUP_ID_MAX_BYTES, GROUP_ID_MAX_CHARS};
+use crate::ids::id_type;
 
-macro_rules! v2_id {
-    ($(#[$meta:meta])* $name:ident) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(poem_openapi::NewType))]
-        #[serde(transparent)]
-        pub struct $name(pub i64);
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-    };
-}
-
-v2_id!(
+id_type!(
     /// A device of an account (an MLS client), assigned by the relay.
     MlsDeviceId
 );
-v2_id!(
+id_type!(
     /// A group message stored on the relay (one body, many queue entries).
     V2MessageId
 );
-v2_id!(
+id_type!(
     /// A position in one device's queue: strictly increasing, gap-free as
     /// assigned, in the order the relay committed the entries.
     QueueSeq

@@ -95,24 +95,38 @@ impl Tokens {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
         let claims = data.claims;
-        let user_id = claims.sub.parse::<i64>().map_err(|_| TokenError::Invalid)?;
-        if claims.jti.is_empty() || claims.jti.len() > 64 {
-            return Err(TokenError::Invalid);
-        }
-        let expires_at = Utc
-            .timestamp_opt(claims.exp, 0)
-            .single()
-            .ok_or(TokenError::Invalid)?;
-        if expires_at <= now {
-            return Err(TokenError::Expired);
-        }
+        let (user_id, expires_at) =
+            check_standard_claims(&claims.sub, &claims.jti, claims.exp, now)?;
         Ok(TokenClaims {
-            user_id: UserId(user_id),
+            user_id,
             jti: claims.jti,
             expires_at,
             generation: TokenGeneration(claims.r#gen),
         })
     }
+}
+
+/// The checks every Kavro token shares once its signature verified: the
+/// subject is a user id, the token id is present and bounded, and it has not
+/// expired at `now`. Returns the user and the expiry.
+pub(crate) fn check_standard_claims(
+    sub: &str,
+    jti: &str,
+    exp: i64,
+    now: DateTime<Utc>,
+) -> Result<(UserId, DateTime<Utc>), TokenError> {
+    let user_id = sub.parse::<i64>().map_err(|_| TokenError::Invalid)?;
+    if jti.is_empty() || jti.len() > 64 {
+        return Err(TokenError::Invalid);
+    }
+    let expires_at = Utc
+        .timestamp_opt(exp, 0)
+        .single()
+        .ok_or(TokenError::Invalid)?;
+    if expires_at <= now {
+        return Err(TokenError::Expired);
+    }
+    Ok((UserId(user_id), expires_at))
 }
 
 #[cfg(test)]

@@ -2,40 +2,12 @@
 //! everywhere), key retirement, and account deletion with its reserved name,
 //! on SQLite always and on PostgreSQL when `KAVRO_TEST_DATABASE_URL` is set.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use kavro_proto::api::InboxOrder;
 use kavro_proto::{DeviceId, UserId};
 
-use super::{
-    NewMessage, NewUser, Published, Store, StoreError, StoreOptions, SweepCutoffs, TokenGeneration,
-};
-use crate::clock::after;
-
-fn message(from: UserId, to: UserId, now: DateTime<Utc>) -> NewMessage {
-    NewMessage {
-        sender_id: from,
-        recipient_id: to,
-        ciphertext: b"c".to_vec(),
-        ephemeral_pubkey: "ab".repeat(32),
-        metadata: None,
-        client_msg_id: None,
-        created_at: now,
-        expires_at: after(now, Duration::from_secs(3600)),
-        max_pending: 100,
-        max_pending_per_sender: 100,
-    }
-}
-
-fn new_user(name: &str, now: DateTime<Utc>) -> NewUser<'_> {
-    NewUser {
-        username: name,
-        username_normalized: name,
-        password_hash: "$argon2id$first",
-        created_at: now,
-    }
-}
+use super::fixtures::{message, new_user, options, sqlite_options};
+use super::{Published, Store, StoreError, SweepCutoffs, TokenGeneration};
 
 fn sweep_at(now: DateTime<Utc>, names_before: DateTime<Utc>) -> SweepCutoffs {
     SweepCutoffs {
@@ -137,15 +109,15 @@ pub async fn story(store: &dyn Store) {
 
     // Deletion: messages both ways, receipts, keys; the name stays taken.
     let to_dora = store
-        .store_message(message(eli, dora, at(8)))
+        .store_message(message(eli, dora, "c", at(8)))
         .await
         .unwrap();
     let from_dora = store
-        .store_message(message(dora, eli, at(8)))
+        .store_message(message(dora, eli, "c", at(8)))
         .await
         .unwrap();
     let read_by_eli = store
-        .store_message(message(dora, eli, at(8)))
+        .store_message(message(dora, eli, "c", at(8)))
         .await
         .unwrap();
     store.ack(eli, read_by_eli.id, at(9)).await.unwrap();
@@ -190,7 +162,7 @@ pub async fn story(store: &dyn Store) {
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.store_message(message(eli, dora, at(11))).await,
+        store.store_message(message(eli, dora, "c", at(11))).await,
         Err(StoreError::NotFound)
     ));
     let revoked = store.revoked_generations(at(9)).await.unwrap();
@@ -242,14 +214,9 @@ pub async fn story(store: &dyn Store) {
 #[tokio::test]
 async fn accounts_story_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = super::connect(&StoreOptions {
-        url: format!("sqlite://{}", dir.path().join("accounts.db").display()),
-        read_url: None,
-        max_connections: 4,
-        migrate: true,
-    })
-    .await
-    .unwrap();
+    let store = super::connect(&sqlite_options(dir.path(), "accounts.db"))
+        .await
+        .unwrap();
     story(store.as_ref()).await;
 }
 
@@ -258,13 +225,6 @@ async fn accounts_story_on_postgres() {
     let Some(db) = crate::testing::TestDatabase::create().await else {
         return;
     };
-    let store = super::connect(&StoreOptions {
-        url: db.url.clone(),
-        read_url: None,
-        max_connections: 4,
-        migrate: true,
-    })
-    .await
-    .unwrap();
+    let store = super::connect(&options(db.url.clone(), 4)).await.unwrap();
     story(store.as_ref()).await;
 }

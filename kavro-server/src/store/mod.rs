@@ -434,6 +434,8 @@ pub(crate) const SWEEP_BATCH: i64 = 1000;
 #[cfg(test)]
 mod accounts_story;
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod quota_story;
 #[cfg(test)]
 pub(crate) mod story;

@@ -7,43 +7,22 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kavro_proto::UserId;
 use kavro_proto::api::InboxOrder;
 use uuid::Uuid;
 
-use super::{
-    NewMessage, NewUser, PendingCounts, Quota, Store, StoreError, StoreOptions, SweepCutoffs,
-};
-use crate::clock::after;
+use super::fixtures::{self, options, sqlite_options, user};
+use super::{NewMessage, PendingCounts, Quota, Store, StoreError, StoreOptions, SweepCutoffs};
 
+/// A message with a quota of 5 pending per recipient and 3 per sender.
 fn message(from: UserId, to: UserId, now: DateTime<Utc>) -> NewMessage {
     NewMessage {
-        sender_id: from,
-        recipient_id: to,
-        ciphertext: b"c".to_vec(),
-        ephemeral_pubkey: "ab".repeat(32),
-        metadata: None,
-        client_msg_id: None,
-        created_at: now,
-        expires_at: after(now, Duration::from_secs(3600)),
         max_pending: 5,
         max_pending_per_sender: 3,
+        ..fixtures::message(from, to, "c", now)
     }
-}
-
-async fn user(store: &dyn Store, name: &str, now: DateTime<Utc>) -> UserId {
-    store
-        .create_user(NewUser {
-            username: name,
-            username_normalized: name,
-            password_hash: "$argon2id$fake",
-            created_at: now,
-        })
-        .await
-        .unwrap()
 }
 
 /// Asserts the counters of `to` (and of `from` towards them), and that the
@@ -236,26 +215,21 @@ pub async fn concurrent_cutoff(stores: &[Arc<dyn Store>], max: u32, attempts: u3
     assert_eq!(listed.len(), 200.min(max as usize));
 }
 
-fn sqlite_options(dir: &std::path::Path) -> StoreOptions {
-    StoreOptions {
-        url: format!("sqlite://{}", dir.join("quota.db").display()),
-        read_url: None,
-        max_connections: 4,
-        migrate: true,
-    }
-}
-
 #[tokio::test]
 async fn quota_story_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = super::connect(&sqlite_options(dir.path())).await.unwrap();
+    let store = super::connect(&sqlite_options(dir.path(), "quota.db"))
+        .await
+        .unwrap();
     story(store.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_cutoff_at_10_000_is_exact_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = super::connect(&sqlite_options(dir.path())).await.unwrap();
+    let store = super::connect(&sqlite_options(dir.path(), "quota.db"))
+        .await
+        .unwrap();
     concurrent_cutoff(&[store], 10_000, 10_050).await;
 }
 
@@ -264,14 +238,7 @@ async fn quota_story_on_postgres() {
     let Some(db) = crate::testing::TestDatabase::create().await else {
         return;
     };
-    let store = super::connect(&StoreOptions {
-        url: db.url.clone(),
-        read_url: None,
-        max_connections: 4,
-        migrate: true,
-    })
-    .await
-    .unwrap();
+    let store = super::connect(&options(db.url.clone(), 4)).await.unwrap();
     story(store.as_ref()).await;
 }
 

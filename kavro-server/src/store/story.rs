@@ -2,44 +2,13 @@
 //! trait, run on SQLite always and on PostgreSQL when `KAVRO_TEST_DATABASE_URL`
 //! is set. Both backends must tell the same story.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use kavro_proto::api::{DeliveryState, InboxOrder};
 use kavro_proto::{MessageId, UserId};
 use uuid::Uuid;
 
-use super::{
-    AckCount, AckOutcome, NewMessage, NewUser, Quota, Store, StoreError, StoreOptions, SweepCutoffs,
-};
-use crate::clock::after;
-
-fn message(from: UserId, to: UserId, text: &str, now: DateTime<Utc>) -> NewMessage {
-    NewMessage {
-        sender_id: from,
-        recipient_id: to,
-        ciphertext: text.as_bytes().to_vec(),
-        ephemeral_pubkey: "ab".repeat(32),
-        metadata: None,
-        client_msg_id: None,
-        created_at: now,
-        expires_at: after(now, Duration::from_secs(3600)),
-        max_pending: 100,
-        max_pending_per_sender: 100,
-    }
-}
-
-async fn user(store: &dyn Store, name: &str, now: DateTime<Utc>) -> UserId {
-    store
-        .create_user(NewUser {
-            username: name,
-            username_normalized: &name.to_lowercase(),
-            password_hash: "$argon2id$fake",
-            created_at: now,
-        })
-        .await
-        .unwrap()
-}
+use super::fixtures::{message, options, sqlite_options, user};
+use super::{AckCount, AckOutcome, NewUser, Quota, Store, StoreError, StoreOptions, SweepCutoffs};
 
 /// Sweep cut-offs with no deleted account's name due.
 fn cutoffs(now: DateTime<Utc>, receipts_before: DateTime<Utc>) -> SweepCutoffs {
@@ -329,19 +298,12 @@ pub async fn story(store: &dyn Store) {
     assert!(status.max >= 1);
 }
 
-fn sqlite_options(dir: &std::path::Path) -> StoreOptions {
-    StoreOptions {
-        url: format!("sqlite://{}", dir.join("story.db").display()),
-        read_url: None,
-        max_connections: 4,
-        migrate: true,
-    }
-}
-
 #[tokio::test]
 async fn story_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = super::connect(&sqlite_options(dir.path())).await.unwrap();
+    let store = super::connect(&sqlite_options(dir.path(), "story.db"))
+        .await
+        .unwrap();
     story(store.as_ref()).await;
 }
 
@@ -350,14 +312,18 @@ async fn sqlite_data_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let now = Utc::now();
     {
-        let store = super::connect(&sqlite_options(dir.path())).await.unwrap();
+        let store = super::connect(&sqlite_options(dir.path(), "story.db"))
+            .await
+            .unwrap();
         let a = user(store.as_ref(), "a1x", now).await;
         store
             .store_message(message(a, a, "keep", now))
             .await
             .unwrap();
     }
-    let store = super::connect(&sqlite_options(dir.path())).await.unwrap();
+    let store = super::connect(&sqlite_options(dir.path(), "story.db"))
+        .await
+        .unwrap();
     let a = store.user_by_name("a1x").await.unwrap().unwrap().id;
     assert_eq!(
         store
@@ -375,10 +341,8 @@ async fn story_on_postgres() {
         return;
     };
     let store = super::connect(&StoreOptions {
-        url: db.url.clone(),
         read_url: Some(db.url.clone()),
-        max_connections: 4,
-        migrate: true,
+        ..options(db.url.clone(), 4)
     })
     .await
     .unwrap();

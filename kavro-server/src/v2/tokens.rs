@@ -12,7 +12,7 @@ use kavro_proto::v2::MlsDeviceId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::auth::tokens::{TokenError, WeakSecret};
+use crate::auth::tokens::{TokenError, WeakSecret, check_standard_claims};
 use crate::store::TokenGeneration;
 
 /// Label of the device-token key derivation.
@@ -99,19 +99,10 @@ impl DeviceTokens {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
         let claims = data.claims;
-        let user_id = claims.sub.parse::<i64>().map_err(|_| TokenError::Invalid)?;
-        if claims.jti.is_empty() || claims.jti.len() > 64 {
-            return Err(TokenError::Invalid);
-        }
-        let expires_at = Utc
-            .timestamp_opt(claims.exp, 0)
-            .single()
-            .ok_or(TokenError::Invalid)?;
-        if expires_at <= now {
-            return Err(TokenError::Expired);
-        }
+        let (user_id, expires_at) =
+            check_standard_claims(&claims.sub, &claims.jti, claims.exp, now)?;
         Ok(DeviceClaims {
-            user_id: UserId(user_id),
+            user_id,
             device_id: MlsDeviceId(claims.dev),
             jti: claims.jti,
             expires_at,

@@ -17,19 +17,8 @@ use super::{
     NewCommit, NewDevice, NewGroupMessage, NewKeyPackage, NewLinkRequest, V2Error, V2Store,
 };
 use crate::clock::after;
-use crate::store::{NewUser, Store, StoreOptions};
-
-async fn user(store: &dyn Store, name: &str, now: DateTime<Utc>) -> UserId {
-    store
-        .create_user(NewUser {
-            username: name,
-            username_normalized: &name.to_lowercase(),
-            password_hash: "$argon2id$fake",
-            created_at: now,
-        })
-        .await
-        .unwrap()
-}
+use crate::store::fixtures::{options, sqlite_options, user};
+use crate::store::Store;
 
 fn kp(tag: u8, not_after: DateTime<Utc>) -> NewKeyPackage {
     NewKeyPackage {
@@ -629,19 +618,10 @@ pub async fn concurrent_claims(v2: Arc<dyn V2Store>, store: &dyn Store) {
     assert_eq!((seen.len(), last_resort), (40, 20));
 }
 
-fn sqlite_options(dir: &std::path::Path) -> StoreOptions {
-    StoreOptions {
-        url: format!("sqlite://{}", dir.join("kavro.db").display()),
-        read_url: None,
-        max_connections: 4,
-        migrate: true,
-    }
-}
-
 #[tokio::test]
 async fn v2_story_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, v2) = crate::store::connect_all(&sqlite_options(dir.path()))
+    let (store, v2) = crate::store::connect_all(&sqlite_options(dir.path(), "kavro.db"))
         .await
         .unwrap();
     story(store.as_ref(), v2.as_ref()).await;
@@ -654,14 +634,9 @@ async fn v2_story_on_postgres() {
     let Some(db) = crate::testing::TestDatabase::create().await else {
         return;
     };
-    let (store, v2) = crate::store::connect_all(&StoreOptions {
-        url: db.url.clone(),
-        read_url: None,
-        max_connections: 16,
-        migrate: true,
-    })
-    .await
-    .unwrap();
+    let (store, v2) = crate::store::connect_all(&options(db.url.clone(), 16))
+        .await
+        .unwrap();
     story(store.as_ref(), v2.as_ref()).await;
     concurrent_commits(v2.clone(), store.as_ref()).await;
     concurrent_claims(v2, store.as_ref()).await;
