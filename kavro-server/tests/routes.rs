@@ -7,7 +7,7 @@
 mod common;
 mod trust;
 
-use common::{Counters, Db, TestServer, assert_error, message_body};
+use common::{Counters, Db, TestServer, assert_error, message_body, tally};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -904,15 +904,11 @@ async fn concurrent_registrations(s: TestServer) {
     for attempt in attempts {
         statuses.push(attempt.await.unwrap());
     }
-    let created = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    let taken = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::BAD_REQUEST)
-        .count();
-    assert_eq!((created, taken), (1, 9), "{statuses:?}");
+    assert_eq!(
+        tally(&statuses, StatusCode::CREATED, StatusCode::BAD_REQUEST),
+        (1, 9),
+        "{statuses:?}"
+    );
 }
 
 async fn expiry(s: TestServer) {

@@ -11,7 +11,7 @@ use kavro_server::config::{Config, RateSpec, Toggle};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::{Counters, Db, TestServer, assert_error, message_body};
+use crate::common::{Counters, Db, TestServer, assert_error, message_body, tally};
 
 async fn start(counters: Counters, tweak: impl FnOnce(&mut Config)) -> Option<TestServer> {
     TestServer::start(Db::Sqlite, counters, |c| {
@@ -328,15 +328,15 @@ async fn pending_quota_is_exact_across_two_instances() {
     for task in tasks {
         statuses.extend(task.await.unwrap());
     }
-    let created = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    let refused = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-        .count();
-    assert_eq!((created, refused), (40, 24), "{statuses:?}");
+    assert_eq!(
+        tally(
+            &statuses,
+            StatusCode::CREATED,
+            StatusCode::TOO_MANY_REQUESTS
+        ),
+        (40, 24),
+        "{statuses:?}"
+    );
     let bob = b.login("bob").await;
     let (_, inbox) = a.get("/messages/inbox?limit=200", Some(&bob)).await;
     assert_eq!(inbox["messages"].as_array().unwrap().len(), 40);

@@ -319,3 +319,10 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// How many of `statuses` are `a`, and how many are `b`: the tally a
+/// concurrency test compares with what must have happened.
+pub fn tally(statuses: &[StatusCode], a: StatusCode, b: StatusCode) -> (usize, usize) {
+    let count = |code| statuses.iter().filter(|s| **s == code).count();
+    (count(a), count(b))
+}

@@ -368,6 +368,26 @@ impl Client {
         .await
     }
 
+    /// Starts a 30 s long-poll of this device's queue (from `after`) on
+    /// `s`; the task answers the page the relay returns.
+    pub fn long_poll(&self, s: &TestServer) -> tokio::task::JoinHandle<Value> {
+        let url = s.url(&format!(
+            "/v2/devices/{}/queue?after={}&wait=30",
+            self.device_id, self.after
+        ));
+        let (http, token) = (s.client.clone(), self.token.clone());
+        tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    }
+
     /// Reads the whole queue from `after`, processes each entry in order,
     /// acknowledges; returns the kinds seen.
     pub async fn sync(&mut self, s: &TestServer) -> Vec<String> {

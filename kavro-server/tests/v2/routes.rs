@@ -143,30 +143,23 @@ async fn devices_and_sessions(s: TestServer) {
         assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY).as_str(),
         "Validation failed"
     );
-    let (status, body) = s
-        .post(
-            &url,
-            Some(&alice.account_token),
-            json!({"timestamp": now, "signature": proof(now, bob.device_id)}),
-        )
-        .await;
-    assert_error(status, &body, StatusCode::FORBIDDEN);
-    let (status, body) = s
-        .post(
-            &url,
-            Some(&bob.account_token),
-            json!({"timestamp": now, "signature": proof(now, alice.device_id)}),
-        )
-        .await;
-    assert_error(status, &body, StatusCode::NOT_FOUND);
-    let (status, body) = s
-        .post(
-            &url,
-            Some(&alice.token),
-            json!({"timestamp": now, "signature": proof(now, alice.device_id)}),
-        )
-        .await;
-    assert_error(status, &body, StatusCode::FORBIDDEN);
+    // Signed for another device (403), by a token of another account (404),
+    // with a device token instead of the account's (403).
+    let refusals = [
+        (&alice.account_token, bob.device_id, StatusCode::FORBIDDEN),
+        (&bob.account_token, alice.device_id, StatusCode::NOT_FOUND),
+        (&alice.token, alice.device_id, StatusCode::FORBIDDEN),
+    ];
+    for (token, signed_for, expected) in refusals {
+        let (status, body) = s
+            .post(
+                &url,
+                Some(token),
+                json!({"timestamp": now, "signature": proof(now, signed_for)}),
+            )
+            .await;
+        assert_error(status, &body, expected);
+    }
 
     // Tokens are not interchangeable: a device token is no account token.
     let (status, _) = s.get("/auth/me", Some(&alice.token)).await;
@@ -760,23 +753,7 @@ async fn queue_long_poll_and_retention(s: TestServer) {
     assert_eq!(alice.add(&s, &group, &packages).await, StatusCode::CREATED);
     bob.sync(&s).await;
     // A long-poll is answered by the next post (positive control: it returns it).
-    let url = s.url(&format!(
-        "/v2/devices/{}/queue?after={}&wait=30",
-        bob.device_id, bob.after
-    ));
-    let client = s.client.clone();
-    let token = bob.token.clone();
-    let poll = tokio::spawn(async move {
-        client
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    });
+    let poll = bob.long_poll(&s);
     tokio::time::sleep(Duration::from_millis(200)).await;
     alice.send(&s, &group, "wake up").await;
     let page = tokio::time::timeout(Duration::from_secs(20), poll)

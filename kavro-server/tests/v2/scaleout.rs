@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use kavro_server::config::Config;
 use kavro_server::testing::{TestDatabase, TestRedisPrefix};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::client::Client;
 use crate::common::{Counters, Db, TestServer};
@@ -121,22 +121,7 @@ async fn two_instances_keep_one_order_per_group() {
 
     // A long-poll on instance b is woken by a message posted through a.
     let listener = &clients[1];
-    let url = b.url(&format!(
-        "/v2/devices/{}/queue?after={}&wait=30",
-        listener.device_id, listener.after
-    ));
-    let token = listener.token.clone();
-    let http = b.client.clone();
-    let poll = tokio::spawn(async move {
-        http.get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    });
+    let poll = listener.long_poll(&b);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, _) = clients[0].send(&a, &group, "across instances").await;
     assert_eq!(status, StatusCode::CREATED);

@@ -17,8 +17,8 @@ use super::{
     NewCommit, NewDevice, NewGroupMessage, NewKeyPackage, NewLinkRequest, V2Error, V2Store,
 };
 use crate::clock::after;
-use crate::store::fixtures::{options, sqlite_options, user};
 use crate::store::Store;
+use crate::store::fixtures::{options, sqlite_options, user};
 
 fn kp(tag: u8, not_after: DateTime<Utc>) -> NewKeyPackage {
     NewKeyPackage {
