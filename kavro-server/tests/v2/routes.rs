@@ -846,3 +846,32 @@ async fn queue_long_poll_and_retention(s: TestServer) {
         .await;
     assert!(assert_error(status, &body, StatusCode::UNAUTHORIZED).contains("expired"));
 }
+
+/// Rate limits count a device token per device: one device over its budget
+/// is refused (`429`), another device of the same account is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_per_device() {
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
+        c.rate_limits = kavro_server::config::Toggle::On;
+    })
+    .await
+    else {
+        return;
+    };
+    let alice = Client::root(&s, "alice").await;
+    let phone = Client::linked(&s, &alice).await;
+    let queue = |c: &Client| format!("/v2/devices/{}/queue", c.device_id);
+    // The default inbox budget: 20 reads per 30 s.
+    for _ in 0..20 {
+        let (status, body) = s.get(&queue(&alice), Some(&alice.token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = s.get(&queue(&alice), Some(&alice.token)).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS);
+    let (status, body) = s.get(&queue(&phone), Some(&phone.token)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the other device has its own budget: {body}"
+    );
+}
