@@ -727,6 +727,8 @@ async fn groups_and_queue(s: TestServer) {
         ("limit=501", StatusCode::UNPROCESSABLE_ENTITY),
         ("after=-1", StatusCode::UNPROCESSABLE_ENTITY),
         ("wait=61", StatusCode::UNPROCESSABLE_ENTITY),
+        ("ack=-1", StatusCode::UNPROCESSABLE_ENTITY),
+        ("ack=x", StatusCode::UNPROCESSABLE_ENTITY),
     ] {
         let (status, body) = s.get(&format!("{q}?{query}"), Some(&bob.token)).await;
         assert_error(status, &body, expected);
@@ -748,6 +750,33 @@ async fn groups_and_queue(s: TestServer) {
         page["messages"].as_array().unwrap().len(),
         2,
         "acked entries are gone"
+    );
+    // The ack can ride on the next read: acknowledged first, then read.
+    let seqs_of = |page: &Value| -> Vec<i64> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect()
+    };
+    let (status, page) = s.get(&format!("{q}?after=5&ack=5"), Some(&bob.token)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        (seqs_of(&page), page["acked_up_to"].as_i64()),
+        (vec![6], Some(5))
+    );
+    let (_, page) = s.get(&format!("{q}?after=0&ack=2"), Some(&bob.token)).await;
+    assert_eq!(
+        (seqs_of(&page), page["acked_up_to"].as_i64()),
+        (vec![6], Some(5)),
+        "never moves back; acked entries are gone"
+    );
+    let (_, page) = s.get(&format!("{q}?ack=1000"), Some(&bob.token)).await;
+    assert_eq!(
+        (seqs_of(&page), page["acked_up_to"].as_i64()),
+        (vec![], Some(6)),
+        "no further than the last entry"
     );
 }
 
