@@ -105,6 +105,10 @@ pub enum Scenario {
         /// Long-poll wait in seconds (1–60)
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=60))]
         wait: u32,
+        /// Acknowledge each page with its own `POST …/queue/ack` instead of on
+        /// the next read (`GET …/queue?ack=`), as clients did before `ack=`
+        #[arg(long)]
+        separate_acks: bool,
     },
     /// Failed logins of existing vs unknown users, one at a time: does the
     /// time tell which accounts exist? (--duration and --warmup do not apply)
@@ -578,7 +582,8 @@ mod tests {
             cli.scenario,
             Scenario::Groups {
                 group_size: 10,
-                wait: 5
+                wait: 5,
+                separate_acks: false,
             }
         );
         cli.validate().unwrap();

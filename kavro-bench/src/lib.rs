@@ -109,11 +109,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Scenario::Delivery { wait, .. } => {
             scenarios::delivery::run(ctx, cli.receivers(), wait).await
         }
-        Scenario::Groups { group_size, wait } => {
+        Scenario::Groups {
+            group_size,
+            wait,
+            separate_acks,
+        } => {
             scenarios::groups::run(
                 ctx,
                 group_size as usize,
-                wait,
+                (wait, separate_acks),
                 &monitor,
                 cli.warmup,
                 cli.duration,
@@ -198,9 +202,14 @@ fn options(cli: &Cli) -> Map<String, Value> {
             map.insert("receivers".into(), json!(cli.receivers()));
             map.insert("wait".into(), json!(wait));
         }
-        Scenario::Groups { group_size, wait } => {
+        Scenario::Groups {
+            group_size,
+            wait,
+            separate_acks,
+        } => {
             map.insert("group_size".into(), json!(group_size));
             map.insert("wait".into(), json!(wait));
+            map.insert("separate_acks".into(), json!(separate_acks));
         }
         Scenario::IdlePolls {
             count,

@@ -234,7 +234,7 @@ struct Counts {
 pub async fn run(
     ctx: Ctx,
     group_size: usize,
-    wait: u32,
+    (wait, separate_acks): (u32, bool),
     monitor: &Monitor,
     warmup: Duration,
     duration: Duration,
@@ -300,7 +300,7 @@ pub async fn run(
                 instance.clone(),
                 member,
                 window,
-                wait,
+                (wait, separate_acks),
                 counts.clone(),
                 stop.clone(),
             )));
@@ -461,26 +461,32 @@ async fn send(
     (recorder, stamps)
 }
 
-/// Long-polls one device's queue and acks; returns (message id, arrival time) pairs.
+/// Long-polls one device's queue and acknowledges what it read: on the next
+/// read (`ack=`), or with `separate_acks` by a `POST …/queue/ack` after each
+/// page. Returns (message id, arrival time) pairs.
 async fn receive(
     instance: Instance,
     device: Device,
     window: Window,
-    wait: u32,
+    (wait, separate_acks): (u32, bool),
     counts: Arc<Counts>,
     stop: CancellationToken,
 ) -> (Recorder, Vec<(i64, u64)>) {
     let mut recorder = Recorder::with_ops(&[QUEUE_POLL, QUEUE_ACK]);
     let mut stamps = Vec::new();
     let mut after = 0i64;
+    // What the relay has been told (on a read that succeeded).
+    let mut acked = 0i64;
     let Ok(ack) = url(&instance, &format!("v2/devices/{}/queue/ack", device.id)) else {
         return (recorder, stamps);
     };
     while !stop.is_cancelled() {
+        let ack_now = (!separate_acks && after > acked).then_some(after);
+        let ack_param = ack_now.map(|n| format!("&ack={n}")).unwrap_or_default();
         let Ok(poll) = url(
             &instance,
             &format!(
-                "v2/devices/{}/queue?after={after}&limit=500&wait={wait}",
+                "v2/devices/{}/queue?after={after}&limit=500&wait={wait}{ack_param}",
                 device.id
             ),
         ) else {
@@ -506,6 +512,9 @@ async fn receive(
                 continue;
             }
         };
+        if let Some(n) = ack_now {
+            acked = n;
+        }
         // The welcome (from setup) is not a measured message.
         for entry in &page.messages {
             stamps.push((entry.id, arrived));
@@ -513,7 +522,7 @@ async fn receive(
         }
         let fresh = page.messages.len() as u64;
         counts.arrived.fetch_add(fresh, Ordering::Relaxed);
-        if fresh == 0 {
+        if fresh == 0 || !separate_acks {
             continue;
         }
         let started = Instant::now();

@@ -720,6 +720,8 @@ async fn groups_and_queue(s: TestServer) {
         ("limit=501", StatusCode::UNPROCESSABLE_ENTITY),
         ("after=-1", StatusCode::UNPROCESSABLE_ENTITY),
         ("wait=61", StatusCode::UNPROCESSABLE_ENTITY),
+        ("ack=-1", StatusCode::UNPROCESSABLE_ENTITY),
+        ("ack=x", StatusCode::UNPROCESSABLE_ENTITY),
     ] {
         let (status, body) = s.get(&format!("{q}?{query}"), Some(&bob.token)).await;
         assert_error(status, &body, expected);
@@ -741,6 +743,33 @@ async fn groups_and_queue(s: TestServer) {
         page["messages"].as_array().unwrap().len(),
         2,
         "acked entries are gone"
+    );
+    // The ack can ride on the next read: acknowledged first, then read.
+    let seqs_of = |page: &Value| -> Vec<i64> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect()
+    };
+    let (status, page) = s.get(&format!("{q}?after=5&ack=5"), Some(&bob.token)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        (seqs_of(&page), page["acked_up_to"].as_i64()),
+        (vec![6], Some(5))
+    );
+    let (_, page) = s.get(&format!("{q}?after=0&ack=2"), Some(&bob.token)).await;
+    assert_eq!(
+        (seqs_of(&page), page["acked_up_to"].as_i64()),
+        (vec![6], Some(5)),
+        "never moves back; acked entries are gone"
+    );
+    let (_, page) = s.get(&format!("{q}?ack=1000"), Some(&bob.token)).await;
+    assert_eq!(
+        (seqs_of(&page), page["acked_up_to"].as_i64()),
+        (vec![], Some(6)),
+        "no further than the last entry"
     );
 }
 
@@ -822,4 +851,33 @@ async fn queue_long_poll_and_retention(s: TestServer) {
         )
         .await;
     assert!(assert_error(status, &body, StatusCode::UNAUTHORIZED).contains("expired"));
+}
+
+/// Rate limits count a device token per device: one device over its budget
+/// is refused (`429`), another device of the same account is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_per_device() {
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
+        c.rate_limits = kavro_server::config::Toggle::On;
+    })
+    .await
+    else {
+        return;
+    };
+    let alice = Client::root(&s, "alice").await;
+    let phone = Client::linked(&s, &alice).await;
+    let queue = |c: &Client| format!("/v2/devices/{}/queue", c.device_id);
+    // The default inbox budget: 20 reads per 30 s.
+    for _ in 0..20 {
+        let (status, body) = s.get(&queue(&alice), Some(&alice.token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = s.get(&queue(&alice), Some(&alice.token)).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS);
+    let (status, body) = s.get(&queue(&phone), Some(&phone.token)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the other device has its own budget: {body}"
+    );
 }

@@ -179,7 +179,7 @@ impl DevicesApi {
         let state = &self.state;
         state
             .limiter
-            .check(Route::Lookup, &account_subject(auth.0.user_id()))
+            .check(Route::Lookup, &auth.0.limit_subject())
             .await?;
         let not_found = || ApiError::not_found("No such user");
         if validate::username(&username.0).is_err() {
@@ -217,7 +217,7 @@ impl DevicesApi {
         let user = auth.0.user_id();
         state
             .limiter
-            .check(Route::Publish, &account_subject(user))
+            .check(Route::Publish, &auth.0.limit_subject())
             .await?;
         own_device(state, user, id.0).await?;
         let by = match &auth.0 {

@@ -17,7 +17,7 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::{V2Auth, V2Tags, account_subject, mls_message, v2_error};
+use super::{V2Auth, V2Tags, device_subject, mls_message, v2_error};
 use crate::clock::after;
 use crate::error::ApiError;
 use crate::limits::Route;
@@ -120,7 +120,7 @@ impl GroupsApi {
         let device = auth.0.device()?;
         state
             .limiter
-            .check(Route::Publish, &account_subject(device.user_id))
+            .check(Route::Publish, &device_subject(device.device_id))
             .await?;
         let group = group_id(body.0.group_id.as_str())?;
         state
@@ -153,7 +153,7 @@ impl GroupsApi {
         let device = auth.0.device()?;
         state
             .limiter
-            .check(Route::Lookup, &account_subject(device.user_id))
+            .check(Route::Lookup, &device_subject(device.device_id))
             .await?;
         let group = path_group(&group.0)?;
         let row = state
@@ -194,7 +194,7 @@ impl GroupsApi {
         let device = auth.0.device()?;
         state
             .limiter
-            .check(Route::Send, &account_subject(device.user_id))
+            .check(Route::Send, &device_subject(device.device_id))
             .await?;
         let group = path_group(&group.0)?;
         let body = body.0;
@@ -276,7 +276,7 @@ impl GroupsApi {
         let device = auth.0.device()?;
         state
             .limiter
-            .check(Route::Send, &account_subject(device.user_id))
+            .check(Route::Send, &device_subject(device.device_id))
             .await?;
         let group = path_group(&group.0)?;
         let body = body.0;

@@ -18,7 +18,7 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::{V2Auth, V2Tags, account_subject, key_package_bytes, v2_error};
+use super::{V2Auth, V2Tags, device_subject, key_package_bytes, v2_error};
 use crate::error::ApiError;
 use crate::limits::Route;
 use crate::state::AppState;
@@ -113,7 +113,7 @@ impl KeyPackagesApi {
         let device = auth.0.device_is(id.0)?;
         state
             .limiter
-            .check(Route::Publish, &account_subject(device.user_id))
+            .check(Route::Publish, &device_subject(device.device_id))
             .await?;
         let body = body.0;
         if body.key_packages.len() > MAX_KEY_PACKAGES_PER_DEVICE as usize {
@@ -180,7 +180,7 @@ impl KeyPackagesApi {
         let device = auth.0.device_is(id.0)?;
         state
             .limiter
-            .check(Route::Lookup, &account_subject(device.user_id))
+            .check(Route::Lookup, &device_subject(device.device_id))
             .await?;
         let tally = state
             .v2
@@ -209,7 +209,7 @@ impl KeyPackagesApi {
         let state = &self.state;
         state
             .limiter
-            .check(Route::Lookup, &account_subject(auth.0.user_id()))
+            .check(Route::Lookup, &auth.0.limit_subject())
             .await?;
         let not_found = || ApiError::not_found("No such user");
         if validate::username(&username.0).is_err() {

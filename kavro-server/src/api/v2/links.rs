@@ -30,7 +30,7 @@ use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use super::devices::{device_view, signature, signature_key};
-use super::{V2Auth, V2Tags, account_subject, v2_error};
+use super::{V2Auth, V2Tags, account_subject, device_subject, v2_error};
 use crate::error::ApiError;
 use crate::limits::Route;
 use crate::state::AppState;
@@ -160,7 +160,7 @@ impl LinksApi {
         let user = auth.0.user_id();
         state
             .limiter
-            .check(Route::Inbox, &account_subject(user))
+            .check(Route::Inbox, &auth.0.limit_subject())
             .await?;
         let request = state
             .v2
@@ -203,7 +203,7 @@ impl LinksApi {
         let device = auth.0.device()?;
         state
             .limiter
-            .check(Route::Lookup, &account_subject(device.user_id))
+            .check(Route::Lookup, &device_subject(device.device_id))
             .await?;
         let gone = || v2_error(V2Error::LinkGone);
         let code = normalize_code(&code.0).ok_or_else(gone)?;
@@ -247,7 +247,7 @@ impl LinksApi {
         let device = auth.0.device()?;
         state
             .limiter
-            .check(Route::Publish, &account_subject(device.user_id))
+            .check(Route::Publish, &device_subject(device.device_id))
             .await?;
         let sig = signature("signature", body.0.signature.as_str())?;
         let gone = || v2_error(V2Error::LinkGone);

@@ -273,7 +273,27 @@ pub fn key_package_bytes(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
     mls_bytes(field, text, MAX_KEY_PACKAGE_BYTES)
 }
 
-/// The per-account limiter subject of v2 requests.
+/// The limiter subject of a v2 request made with an account token: the
+/// account (the same counters as v1).
 pub fn account_subject(user: UserId) -> String {
     user.0.to_string()
+}
+
+/// The limiter subject of a v2 request made with a device token: that
+/// device. Each device of an account has its own budget, so one busy device
+/// does not lock its siblings out; adding devices is itself limited per
+/// account (`Publish`).
+pub fn device_subject(device: MlsDeviceId) -> String {
+    format!("device:{}", device.0)
+}
+
+impl Principal {
+    /// The limiter subject of this caller: per device for device tokens,
+    /// per account for account tokens.
+    pub fn limit_subject(&self) -> String {
+        match self {
+            Self::Account(caller, _) => account_subject(caller.user_id),
+            Self::Device(device) => device_subject(device.device_id),
+        }
+    }
 }

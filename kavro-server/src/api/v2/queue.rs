@@ -13,7 +13,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::{V2Auth, V2Tags, account_subject, v2_error};
+use super::{V2Auth, V2Tags, v2_error};
 use crate::error::ApiError;
 use crate::limits::Route;
 use crate::state::AppState;
@@ -85,6 +85,9 @@ impl QueueApi {
     /// increasing in the order the relay stored the entries, so a client that
     /// has processed everything up to `n` asks `after=n` and acknowledges `n`.
     /// With `wait=S` and nothing new, the request is held up to S seconds.
+    /// With `ack=N`, every entry up to `N` is acknowledged first, exactly as
+    /// `POST /v2/devices/{id}/queue/ack` would (so a client that reads with
+    /// `after=n&ack=n` needs no separate acknowledgement).
     #[oai(
         path = "/v2/devices/:id/queue",
         method = "get",
@@ -106,13 +109,23 @@ impl QueueApi {
         /// Long-poll: seconds to wait when nothing is new (0–60).
         #[oai(default, validator(minimum(value = "0"), maximum(value = "60")))]
         wait: Query<u32>,
+        /// Acknowledge up to this `seq` before reading (cumulative, as the ack route).
+        #[oai(validator(minimum(value = "0")))]
+        ack: Query<Option<i64>>,
     ) -> Result<PageAnswer, ApiError> {
         let state = &self.state;
         let device = auth.0.device_is(id.0)?.device_id;
-        state
-            .limiter
-            .check(Route::Inbox, &account_subject(auth.0.user_id()))
-            .await?;
+        let subject = auth.0.limit_subject();
+        state.limiter.check(Route::Inbox, &subject).await?;
+        if let Some(up_to) = ack.0 {
+            state.limiter.check(Route::Ack, &subject).await?;
+            state
+                .v2
+                .store
+                .ack_queue(device, QueueSeq(up_to))
+                .await
+                .map_err(v2_error)?;
+        }
         let (after, limit, wait) = (after.0, limit.0, wait.0);
         if wait == 0 || state.settings.max_wait.is_zero() {
             return Ok(PageAnswer::Ok(Json(self.read(device, after, limit).await?)));
@@ -156,7 +169,7 @@ impl QueueApi {
         let device = auth.0.device_is(id.0)?.device_id;
         state
             .limiter
-            .check(Route::Ack, &account_subject(auth.0.user_id()))
+            .check(Route::Ack, &auth.0.limit_subject())
             .await?;
         if body.0.up_to.0 < 0 {
             return Err(ApiError::invalid_field("up_to", "must not be negative"));

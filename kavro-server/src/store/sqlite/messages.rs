@@ -5,6 +5,8 @@
 //! `delivered_at IS NULL AND ciphertext IS NOT NULL`) and of the counters in
 //! `inbox_counts` / `sender_counts` happens in one transaction on the single
 //! writer connection, so the counters always equal the rows they count.
+//! Sends and acknowledgements go through the writer's group commit
+//! ([`super::batch`]): each in its own savepoint, several per transaction.
 
 use std::collections::BTreeMap;
 
@@ -62,80 +64,199 @@ async fn uncount(
     Ok(())
 }
 
+/// Why a send stored nothing, from inside its batch (its savepoint is then
+/// rolled back): a database error, or a quota that refused it (or the
+/// idempotency index: told apart after the commit by [`SqliteStore::refused`]).
+enum NotQueued {
+    Store(StoreError),
+    Refused(Quota),
+}
+
+impl From<StoreError> for NotQueued {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
+    }
+}
+
+impl From<sqlx::Error> for NotQueued {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Store(err.into())
+    }
+}
+
+/// Takes a place in the recipient's quota and in the (recipient, sender)
+/// quota, then inserts; on the writer, in a batch. A retry with the same
+/// `client_msg_id` hits the unique index and is refused here.
+async fn queue_in(
+    conn: &mut SqliteConnection,
+    message: &NewMessage,
+    client_msg_id: Option<&str>,
+) -> Result<Stored, NotQueued> {
+    let recipient = message.recipient_id.0;
+    let counted = sqlx::query(
+        "UPDATE inbox_counts SET pending = pending + 1
+         WHERE recipient_id = $1 AND pending < $2",
+    )
+    .bind(recipient)
+    .bind(i64::from(message.max_pending))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if counted == 0 {
+        return Err(NotQueued::Refused(Quota::Recipient));
+    }
+    let paired = sqlx::query(
+        "INSERT INTO sender_counts (recipient_id, sender_id, pending) VALUES ($1, $2, 1)
+         ON CONFLICT (recipient_id, sender_id)
+         DO UPDATE SET pending = sender_counts.pending + 1 WHERE sender_counts.pending < $3",
+    )
+    .bind(recipient)
+    .bind(message.sender_id.0)
+    .bind(i64::from(message.max_pending_per_sender))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if paired == 0 {
+        return Err(NotQueued::Refused(Quota::Sender));
+    }
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO messages (sender_id, recipient_id, ciphertext, ephemeral_pubkey,
+                               metadata, client_msg_id, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(message.sender_id.0)
+    .bind(recipient)
+    .bind(&message.ciphertext)
+    .bind(&message.ephemeral_pubkey)
+    .bind(&message.metadata)
+    .bind(client_msg_id)
+    .bind(ms(message.created_at))
+    .bind(ms(message.expires_at))
+    .fetch_optional(&mut *conn)
+    .await?;
+    // Only the idempotency index can refuse the insert.
+    let id = id.ok_or(NotQueued::Refused(Quota::Sender))?;
+    Ok(Stored {
+        id: MessageId(id),
+        created: true,
+    })
+}
+
+/// Acknowledges one message; on the writer, in a batch.
+async fn ack_one_in(
+    conn: &mut SqliteConnection,
+    recipient: UserId,
+    id: MessageId,
+    now: DateTime<Utc>,
+) -> Result<AckOutcome, StoreError> {
+    let row = sqlx::query(
+        "SELECT recipient_id, sender_id, delivered_at IS NOT NULL AS delivered,
+                ciphertext IS NOT NULL AS counted
+         FROM messages WHERE id = $1",
+    )
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(AckOutcome::NotFound);
+    };
+    if row.try_get::<i64, _>("recipient_id")? != recipient.0 {
+        return Ok(AckOutcome::NotRecipient);
+    }
+    if row.try_get::<bool, _>("delivered")? {
+        return Ok(AckOutcome::Acknowledged { newly: false });
+    }
+    sqlx::query(
+        "UPDATE messages SET delivered_at = $2, ciphertext = NULL, metadata = NULL
+         WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
+    if row.try_get::<bool, _>("counted")? {
+        let sender: i64 = row.try_get("sender_id")?;
+        uncount(conn, recipient.0, &BTreeMap::from([(sender, 1)])).await?;
+    }
+    Ok(AckOutcome::Acknowledged { newly: true })
+}
+
+/// Acknowledges a list of messages; on the writer, in a batch.
+async fn ack_batch_in(
+    conn: &mut SqliteConnection,
+    recipient: UserId,
+    ids: &[MessageId],
+    now: DateTime<Utc>,
+) -> Result<AckCount, StoreError> {
+    if ids.is_empty() {
+        return Ok(AckCount::default());
+    }
+    let mut pending = QueryBuilder::<Sqlite>::new(
+        "SELECT sender_id, count(*) AS n FROM messages
+         WHERE delivered_at IS NULL AND ciphertext IS NOT NULL AND recipient_id = ",
+    );
+    pending.push_bind(recipient.0);
+    push_ids(&mut pending, ids);
+    pending.push(" GROUP BY sender_id");
+    let by_sender = pending
+        .build()
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("sender_id")?, row.try_get("n")?)))
+        .collect::<Result<BTreeMap<i64, i64>, sqlx::Error>>()?;
+    let mut update = QueryBuilder::<Sqlite>::new(
+        "UPDATE messages SET ciphertext = NULL, metadata = NULL, delivered_at = ",
+    );
+    update.push_bind(ms(now));
+    update.push(" WHERE delivered_at IS NULL AND recipient_id = ");
+    update.push_bind(recipient.0);
+    push_ids(&mut update, ids);
+    let newly = update.build().execute(&mut *conn).await?.rows_affected();
+    uncount(conn, recipient.0, &by_sender).await?;
+    let total = if newly == ids.len() as u64 {
+        newly
+    } else {
+        let mut count = QueryBuilder::<Sqlite>::new(
+            "SELECT count(*) FROM messages WHERE delivered_at IS NOT NULL AND recipient_id = ",
+        );
+        count.push_bind(recipient.0);
+        push_ids(&mut count, ids);
+        unsigned(count.build_query_scalar().fetch_one(&mut *conn).await?)
+    };
+    Ok(AckCount { newly, total })
+}
+
 impl SqliteStore {
-    /// One transaction: take a place in the recipient's quota and in the
-    /// (recipient, sender) quota, then insert. A retry with the same
-    /// `client_msg_id` hits the unique index and changes nothing.
+    /// One send, in the writer's next batch ([`super::batch`]): answered
+    /// once the commit that holds it is durable.
     pub(super) async fn queue(&self, message: NewMessage) -> Result<Stored, StoreError> {
         let client_msg_id = message.client_msg_id.map(|id| id.to_string());
-        let recipient = message.recipient_id.0;
-        let mut tx = self.writer.begin().await?;
-        let counted = sqlx::query(
-            "UPDATE inbox_counts SET pending = pending + 1
-             WHERE recipient_id = $1 AND pending < $2",
-        )
-        .bind(recipient)
-        .bind(i64::from(message.max_pending))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if counted == 0 {
-            tx.rollback().await?;
-            return self
-                .refused(&message, client_msg_id.as_deref(), Quota::Recipient)
-                .await;
+        let (sender, recipient) = (message.sender_id, message.recipient_id);
+        let client = client_msg_id.clone();
+        let queued = self
+            .batch
+            .write(move |conn| {
+                Box::pin(async move { queue_in(conn, &message, client.as_deref()).await })
+            })
+            .await;
+        match queued {
+            Ok(stored) => Ok(stored),
+            Err(NotQueued::Store(err)) => Err(err),
+            Err(NotQueued::Refused(quota)) => {
+                self.refused(sender, recipient, client_msg_id.as_deref(), quota)
+                    .await
+            }
         }
-        let paired = sqlx::query(
-            "INSERT INTO sender_counts (recipient_id, sender_id, pending) VALUES ($1, $2, 1)
-             ON CONFLICT (recipient_id, sender_id)
-             DO UPDATE SET pending = sender_counts.pending + 1 WHERE sender_counts.pending < $3",
-        )
-        .bind(recipient)
-        .bind(message.sender_id.0)
-        .bind(i64::from(message.max_pending_per_sender))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if paired == 0 {
-            tx.rollback().await?;
-            return self
-                .refused(&message, client_msg_id.as_deref(), Quota::Sender)
-                .await;
-        }
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (sender_id, recipient_id, ciphertext, ephemeral_pubkey,
-                                   metadata, client_msg_id, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(message.sender_id.0)
-        .bind(recipient)
-        .bind(&message.ciphertext)
-        .bind(&message.ephemeral_pubkey)
-        .bind(&message.metadata)
-        .bind(&client_msg_id)
-        .bind(ms(message.created_at))
-        .bind(ms(message.expires_at))
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(id) = id {
-            tx.commit().await?;
-            return Ok(Stored {
-                id: MessageId(id),
-                created: true,
-            });
-        }
-        // Only the idempotency index can refuse the insert.
-        tx.rollback().await?;
-        self.refused(&message, client_msg_id.as_deref(), Quota::Sender)
-            .await
     }
 
     /// A send that stored nothing: an earlier message with the same
     /// `client_msg_id` (its id), an unknown or deleted recipient, or `quota`.
     async fn refused(
         &self,
-        message: &NewMessage,
+        sender: UserId,
+        recipient: UserId,
         client_msg_id: Option<&str>,
         quota: Quota,
     ) -> Result<Stored, StoreError> {
@@ -143,7 +264,7 @@ impl SqliteStore {
             let earlier: Option<i64> = sqlx::query_scalar(
                 "SELECT id FROM messages WHERE sender_id = $1 AND client_msg_id = $2",
             )
-            .bind(message.sender_id.0)
+            .bind(sender.0)
             .bind(client_msg_id)
             .fetch_optional(&self.writer)
             .await?;
@@ -156,7 +277,7 @@ impl SqliteStore {
         }
         let inbox: Option<i64> =
             sqlx::query_scalar("SELECT recipient_id FROM inbox_counts WHERE recipient_id = $1")
-                .bind(message.recipient_id.0)
+                .bind(recipient.0)
                 .fetch_optional(&self.writer)
                 .await?;
         Err(match inbox {
@@ -234,38 +355,9 @@ impl SqliteStore {
         id: MessageId,
         now: DateTime<Utc>,
     ) -> Result<AckOutcome, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
-            "SELECT recipient_id, sender_id, delivered_at IS NOT NULL AS delivered,
-                    ciphertext IS NOT NULL AS counted
-             FROM messages WHERE id = $1",
-        )
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(AckOutcome::NotFound);
-        };
-        if row.try_get::<i64, _>("recipient_id")? != recipient.0 {
-            return Ok(AckOutcome::NotRecipient);
-        }
-        if row.try_get::<bool, _>("delivered")? {
-            return Ok(AckOutcome::Acknowledged { newly: false });
-        }
-        sqlx::query(
-            "UPDATE messages SET delivered_at = $2, ciphertext = NULL, metadata = NULL
-             WHERE id = $1",
-        )
-        .bind(id.0)
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
-        if row.try_get::<bool, _>("counted")? {
-            let sender: i64 = row.try_get("sender_id")?;
-            uncount(&mut tx, recipient.0, &BTreeMap::from([(sender, 1)])).await?;
-        }
-        tx.commit().await?;
-        Ok(AckOutcome::Acknowledged { newly: true })
+        self.batch
+            .write(move |conn| Box::pin(ack_one_in(conn, recipient, id, now)))
+            .await
     }
 
     pub(super) async fn ack_batch(
@@ -277,42 +369,12 @@ impl SqliteStore {
         if ids.is_empty() {
             return Ok(AckCount::default());
         }
-        let mut tx = self.writer.begin().await?;
-        let mut pending = QueryBuilder::<Sqlite>::new(
-            "SELECT sender_id, count(*) AS n FROM messages
-             WHERE delivered_at IS NULL AND ciphertext IS NOT NULL AND recipient_id = ",
-        );
-        pending.push_bind(recipient.0);
-        push_ids(&mut pending, ids);
-        pending.push(" GROUP BY sender_id");
-        let by_sender = pending
-            .build()
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get("sender_id")?, row.try_get("n")?)))
-            .collect::<Result<BTreeMap<i64, i64>, sqlx::Error>>()?;
-        let mut update = QueryBuilder::<Sqlite>::new(
-            "UPDATE messages SET ciphertext = NULL, metadata = NULL, delivered_at = ",
-        );
-        update.push_bind(ms(now));
-        update.push(" WHERE delivered_at IS NULL AND recipient_id = ");
-        update.push_bind(recipient.0);
-        push_ids(&mut update, ids);
-        let newly = update.build().execute(&mut *tx).await?.rows_affected();
-        uncount(&mut tx, recipient.0, &by_sender).await?;
-        let total = if newly == ids.len() as u64 {
-            newly
-        } else {
-            let mut count = QueryBuilder::<Sqlite>::new(
-                "SELECT count(*) FROM messages WHERE delivered_at IS NOT NULL AND recipient_id = ",
-            );
-            count.push_bind(recipient.0);
-            push_ids(&mut count, ids);
-            unsigned(count.build_query_scalar().fetch_one(&mut *tx).await?)
-        };
-        tx.commit().await?;
-        Ok(AckCount { newly, total })
+        let ids = ids.to_vec();
+        self.batch
+            .write(move |conn| {
+                Box::pin(async move { ack_batch_in(conn, recipient, &ids, now).await })
+            })
+            .await
     }
 
     pub(super) async fn receipt_of(

@@ -8,9 +8,14 @@
 //! which WAL lets run beside the writer. The single writer also makes the
 //! pending counters exact: a write transaction sees every earlier one.
 //!
+//! The busiest writes (v1 sends and acks; v2 group messages, commits and
+//! queue acks) go through [`batch`]: one task takes every such write
+//! waiting into one transaction, so they share a commit.
+//!
 //! [`accounts`] holds the account and key operations, [`messages`] the queue.
 
 mod accounts;
+mod batch;
 mod messages;
 mod v2;
 
@@ -37,6 +42,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     /// Exactly one connection: every write.
     writer: SqlitePool,
+    /// Group commit in front of `writer`.
+    batch: batch::GroupCommit,
     /// Reads, concurrent with the writer.
     reader: SqlitePool,
     max: u32,
@@ -95,6 +102,7 @@ impl SqliteStore {
             .await
             .map_err(ConnectError::Open)?;
         Ok(Self {
+            batch: batch::GroupCommit::start(writer.clone()),
             writer,
             reader,
             max: options.max_connections + 1,

@@ -186,7 +186,9 @@ async fn earlier_post(
 }
 
 /// Deletes `device`'s entries up to `up_to`, releases their bodies, and
-/// moves the acknowledged position.
+/// moves the acknowledged position. A position that does not move is not
+/// written, so a repeated ack changes no page (and, alone in its batch,
+/// costs no disk flush).
 async fn ack_in(
     conn: &mut SqliteConnection,
     device: MlsDeviceId,
@@ -200,34 +202,53 @@ async fn ack_in(
     .fetch_all(&mut *conn)
     .await?;
     release(conn, &gone).await?;
-    let acked: Option<i64> = sqlx::query_scalar(
-        "UPDATE v2_devices SET acked_seq = max(acked_seq, min($2, next_seq - 1))
-         WHERE id = $1 RETURNING acked_seq",
+    let moved: Option<i64> = sqlx::query_scalar(
+        "UPDATE v2_devices SET acked_seq = min($2, next_seq - 1)
+         WHERE id = $1 AND acked_seq < min($2, next_seq - 1) RETURNING acked_seq",
     )
     .bind(device.0)
     .bind(up_to)
     .fetch_optional(&mut *conn)
     .await?;
+    let acked = match moved {
+        Some(acked) => Some(acked),
+        None => {
+            sqlx::query_scalar("SELECT acked_seq FROM v2_devices WHERE id = $1")
+                .bind(device.0)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+    };
     acked.map(QueueSeq).ok_or(V2Error::DeviceInactive)
 }
 
-/// Drops one reference per entry in `message_ids`; deletes bodies nobody waits for.
+/// Drops one reference per entry in `message_ids` and deletes the bodies
+/// nobody waits for any more. A device holds at most one entry per message,
+/// so one acknowledgement is usually two statements whatever its length.
 async fn release(conn: &mut SqliteConnection, message_ids: &[i64]) -> Result<(), sqlx::Error> {
     let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
     for id in message_ids {
         *counts.entry(*id).or_default() += 1;
     }
+    let mut by_count: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for (id, n) in &counts {
-        sqlx::query("UPDATE v2_messages SET pending = pending - $2 WHERE id = $1")
-            .bind(id)
-            .bind(n)
-            .execute(&mut *conn)
-            .await?;
+        by_count.entry(*n).or_default().push(*id);
     }
-    if !counts.is_empty() {
+    for (n, ids) in &by_count {
+        for chunk in ids.chunks(500) {
+            let mut update =
+                QueryBuilder::<Sqlite>::new("UPDATE v2_messages SET pending = pending - ");
+            update.push_bind(n);
+            update.push(" WHERE id IN ");
+            push_list(&mut update, chunk.iter().copied());
+            update.build().execute(&mut *conn).await?;
+        }
+    }
+    let ids: Vec<i64> = counts.into_keys().collect();
+    for chunk in ids.chunks(500) {
         let mut delete =
             QueryBuilder::<Sqlite>::new("DELETE FROM v2_messages WHERE pending <= 0 AND id IN ");
-        push_list(&mut delete, counts.keys().copied());
+        push_list(&mut delete, chunk.iter().copied());
         delete.build().execute(&mut *conn).await?;
     }
     Ok(())
@@ -235,6 +256,183 @@ async fn release(conn: &mut SqliteConnection, message_ids: &[i64]) -> Result<(),
 
 fn sorted_ids(ids: &[MlsDeviceId]) -> BTreeSet<i64> {
     ids.iter().map(|d| d.0).collect()
+}
+
+/// Queues an application message or proposal, on the writer (in a batch).
+async fn post_message_in(
+    tx: &mut SqliteConnection,
+    message: &NewGroupMessage<'_>,
+) -> Result<Posted, V2Error> {
+    let (epoch, _) = group_and_membership(&mut *tx, message.group, message.sender).await?;
+    if let Some(earlier) = earlier_post(&mut *tx, message.sender, message.client_msg_id).await? {
+        return Ok(earlier);
+    }
+    if epoch != epoch_to_db(message.epoch) {
+        return Err(V2Error::WrongEpoch {
+            current: epoch_from_db(epoch),
+        });
+    }
+    let members: BTreeSet<i64> = sqlx::query_scalar(
+        "SELECT device_id FROM v2_group_members WHERE group_id = $1 AND device_id <> $2",
+    )
+    .bind(message.group.as_bytes())
+    .bind(message.sender.0)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let seqs = take_seqs(&mut *tx, &members).await?;
+    if seqs
+        .iter()
+        .any(|(_, _, pending)| *pending > i64::from(message.max_pending))
+    {
+        return Err(V2Error::QuotaExceeded);
+    }
+    let id = insert_message(
+        &mut *tx,
+        message.group,
+        message.sender,
+        message.kind,
+        epoch,
+        epoch,
+        message.body,
+        message.client_msg_id,
+        &seqs,
+        seqs.len(),
+        message.now,
+        message.expires_at,
+    )
+    .await?;
+    Ok(Posted {
+        id: V2MessageId(id),
+        epoch: epoch_from_db(epoch),
+        recipients: seqs.len() as u32,
+        created: true,
+        woken: seqs.iter().map(|(d, _, _)| MlsDeviceId(*d)).collect(),
+    })
+}
+
+/// Accepts a commit for the current epoch, on the writer (in a batch).
+async fn post_commit_in(
+    tx: &mut SqliteConnection,
+    commit: &NewCommit<'_>,
+) -> Result<Posted, V2Error> {
+    let (epoch, _) = group_and_membership(&mut *tx, commit.group, commit.sender).await?;
+    if let Some(earlier) = earlier_post(&mut *tx, commit.sender, commit.client_msg_id).await? {
+        return Ok(earlier);
+    }
+    if epoch != epoch_to_db(commit.epoch) {
+        return Err(V2Error::WrongEpoch {
+            current: epoch_from_db(epoch),
+        });
+    }
+    let members: BTreeSet<i64> =
+        sqlx::query_scalar("SELECT device_id FROM v2_group_members WHERE group_id = $1")
+            .bind(commit.group.as_bytes())
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let removed = sorted_ids(commit.removed);
+    if let Some(bad) = removed
+        .iter()
+        .find(|d| !members.contains(d) || **d == commit.sender.0)
+    {
+        return Err(V2Error::CannotRemove(MlsDeviceId(*bad)));
+    }
+    let added = sorted_ids(commit.added);
+    if !added.is_empty() {
+        let mut active = QueryBuilder::<Sqlite>::new(
+            "SELECT id FROM v2_devices WHERE revoked_at IS NULL AND id IN ",
+        );
+        push_list(&mut active, added.iter().copied());
+        let active: BTreeSet<i64> = active
+            .build_query_scalar()
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        if let Some(bad) = added
+            .iter()
+            .find(|d| !active.contains(d) || members.contains(d))
+        {
+            return Err(V2Error::CannotAdd(MlsDeviceId(*bad)));
+        }
+    }
+    let size = members.len() - removed.len() + added.len();
+    if size > commit.max_members as usize {
+        return Err(V2Error::GroupFull(commit.max_members));
+    }
+    let new_epoch = epoch + 1;
+    sqlx::query("UPDATE v2_groups SET epoch = $2 WHERE group_id = $1 AND epoch = $3")
+        .bind(commit.group.as_bytes())
+        .bind(new_epoch)
+        .bind(epoch)
+        .execute(&mut *tx)
+        .await?;
+    let mut recipients: BTreeSet<i64> = members.clone();
+    recipients.remove(&commit.sender.0);
+    recipients.extend(added.iter().copied());
+    let seqs = take_seqs(&mut *tx, &recipients).await?;
+    let (for_welcome, for_commit): (Vec<_>, Vec<_>) =
+        seqs.iter().partition(|(d, _, _)| added.contains(d));
+    let id = insert_message(
+        &mut *tx,
+        commit.group,
+        commit.sender,
+        QueueKind::Commit,
+        epoch,
+        new_epoch,
+        commit.commit,
+        commit.client_msg_id,
+        &for_commit,
+        seqs.len(),
+        commit.now,
+        commit.expires_at,
+    )
+    .await?;
+    if let Some(welcome) = commit.welcome.filter(|_| !for_welcome.is_empty()) {
+        insert_message(
+            &mut *tx,
+            commit.group,
+            commit.sender,
+            QueueKind::Welcome,
+            new_epoch,
+            new_epoch,
+            welcome,
+            None,
+            &for_welcome,
+            for_welcome.len(),
+            commit.now,
+            commit.expires_at,
+        )
+        .await?;
+    }
+    if !removed.is_empty() {
+        let mut delete =
+            QueryBuilder::<Sqlite>::new("DELETE FROM v2_group_members WHERE group_id = ");
+        delete.push_bind(commit.group.as_bytes());
+        delete.push(" AND device_id IN ");
+        push_list(&mut delete, removed.iter().copied());
+        delete.build().execute(&mut *tx).await?;
+    }
+    for device in &added {
+        sqlx::query(
+            "INSERT INTO v2_group_members (group_id, device_id, joined_epoch) VALUES ($1, $2, $3)",
+        )
+        .bind(commit.group.as_bytes())
+        .bind(device)
+        .bind(new_epoch)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(Posted {
+        id: V2MessageId(id),
+        epoch: epoch_from_db(new_epoch),
+        recipients: seqs.len() as u32,
+        created: true,
+        woken: seqs.iter().map(|(d, _, _)| MlsDeviceId(*d)).collect(),
+    })
 }
 
 #[async_trait]
@@ -611,176 +809,73 @@ impl V2Store for SqliteStore {
     }
 
     async fn post_message(&self, message: NewGroupMessage<'_>) -> Result<Posted, V2Error> {
-        let mut tx = self.writer.begin().await?;
-        let (epoch, _) = group_and_membership(&mut tx, message.group, message.sender).await?;
-        if let Some(earlier) = earlier_post(&mut tx, message.sender, message.client_msg_id).await? {
-            return Ok(earlier);
-        }
-        if epoch != epoch_to_db(message.epoch) {
-            return Err(V2Error::WrongEpoch {
-                current: epoch_from_db(epoch),
-            });
-        }
-        let members: BTreeSet<i64> = sqlx::query_scalar(
-            "SELECT device_id FROM v2_group_members WHERE group_id = $1 AND device_id <> $2",
-        )
-        .bind(message.group.as_bytes())
-        .bind(message.sender.0)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-        let seqs = take_seqs(&mut tx, &members).await?;
-        if seqs
-            .iter()
-            .any(|(_, _, pending)| *pending > i64::from(message.max_pending))
-        {
-            return Err(V2Error::QuotaExceeded);
-        }
-        let id = insert_message(
-            &mut tx,
-            message.group,
-            message.sender,
-            message.kind,
+        let group = message.group.clone();
+        let body = message.body.to_vec();
+        let NewGroupMessage {
+            sender,
+            kind,
             epoch,
-            epoch,
-            message.body,
-            message.client_msg_id,
-            &seqs,
-            seqs.len(),
-            message.now,
-            message.expires_at,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Posted {
-            id: V2MessageId(id),
-            epoch: epoch_from_db(epoch),
-            recipients: seqs.len() as u32,
-            created: true,
-            woken: seqs.iter().map(|(d, _, _)| MlsDeviceId(*d)).collect(),
-        })
+            client_msg_id,
+            now,
+            expires_at,
+            max_pending,
+            ..
+        } = message;
+        self.batch
+            .write(move |conn| {
+                Box::pin(async move {
+                    let message = NewGroupMessage {
+                        group: &group,
+                        sender,
+                        kind,
+                        epoch,
+                        body: &body,
+                        client_msg_id,
+                        now,
+                        expires_at,
+                        max_pending,
+                    };
+                    post_message_in(conn, &message).await
+                })
+            })
+            .await
     }
 
     async fn post_commit(&self, commit: NewCommit<'_>) -> Result<Posted, V2Error> {
-        let mut tx = self.writer.begin().await?;
-        let (epoch, _) = group_and_membership(&mut tx, commit.group, commit.sender).await?;
-        if let Some(earlier) = earlier_post(&mut tx, commit.sender, commit.client_msg_id).await? {
-            return Ok(earlier);
-        }
-        if epoch != epoch_to_db(commit.epoch) {
-            return Err(V2Error::WrongEpoch {
-                current: epoch_from_db(epoch),
-            });
-        }
-        let members: BTreeSet<i64> =
-            sqlx::query_scalar("SELECT device_id FROM v2_group_members WHERE group_id = $1")
-                .bind(commit.group.as_bytes())
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-        let removed = sorted_ids(commit.removed);
-        if let Some(bad) = removed
-            .iter()
-            .find(|d| !members.contains(d) || **d == commit.sender.0)
-        {
-            return Err(V2Error::CannotRemove(MlsDeviceId(*bad)));
-        }
-        let added = sorted_ids(commit.added);
-        if !added.is_empty() {
-            let mut active = QueryBuilder::<Sqlite>::new(
-                "SELECT id FROM v2_devices WHERE revoked_at IS NULL AND id IN ",
-            );
-            push_list(&mut active, added.iter().copied());
-            let active: BTreeSet<i64> = active
-                .build_query_scalar()
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-            if let Some(bad) = added
-                .iter()
-                .find(|d| !active.contains(d) || members.contains(d))
-            {
-                return Err(V2Error::CannotAdd(MlsDeviceId(*bad)));
-            }
-        }
-        let size = members.len() - removed.len() + added.len();
-        if size > commit.max_members as usize {
-            return Err(V2Error::GroupFull(commit.max_members));
-        }
-        let new_epoch = epoch + 1;
-        sqlx::query("UPDATE v2_groups SET epoch = $2 WHERE group_id = $1 AND epoch = $3")
-            .bind(commit.group.as_bytes())
-            .bind(new_epoch)
-            .bind(epoch)
-            .execute(&mut *tx)
-            .await?;
-        let mut recipients: BTreeSet<i64> = members.clone();
-        recipients.remove(&commit.sender.0);
-        recipients.extend(added.iter().copied());
-        let seqs = take_seqs(&mut tx, &recipients).await?;
-        let (for_welcome, for_commit): (Vec<_>, Vec<_>) =
-            seqs.iter().partition(|(d, _, _)| added.contains(d));
-        let id = insert_message(
-            &mut tx,
-            commit.group,
-            commit.sender,
-            QueueKind::Commit,
+        let group = commit.group.clone();
+        let bytes = commit.commit.to_vec();
+        let added = commit.added.to_vec();
+        let removed = commit.removed.to_vec();
+        let welcome = commit.welcome.map(<[u8]>::to_vec);
+        let NewCommit {
+            sender,
             epoch,
-            new_epoch,
-            commit.commit,
-            commit.client_msg_id,
-            &for_commit,
-            seqs.len(),
-            commit.now,
-            commit.expires_at,
-        )
-        .await?;
-        if let Some(welcome) = commit.welcome.filter(|_| !for_welcome.is_empty()) {
-            insert_message(
-                &mut tx,
-                commit.group,
-                commit.sender,
-                QueueKind::Welcome,
-                new_epoch,
-                new_epoch,
-                welcome,
-                None,
-                &for_welcome,
-                for_welcome.len(),
-                commit.now,
-                commit.expires_at,
-            )
-            .await?;
-        }
-        if !removed.is_empty() {
-            let mut delete =
-                QueryBuilder::<Sqlite>::new("DELETE FROM v2_group_members WHERE group_id = ");
-            delete.push_bind(commit.group.as_bytes());
-            delete.push(" AND device_id IN ");
-            push_list(&mut delete, removed.iter().copied());
-            delete.build().execute(&mut *tx).await?;
-        }
-        for device in &added {
-            sqlx::query(
-                "INSERT INTO v2_group_members (group_id, device_id, joined_epoch) VALUES ($1, $2, $3)",
-            )
-            .bind(commit.group.as_bytes())
-            .bind(device)
-            .bind(new_epoch)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(Posted {
-            id: V2MessageId(id),
-            epoch: epoch_from_db(new_epoch),
-            recipients: seqs.len() as u32,
-            created: true,
-            woken: seqs.iter().map(|(d, _, _)| MlsDeviceId(*d)).collect(),
-        })
+            client_msg_id,
+            now,
+            expires_at,
+            max_members,
+            ..
+        } = commit;
+        self.batch
+            .write(move |conn| {
+                Box::pin(async move {
+                    let commit = NewCommit {
+                        group: &group,
+                        sender,
+                        epoch,
+                        commit: &bytes,
+                        added: &added,
+                        removed: &removed,
+                        welcome: welcome.as_deref(),
+                        client_msg_id,
+                        now,
+                        expires_at,
+                        max_members,
+                    };
+                    post_commit_in(conn, &commit).await
+                })
+            })
+            .await
     }
 
     async fn queue(
@@ -834,10 +929,9 @@ impl V2Store for SqliteStore {
     }
 
     async fn ack_queue(&self, device: MlsDeviceId, up_to: QueueSeq) -> Result<QueueSeq, V2Error> {
-        let mut tx = self.writer.begin().await?;
-        let acked = ack_in(&mut tx, device, up_to.0).await?;
-        tx.commit().await?;
-        Ok(acked)
+        self.batch
+            .write(move |conn| Box::pin(ack_in(conn, device, up_to.0)))
+            .await
     }
 
     async fn sweep_v2(&self, now: DateTime<Utc>) -> Result<V2SweepReport, V2Error> {
