@@ -19,6 +19,18 @@ pub struct Credentials {
     pub password: Password,
 }
 
+/// Body of `POST /auth/register`: [`Credentials`], and the invite code a
+/// relay with `registration = "invite"` asks for (other relays ignore it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct NewAccount {
+    pub username: Username,
+    pub password: Password,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", oai(skip_serializing_if_is_none))]
+    pub invite_code: Option<String>,
+}
+
 /// Body of `POST /auth/password`: a new password for the caller's account.
 /// Every other token of the account is refused afterwards.
 #[derive(Debug, Clone, Serialize, Deserialize)]

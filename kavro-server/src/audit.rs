@@ -61,6 +61,21 @@ pub fn logged_out(user: UserId, ip: Option<IpAddr>) {
     tracing::info!(target: TARGET, event = "logout", user_id = user.0, ip = %ip_text(ip));
 }
 
+pub fn invite_used(invite: i64, user: UserId) {
+    tracing::info!(target: TARGET, event = "invite_use", invite_id = invite, user_id = user.0);
+}
+
+pub fn login_refused_disabled(user: UserId, username: &str, ip: Option<IpAddr>) {
+    tracing::warn!(target: TARGET, event = "login_refused_disabled", user_id = user.0, username, ip = %ip_text(ip));
+}
+
+/// An operator's action from `kavro-server admin`: who ran it is the
+/// operating system's business (the process runs as the operator); the
+/// action and its object are recorded here.
+pub fn admin_action(action: &str, object: &str) {
+    tracing::info!(target: TARGET, event = "admin", action, object = %truncate(object));
+}
+
 /// A failed login may carry anything as a username; keep log lines bounded
 /// and printable.
 fn truncate(name: &str) -> String {

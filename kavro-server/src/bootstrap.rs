@@ -62,7 +62,7 @@ pub async fn build_with(
 
     let device_tokens = crate::v2::DeviceTokens::new(jwt_secret.expose().as_bytes())
         .context("KAVRO_JWT_SECRET is too short: use at least 32 random bytes")?;
-    let (store, v2_store) = store::connect_all(&StoreOptions {
+    let stores = store::connect_stores(&StoreOptions {
         url: config.effective_database_url(),
         read_url: Some(config.database_read_url.trim().to_owned()).filter(|u| !u.is_empty()),
         max_connections: config.db_max_connections,
@@ -70,6 +70,7 @@ pub async fn build_with(
     })
     .await
     .context("opening the database")?;
+    let (store, v2_store, ops) = (stores.store, stores.v2, stores.ops);
 
     let counters: Arc<dyn Counters> = match config.redis_url() {
         Some(url) => Arc::new(
@@ -103,6 +104,7 @@ pub async fn build_with(
     );
     Ok(Arc::new(AppState {
         store,
+        ops,
         limiter,
         tokens,
         passwords,
@@ -128,6 +130,7 @@ pub async fn build_with(
             max_long_polls_per_user: config.max_long_polls_per_user,
             max_wait: config.max_wait,
             tls: config.tls_cert.is_some(),
+            registration: config.registration,
         },
         v2: crate::v2::V2State {
             store: v2_store,

@@ -106,6 +106,9 @@ pub struct Config {
     /// the API; lower it to fit a load balancer's idle timeout).
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
+    /// Who may create an account: anyone (`open`), holders of an invite code
+    /// (`invite`), or nobody (`closed`).
+    pub registration: Registration,
 }
 
 /// Per-route request limits (docs/API.md part 3).
@@ -146,6 +149,18 @@ pub struct Lockout {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// The registration policy (`POST /auth/register`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone who reaches the relay (the embedded default, so `cargo run` works).
+    Open,
+    /// Only with an invite code from `kavro-server admin invites create`.
+    Invite,
+    /// Nobody: accounts exist already.
+    Closed,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -300,6 +315,7 @@ impl Default for Config {
             max_connections: 10_000,
             max_long_polls_per_user: 4,
             max_wait: Duration::from_secs(60),
+            registration: Registration::Open,
         }
     }
 }
@@ -507,6 +523,7 @@ impl fmt::Debug for Config {
             .field("token_ttl", &self.token_ttl)
             .field("message_ttl", &self.message_ttl)
             .field("rate_limits", &self.rate_limits)
+            .field("registration", &self.registration)
             .field("limits", &self.limits)
             .field("lockout", &self.lockout)
             .field("trusted_proxies", &self.trusted_proxies)

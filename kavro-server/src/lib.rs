@@ -2,6 +2,7 @@
 //! end-to-end encrypted clients. See `ARCHITECTURE.md` for the map.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -13,6 +14,7 @@ pub mod fieldcrypt;
 pub mod http;
 pub mod limits;
 pub mod retention;
+pub mod revocations;
 pub mod secret;
 pub mod server;
 pub mod state;

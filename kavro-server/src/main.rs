@@ -10,6 +10,8 @@ use kavro_server::config::{Config, FlagOverrides, LogFormat, Toggle};
 use poem::listener::Acceptor as _;
 use tracing_subscriber::EnvFilter;
 
+mod admin_cli;
+
 /// mimalloc instead of glibc malloc: glibc kept the freed 19 MiB Argon2
 /// buffers in per-thread arenas (RSS grew past 2 GiB after a few hundred
 /// logins) and its malloc/free were ~12 % of the relay's CPU under load.
@@ -64,6 +66,16 @@ enum Command {
     GenSecrets,
     /// Print the effective configuration (secrets redacted) and exit.
     CheckConfig,
+    /// Manage accounts and invite codes on the configured database (works
+    /// while the relay runs; never migrates).
+    #[command(subcommand)]
+    Admin(admin_cli::AdminCommand),
+    /// Copy the embedded database to PATH while the relay runs (SQLite only;
+    /// PostgreSQL: see docs/OPERATIONS.md).
+    Backup {
+        /// A file that does not exist yet.
+        path: PathBuf,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -168,6 +180,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             .await
             .context("migrating the database")?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::Admin(command) => admin_cli::run(command, &config).await,
+        Command::Backup { path } => {
+            kavro_server::admin::backup::backup(&config, &path).await?;
+            println!("backup written to {}", path.display());
             Ok(())
         }
         Command::Serve => serve(config).await,

@@ -92,6 +92,7 @@ where
         config.sweep_interval,
         stop.clone(),
     ));
+    let revocations = tokio::spawn(crate::revocations::run(state.clone(), stop.clone()));
     let app = app(&state, &config.cors_origins, config.body_timeout);
     let wake = state.wake.clone();
     let signal = async move {
@@ -106,6 +107,7 @@ where
         .await;
     stop.cancel();
     let _ = sweeper.await;
+    let _ = revocations.await;
     result
 }
 

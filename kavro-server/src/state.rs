@@ -36,6 +36,8 @@ pub struct Settings {
     /// Longest long-poll this relay holds (shorter than the client asks, if set so).
     pub max_wait: Duration,
     pub tls: bool,
+    /// Who may create an account.
+    pub registration: crate::config::Registration,
 }
 
 /// `/metrics` is served to clients in `allow` that came straight to the
@@ -48,6 +50,8 @@ pub struct MetricsAccess {
 
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Accounts and invites as the operator manages them.
+    pub ops: Arc<dyn crate::store::ops::OpsStore>,
     pub limiter: Limiter,
     pub tokens: Tokens,
     pub passwords: Passwords,

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod ops;
 mod trust;
 
 use common::{Counters, Db, TestServer, assert_error, message_body, tally};

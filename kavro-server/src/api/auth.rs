@@ -2,13 +2,15 @@
 
 use std::sync::Arc;
 
-use kavro_proto::api::{Credentials, FieldError, Me, StatusResponse, TOKEN_TYPE, TokenResponse};
+use kavro_proto::api::{
+    Credentials, FieldError, Me, NewAccount, StatusResponse, TOKEN_TYPE, TokenResponse,
+};
 use kavro_proto::validate;
 use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::{ApiTags, BearerAuth, client_ip, ip_subject};
+use super::{ApiTags, BearerAuth, client_ip, invites, ip_subject};
 use crate::audit;
 use crate::error::ApiError;
 use crate::limits::{Refusal, Route};
@@ -89,6 +91,15 @@ enum LoggedOut {
 }
 
 const BAD_CREDENTIALS: &str = "Incorrect username or password.";
+const DISABLED: &str = "This account is disabled by the relay's operator.";
+
+/// Records a registration or login as the account's last activity; a failure
+/// only costs the operator's "last seen" column, never the login.
+async fn seen(state: &AppState, user: kavro_proto::UserId) {
+    if let Err(err) = state.ops.touch_last_seen(user, state.clock.now()).await {
+        tracing::warn!(error = %crate::error::error_chain(&err), "could not record last seen");
+    }
+}
 
 #[OpenApi(tag = "ApiTags::Auth")]
 impl AuthApi {
@@ -96,18 +107,25 @@ impl AuthApi {
     ///
     /// Username: 3–30 of `A-Z a-z 0-9 _ -`, unique ignoring case. Password:
     /// 8–128 characters with an uppercase letter, a lowercase letter and a digit.
+    /// A relay with `registration = "invite"` needs a valid `invite_code`, and
+    /// one with `registration = "closed"` creates no accounts (`403`).
     #[oai(path = "/auth/register", method = "post", operation_id = "register")]
     async fn register(
         &self,
         req: &Request,
-        body: Json<Credentials>,
+        body: Json<NewAccount>,
     ) -> Result<Registered, ApiError> {
         let ip = client_ip(&self.state, req);
         self.state
             .limiter
             .check(Route::Register, &ip_subject(&self.state, ip))
             .await?;
-        let Credentials { username, password } = body.0;
+        let NewAccount {
+            username,
+            password,
+            invite_code,
+        } = body.0;
+        let invite = invites::required(&self.state, invite_code.as_deref())?;
         let mut details = Vec::new();
         if let Err(message) = validate::username(username.as_str()) {
             details.push(FieldError {
@@ -137,22 +155,38 @@ impl AuthApi {
             .hash(password.into_inner())
             .await
             .map_err(|e| ApiError::internal(&e))?;
-        let user = match self
+        let taken_use = match &invite {
+            Some(hash) => Some(invites::take(&self.state, hash).await?),
+            None => None,
+        };
+        let now = self.state.clock.now();
+        let created = self
             .state
             .store
             .create_user(NewUser {
                 username,
                 username_normalized: &normalized,
                 password_hash: &hash,
-                created_at: self.state.clock.now(),
+                created_at: now,
             })
-            .await
-        {
+            .await;
+        let user = match created {
             Ok(user) => user,
-            Err(StoreError::Conflict) => return Err(taken()),
-            Err(other) => return Err(other.into()),
+            Err(err) => {
+                if let Some(id) = taken_use {
+                    invites::give_back(&self.state, id).await;
+                }
+                return Err(match err {
+                    StoreError::Conflict => taken(),
+                    other => other.into(),
+                });
+            }
         };
+        seen(&self.state, user).await;
         audit::registered(user, username, ip);
+        if let Some(id) = taken_use {
+            audit::invite_used(id.0, user);
+        }
         Ok(Registered::Created(Json(
             self.issue(user, TokenGeneration::default())?,
         )))
@@ -164,6 +198,7 @@ impl AuthApi {
     /// work. After repeated failures from one client network the account is
     /// locked for that network for a while (`429`, even with the right
     /// password), longer each time; logins from elsewhere are not affected.
+    /// The right password for an account its operator disabled gets `403`.
     #[oai(path = "/auth/login", method = "post", operation_id = "login")]
     async fn login(&self, req: &Request, body: Json<Credentials>) -> Result<LoggedIn, ApiError> {
         let ip = client_ip(&self.state, req);
@@ -197,6 +232,12 @@ impl AuthApi {
         match user {
             Some(user) if matches => {
                 limiter.login_succeeded(username, &network).await;
+                // Only someone with the password learns the account is disabled.
+                if self.state.ops.is_disabled(user.id).await? {
+                    audit::login_refused_disabled(user.id, &user.username, ip);
+                    return Err(ApiError::forbidden(DISABLED));
+                }
+                seen(&self.state, user.id).await;
                 audit::login_succeeded(user.id, &user.username, ip);
                 Ok(LoggedIn::Ok(Json(
                     self.issue(user.id, user.token_generation)?,

@@ -124,16 +124,22 @@ impl HealthApi {
     /// Prometheus metrics (text format)
     ///
     /// Requests by operation and status with latency histograms; messages
-    /// stored, delivered and expired; pending messages; open long-polls;
-    /// rate-limit rejections; database pool use. Restricted: by default only
+    /// stored, delivered and expired; pending messages and the age of the
+    /// oldest; open long-polls; rate-limit rejections; database pool use. Restricted: by default only
     /// loopback clients that did not come through a proxy (`metrics_allow`),
     /// or anyone with `metrics_token` as a bearer token (`401`/`403` otherwise).
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self, req: &Request) -> Result<MetricsResponse, ApiError> {
         let state = &self.state;
         metrics_allowed(state, req)?;
-        if let Ok(pending) = state.store.pending_total(state.clock.now()).await {
+        let now = state.clock.now();
+        if let Ok(pending) = state.store.pending_total(now).await {
             metrics::gauge!("kavro_messages_pending").set(pending as f64);
+        }
+        if let Ok(oldest) = state.ops.oldest_pending(now).await {
+            // 0 with an empty queue, so an alert on the age clears.
+            let age = oldest.map_or(0.0, |t| (now - t).as_seconds_f64().max(0.0));
+            metrics::gauge!("kavro_messages_oldest_pending_age_seconds").set(age);
         }
         let pool = state.store.pool_status();
         metrics::gauge!("kavro_db_pool_connections").set(f64::from(pool.size));

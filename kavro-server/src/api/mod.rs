@@ -5,6 +5,7 @@
 mod account;
 mod auth;
 mod health;
+mod invites;
 mod keys;
 mod messages;
 mod users;

@@ -5,6 +5,7 @@
 //! The store sees only opaque bytes: ciphertext as sent, and `device_name` /
 //! `metadata` already encrypted by [`crate::fieldcrypt`].
 
+pub mod ops;
 pub mod postgres;
 pub mod sqlite;
 pub mod v2;
@@ -381,13 +382,34 @@ pub async fn connect(options: &StoreOptions) -> Result<Arc<dyn Store>, ConnectEr
 pub async fn connect_all(
     options: &StoreOptions,
 ) -> Result<(Arc<dyn Store>, Arc<dyn v2::V2Store>), ConnectError> {
+    let stores = connect_stores(options).await?;
+    Ok((stores.store, stores.v2))
+}
+
+/// Every face of one backend, sharing its connection pools.
+pub struct Stores {
+    pub store: Arc<dyn Store>,
+    pub v2: Arc<dyn v2::V2Store>,
+    pub ops: Arc<dyn ops::OpsStore>,
+}
+
+/// Opens the backend the URL names, as the v1, v2 and operator stores.
+pub async fn connect_stores(options: &StoreOptions) -> Result<Stores, ConnectError> {
     let url = options.url.as_str();
     if url.starts_with("sqlite:") {
         let store = Arc::new(sqlite::SqliteStore::connect(options).await?);
-        Ok((store.clone(), store))
+        Ok(Stores {
+            store: store.clone(),
+            v2: store.clone(),
+            ops: store,
+        })
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let store = Arc::new(postgres::PgStore::connect(options).await?);
-        Ok((store.clone(), store))
+        Ok(Stores {
+            store: store.clone(),
+            v2: store.clone(),
+            ops: store,
+        })
     } else {
         Err(ConnectError::UnknownScheme(crate::config::redact_url(url)))
     }

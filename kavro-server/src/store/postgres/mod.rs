@@ -15,6 +15,7 @@
 
 mod accounts;
 mod messages;
+mod ops;
 mod v2;
 
 use std::str::FromStr;

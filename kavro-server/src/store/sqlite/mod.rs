@@ -17,6 +17,7 @@
 mod accounts;
 mod batch;
 mod messages;
+mod ops;
 mod v2;
 
 use std::str::FromStr;
@@ -107,6 +108,18 @@ impl SqliteStore {
             reader,
             max: options.max_connections + 1,
         })
+    }
+}
+
+impl SqliteStore {
+    /// Writes a consistent copy of the database to `target` (`VACUUM INTO`,
+    /// which refuses an existing non-empty file).
+    pub async fn backup_into(&self, target: &std::path::Path) -> Result<(), StoreError> {
+        sqlx::query("VACUUM INTO $1")
+            .bind(target.to_string_lossy().into_owned())
+            .execute(&self.reader)
+            .await?;
+        Ok(())
     }
 }
 
