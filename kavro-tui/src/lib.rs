@@ -9,6 +9,8 @@
 //!   (`relay::HttpRelay` for real, `relay::MemoryRelay` in unit tests only);
 //! - `history`: the local SQLite store (contacts, messages, outbox);
 //! - `pinning`: the trust-on-first-use state machine for contacts' keys;
+//! - `mls` and `v2`: Kavro v2 (MLS groups, devices): the local MLS state
+//!   and the `/v2` client with its operations;
 //! - `session`: the operations (register, send, sync the inbox, trust, ...),
 //!   free of terminal code;
 //! - `cli`: argument parsing, output formatting and exit codes;
@@ -21,10 +23,12 @@ mod cli;
 mod config;
 mod history;
 mod keystore;
+mod mls;
 mod paths;
 mod pinning;
 mod relay;
 mod session;
 mod ui;
+mod v2;
 
 pub use cli::main;

@@ -39,7 +39,7 @@ Exit codes:
   3  not logged in, or the relay refused the password or session
   4  a contact's key changed (compare safety numbers, then `kavro trust`) or has no usable key
   5  relay unreachable or rate limiting (the message says how long to wait)
-  6  no such user";
+  6  no such user, or no such conversation (#GROUP)";
 
 /// `kavro`: see the long help.
 #[derive(Debug, Parser)]
@@ -148,6 +148,12 @@ pub enum Command {
     },
     /// Show the account, the relay and your key's fingerprint
     Whoami,
+    /// Kavro v2 devices of your account: link this installation, approve, list, revoke
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Kavro v2 group conversations (MLS): create, add, remove, rename, list, members
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Encrypt a message and send it
     #[command(
         long_about = "Encrypt a message to a contact's identity key and hand it to the relay. \
@@ -221,6 +227,78 @@ pub enum KeysCommand {
     },
 }
 
+/// `kavro device`.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Link this installation to your account: prints a code to approve on one of your devices
+    Link {
+        /// Seconds to wait for the approval
+        #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+    },
+    /// Approve a code shown by `kavro device link`: signs the link, adds the device to every conversation
+    Approve {
+        /// The code the new installation shows
+        code: String,
+    },
+    /// List the devices of your account (or of USER), with their key fingerprints
+    List {
+        /// Another account
+        username: Option<String>,
+    },
+    /// Revoke a device of your account: it is removed from every conversation
+    Revoke {
+        /// The device's id, as `kavro device list` shows it
+        device_id: i64,
+    },
+}
+
+/// `kavro group`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group with the given members (and all your devices)
+    Create {
+        /// The group's name (1 to 40 characters, no spaces)
+        name: String,
+        /// A member's username (repeat for more)
+        #[arg(long = "member", value_name = "USER", required = true)]
+        members: Vec<String>,
+    },
+    /// Add people (all their devices) to a group
+    Add {
+        /// The group (NAME or #NAME)
+        group: String,
+        #[arg(required = true, value_name = "USER")]
+        members: Vec<String>,
+    },
+    /// Remove people (all their devices) from a group
+    Remove {
+        /// The group (NAME or #NAME)
+        group: String,
+        #[arg(required = true, value_name = "USER")]
+        members: Vec<String>,
+    },
+    /// Rename a group, for every member
+    Rename {
+        /// The group (NAME or #NAME)
+        group: String,
+        /// The new name
+        name: String,
+    },
+    /// Replace this device's keys in a group (one commit): a copy of its old state reads nothing after
+    Update {
+        /// The group (NAME or #NAME)
+        group: String,
+    },
+    /// List conversations with their member counts
+    List,
+    /// List the members of a group
+    Members {
+        /// The group (NAME or #NAME)
+        group: String,
+    },
+}
+
 /// `kavro config`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -263,7 +341,7 @@ pub struct Credentials {
 /// `kavro send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// The recipient
+    /// The recipient, or #GROUP for a Kavro v2 group
     pub username: String,
 
     /// The message; without it, or with '-', it is read from standard input
@@ -304,7 +382,7 @@ pub struct InboxArgs {
 /// `kavro history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// The contact
+    /// The contact, or #GROUP for a Kavro v2 group
     pub username: String,
 
     /// Show the last N messages

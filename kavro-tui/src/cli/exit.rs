@@ -3,7 +3,9 @@
 
 use crate::config::ConfigError;
 use crate::keystore::KeystoreError;
+use crate::relay::RelayError;
 use crate::session::SessionError;
+use crate::v2::V2Error;
 
 /// Success.
 pub const OK: u8 = 0;
@@ -17,7 +19,7 @@ pub const AUTH: u8 = 3;
 pub const KEY: u8 = 4;
 /// The relay is unreachable or rate limiting.
 pub const UNAVAILABLE: u8 = 5;
-/// No such user.
+/// No such user, or no such conversation.
 pub const NO_USER: u8 = 6;
 
 /// A usage error found after parsing (no password source, empty input, ...).
@@ -58,9 +60,30 @@ fn for_config(err: &ConfigError) -> u8 {
     }
 }
 
+/// The exit code for a Kavro v2 error.
+pub fn for_v2(err: &V2Error) -> u8 {
+    match err {
+        V2Error::Relay(RelayError::Unauthorized(_)) | V2Error::NoDevice => AUTH,
+        V2Error::Relay(RelayError::NotFound(_)) | V2Error::UnknownConversation(_) => NO_USER,
+        V2Error::Relay(relay) if relay.is_transient() => UNAVAILABLE,
+        V2Error::NoDevices(_) => KEY,
+        V2Error::NameTaken(_) | V2Error::TooLong(_) => USAGE,
+        V2Error::Relay(_)
+        | V2Error::Store(_)
+        | V2Error::Mls { .. }
+        | V2Error::AlreadyDevice(_)
+        | V2Error::Refused(_)
+        | V2Error::Contended
+        | V2Error::LinkNotApproved(_) => OTHER,
+    }
+}
+
 /// The exit code for any error: the first cause in the chain that has one.
 pub fn for_error(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if let Some(v2) = cause.downcast_ref::<V2Error>() {
+            return for_v2(v2);
+        }
         if let Some(session) = cause.downcast_ref::<SessionError>() {
             return for_session(session);
         }
@@ -87,7 +110,23 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::relay::RelayError;
+
+    #[test]
+    fn v2_errors_map_to_documented_codes() {
+        let cases = [
+            (V2Error::UnknownConversation("#x".into()), NO_USER),
+            (V2Error::NoDevices("bob".into()), KEY),
+            (V2Error::NameTaken("x".into()), USAGE),
+            (
+                V2Error::Relay(RelayError::Unauthorized("revoked".into())),
+                AUTH,
+            ),
+            (V2Error::Contended, OTHER),
+        ];
+        for (err, code) in cases {
+            assert_eq!(for_error(&anyhow::Error::new(err)), code);
+        }
+    }
 
     #[test]
     fn session_errors_map_to_documented_codes() {

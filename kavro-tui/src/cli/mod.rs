@@ -10,6 +10,7 @@ pub mod exit;
 pub mod input;
 mod manage;
 pub mod output;
+mod v2;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -147,7 +148,18 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         return chat(cli, session).await;
     };
     let result = match command {
-        Command::Register(args) => commands::account(&mut session, &printer, args, true).await,
+        Command::Register(args) => {
+            let result = commands::account(&mut session, &printer, args, true).await;
+            if result.is_ok()
+                && let Err(err) = v2::register_first_device(&session).await
+            {
+                warn(&format!(
+                    "warning: the account works, but this installation could not become its Kavro v2 device: {}",
+                    error_text(&err)
+                ));
+            }
+            result
+        }
         Command::Login(args) => commands::account(&mut session, &printer, args, false).await,
         Command::Logout { everywhere: false } => commands::logout(&mut session, &printer).await,
         Command::Logout { everywhere: true } => {
@@ -165,12 +177,29 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             password_stdin,
         } => manage::delete_account(&mut session, &printer, *yes, *password_stdin).await,
         Command::Whoami => commands::whoami(&session, &printer).await,
+        Command::Send(args) if args.username.starts_with('#') => {
+            match input::message(args.text.clone()) {
+                Ok(text) => v2::send(&session, &printer, &args.username, &text).await,
+                Err(err) => Err(err),
+            }
+        }
         Command::Send(args) => commands::send(&session, &printer, args).await,
         Command::Inbox(args) => {
             let poll_interval = Duration::from_secs(cli.poll_interval);
-            commands::inbox(&session, &printer, args, poll_interval).await
+            let result = commands::inbox(&session, &printer, args, poll_interval).await;
+            match result {
+                Ok(code) if !args.watch && !args.no_ack => {
+                    v2::inbox(&session, &printer).await.map(|()| code)
+                }
+                other => other,
+            }
+        }
+        Command::History(args) if args.username.starts_with('#') => {
+            v2::history(&session, &printer, &args.username, args.limit).await
         }
         Command::History(args) => commands::history(&session, &printer, args).await,
+        Command::Device(command) => v2::device(&session, &printer, command).await,
+        Command::Group(command) => v2::group(&session, &printer, command).await,
         Command::Contacts => commands::contacts(&session, &printer).await,
         Command::Fingerprint { username } => {
             commands::fingerprint(&session, &printer, username.as_deref()).await

@@ -718,7 +718,7 @@ impl History {
 
 /// Creates the database file with mode 0600 (whatever the umask), or makes
 /// an existing one and its -wal/-shm files 0600, before SQLite opens them.
-fn create_private(path: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private(path: &Path) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -102,7 +102,7 @@ impl ReadyLongPoll {
 
 /// The most specific message in an error's chain ("Connection refused
 /// (os error 111)" rather than "error sending request").
-fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
     while let Some(next) = current.source() {
         current = next;
@@ -123,7 +123,7 @@ fn retry_after(response: &Response) -> Option<Duration> {
 }
 
 /// Maps a non-2xx answer, reading the contract's `{"error", "status_code"}` body.
-async fn error_from(response: Response) -> RelayError {
+pub(crate) async fn error_from(response: Response) -> RelayError {
     let status = response.status();
     let retry = retry_after(&response);
     let body: Option<ErrorBody> = response

@@ -1,0 +1,492 @@
+//! Kavro v2 on the client: conversations are MLS groups (openmls), every
+//! installation is a device of its account.
+//!
+//! - [`relay`]: the `/v2` routes as typed calls ([`V2Relay`]);
+//! - [`payload`]: what an application message's plaintext carries;
+//! - this module: [`V2Session`], one device: its registration or link, key
+//!   package top-up and the device list;
+//! - `groups`: create, add, remove, rename, each commit retried after a
+//!   `409` (re-sync, rebuild, post again);
+//! - `inbox`: sending, and applying the device's queue in order (welcomes,
+//!   commits, application messages), acknowledged only after the local
+//!   state is committed.
+//!
+//! Local state is in [`crate::mls::MlsStore`]; nothing here prints.
+
+mod groups;
+mod inbox;
+pub mod payload;
+pub mod relay;
+#[cfg(test)]
+mod tests;
+// The relay in this process (kavro-server's own test harness).
+#[cfg(test)]
+#[allow(unused_macros, clippy::pedantic)]
+#[path = "../../../kavro-server/tests/common/mod.rs"]
+mod test_relay;
+
+use chrono::Utc;
+use kavro_proto::UserId;
+use kavro_proto::v2::api::{
+    ApproveLink, MlsDevice, NewLinkRequest, RegisterDevice, SessionProof, UploadKeyPackages,
+};
+use kavro_proto::v2::link::{SignatureKey, device_link_message, session_message};
+use kavro_proto::v2::{GroupId, MlsDeviceId, QueueSeq};
+use kavro_proto::validate::base64_encode;
+use openmls::prelude::tls_codec::Serialize as _;
+use openmls::prelude::{
+    BasicCredential, Capabilities, Ciphersuite, Credential, CredentialWithKey, ExtensionType,
+    KeyPackage, Lifetime,
+};
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_traits::signatures::Signer as _;
+use uuid::Uuid;
+
+use self::inbox::Received;
+#[cfg(test)]
+pub use self::inbox::SyncReport;
+pub use self::relay::{Posted, V2Relay};
+use crate::keystore::AccessToken;
+use crate::mls::rows::{self, DeviceRow};
+use crate::mls::{MlsStore, MlsStoreError};
+use crate::relay::RelayError;
+
+/// The ciphersuite of every Kavro v2 group.
+pub const SUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+/// Top up when fewer key packages than this remain on the relay ...
+const KEY_PACKAGE_LOW: u32 = 10;
+/// ... to this many.
+const KEY_PACKAGE_TARGET: u32 = 30;
+/// Lifetime of an uploaded key package.
+const KEY_PACKAGE_LIFETIME_SECS: u64 = 28 * 24 * 3600;
+
+/// A v2 operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum V2Error {
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    #[error(transparent)]
+    Store(#[from] MlsStoreError),
+    /// openmls refused an operation (`what` says which).
+    #[error("MLS {what} failed: {detail}")]
+    Mls { what: &'static str, detail: String },
+    /// This installation has no v2 device yet.
+    #[error("this installation has no Kavro v2 device")]
+    NoDevice,
+    /// This installation already is a device.
+    #[error("this installation already is device {0}")]
+    AlreadyDevice(MlsDeviceId),
+    #[error("no conversation {0}")]
+    UnknownConversation(String),
+    /// A conversation name is taken by another group.
+    #[error("a conversation named {0} exists")]
+    NameTaken(String),
+    /// The user has no device that can be added (no key package left).
+    #[error("{0} has no Kavro v2 device that can be added")]
+    NoDevices(String),
+    /// The relay handed out something that does not check (a key package not
+    /// signed by the device it claims, a link code of another account).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Still losing the race for the group's next epoch after several tries.
+    #[error("the group kept changing; try again")]
+    Contended,
+    /// The relay has not approved the link request (yet).
+    #[error("the link request is {0}")]
+    LinkNotApproved(&'static str),
+    #[error("the message is too long ({0} bytes, at most {max})", max = payload::MAX_TEXT_BYTES)]
+    TooLong(usize),
+}
+
+pub(crate) fn mls_err(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> V2Error {
+    move |detail| V2Error::Mls {
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+/// Who is linking and what to show: the code to type on the approving
+/// device, and the new device's key fingerprint to compare there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkStarted {
+    pub request_id: Uuid,
+    pub code: String,
+    pub fingerprint: String,
+}
+
+/// One installation's v2 device.
+pub struct V2Session {
+    relay: V2Relay,
+    store: MlsStore,
+    signer: SignatureKeyPair,
+    device: DeviceRow,
+    token: AccessToken,
+    /// Texts applied from the queue and not yet reported by [`V2Session::sync`].
+    unread: Vec<Received>,
+}
+
+/// A short fingerprint of a signature key (SHA-256, 20 hex digits in groups of 4).
+pub fn fingerprint(key: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = hex::encode(&sha2::Sha256::digest(key)[..10]);
+    digest
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A new device signature key (Ed25519).
+pub fn new_signer() -> Result<SignatureKeyPair, V2Error> {
+    SignatureKeyPair::new(SUITE.signature_algorithm())
+        .map_err(|e| mls_err("key generation")(&format!("{e:?}")))
+}
+
+fn credential(username: &str, signer: &SignatureKeyPair) -> CredentialWithKey {
+    CredentialWithKey {
+        credential: BasicCredential::new(username.as_bytes().to_vec()).into(),
+        signature_key: signer.public().into(),
+    }
+}
+
+/// The username a member's basic credential names (`None` if it is not one).
+pub(crate) fn credential_name(credential: &Credential) -> Option<String> {
+    let basic = BasicCredential::try_from(credential.clone()).ok()?;
+    String::from_utf8(basic.identity().to_vec()).ok()
+}
+
+async fn device_token(
+    relay: &V2Relay,
+    account: &AccessToken,
+    user: UserId,
+    device: MlsDeviceId,
+    signer: &SignatureKeyPair,
+) -> Result<AccessToken, V2Error> {
+    let timestamp = Utc::now().timestamp();
+    let signature = signer
+        .sign(&session_message(user, device, timestamp))
+        .map_err(|e| mls_err("signing")(&format!("{e:?}")))?;
+    let token = relay
+        .open_session(
+            account,
+            device,
+            &SessionProof {
+                timestamp,
+                signature: base64_encode(&signature).into(),
+            },
+        )
+        .await?;
+    Ok(AccessToken::new(token.access_token))
+}
+
+impl V2Session {
+    /// Registers this installation as the account's first device.
+    pub async fn register_first(
+        relay: V2Relay,
+        mut store: MlsStore,
+        signer: SignatureKeyPair,
+        account: &AccessToken,
+        username: &str,
+        user_id: UserId,
+    ) -> Result<Self, V2Error> {
+        if let Some(existing) = rows::device(&mut *store.begin().await?)
+            .await
+            .map_err(MlsStoreError::from)?
+        {
+            return Err(V2Error::AlreadyDevice(existing.device_id));
+        }
+        let registered = relay
+            .register_device(
+                account,
+                &RegisterDevice {
+                    signature_key: base64_encode(signer.public()).into(),
+                    link: None,
+                },
+            )
+            .await?;
+        let partial = Self::finish_setup(
+            relay,
+            &mut store,
+            signer,
+            account,
+            username,
+            user_id,
+            registered.id,
+        )
+        .await?;
+        let mut session = partial.with_store(store);
+        session.top_up_key_packages().await?;
+        Ok(session)
+    }
+
+    /// Asks the relay to link this installation to the account; an existing
+    /// device approves with the code ([`V2Session::approve_link`]).
+    pub async fn start_link(
+        relay: &V2Relay,
+        account: &AccessToken,
+        signer: &SignatureKeyPair,
+    ) -> Result<LinkStarted, V2Error> {
+        let created = relay
+            .create_link_request(
+                account,
+                &NewLinkRequest {
+                    signature_key: base64_encode(signer.public()).into(),
+                },
+            )
+            .await?;
+        Ok(LinkStarted {
+            request_id: created.request_id,
+            code: created.code,
+            fingerprint: fingerprint(signer.public()),
+        })
+    }
+
+    /// Completes a link once approved: this installation becomes the device.
+    pub async fn finish_link(
+        relay: V2Relay,
+        mut store: MlsStore,
+        signer: SignatureKeyPair,
+        account: &AccessToken,
+        request: Uuid,
+        username: &str,
+        user_id: UserId,
+    ) -> Result<Self, V2Error> {
+        let status = relay.link_request_status(account, request).await?;
+        let device_id = match (status.status, status.device_id) {
+            (kavro_proto::v2::api::LinkState::Approved, Some(id)) => id,
+            (kavro_proto::v2::api::LinkState::Expired, _) => {
+                return Err(V2Error::LinkNotApproved("expired"));
+            }
+            _ => return Err(V2Error::LinkNotApproved("still pending")),
+        };
+        let partial = Self::finish_setup(
+            relay, &mut store, signer, account, username, user_id, device_id,
+        )
+        .await?;
+        let mut session = partial.with_store(store);
+        session.top_up_key_packages().await?;
+        Ok(session)
+    }
+
+    /// Session, first key packages, and the device row (in that order: the
+    /// row is written only once the relay knows the device and its packages).
+    async fn finish_setup(
+        relay: V2Relay,
+        store: &mut MlsStore,
+        signer: SignatureKeyPair,
+        account: &AccessToken,
+        username: &str,
+        user_id: UserId,
+        device_id: MlsDeviceId,
+    ) -> Result<Partial, V2Error> {
+        let token = device_token(&relay, account, user_id, device_id, &signer).await?;
+        let device = DeviceRow {
+            user_id,
+            username: username.to_owned(),
+            device_id,
+            signature_key: signer.public().to_vec(),
+            queue_after: QueueSeq(0),
+        };
+        let mut tx = store.begin().await?;
+        rows::save_device(&mut tx, &device)
+            .await
+            .map_err(MlsStoreError::from)?;
+        store.commit(tx).await?;
+        Ok(Partial {
+            relay,
+            signer,
+            device,
+            token,
+        })
+    }
+
+    /// Opens the device of this installation (registered or linked before).
+    pub async fn open(
+        relay: V2Relay,
+        store: MlsStore,
+        signer: SignatureKeyPair,
+        account: &AccessToken,
+    ) -> Result<Self, V2Error> {
+        let device = rows::device(&mut *store.begin().await?)
+            .await
+            .map_err(MlsStoreError::from)?
+            .ok_or(V2Error::NoDevice)?;
+        if device.signature_key != signer.public() {
+            return Err(V2Error::Refused(
+                "the device key does not match this installation's MLS state".to_owned(),
+            ));
+        }
+        let token =
+            device_token(&relay, account, device.user_id, device.device_id, &signer).await?;
+        Ok(Self {
+            relay,
+            store,
+            signer,
+            device,
+            token,
+            unread: Vec::new(),
+        })
+    }
+
+    pub fn device_id(&self) -> MlsDeviceId {
+        self.device.device_id
+    }
+
+    pub fn username(&self) -> &str {
+        &self.device.username
+    }
+
+    pub async fn close(self) {
+        self.store.close().await;
+    }
+
+    /// Uploads key packages when fewer than 10 remain (and a last-resort
+    /// package if none is stored). Returns how many were uploaded.
+    pub async fn top_up_key_packages(&mut self) -> Result<u32, V2Error> {
+        let count = self
+            .relay
+            .key_package_count(&self.token, self.device.device_id)
+            .await?;
+        if count.remaining >= KEY_PACKAGE_LOW && count.last_resort {
+            return Ok(0);
+        }
+        let wanted = KEY_PACKAGE_TARGET.saturating_sub(count.remaining);
+        let mut packages = Vec::with_capacity(wanted as usize);
+        for _ in 0..wanted {
+            packages.push(base64_encode(&self.key_package(false)?).into());
+        }
+        let last_resort = if count.last_resort {
+            None
+        } else {
+            Some(base64_encode(&self.key_package(true)?).into())
+        };
+        // The private halves must be durable before anyone can use the packages.
+        let tx = self.store.begin().await?;
+        self.store.commit(tx).await?;
+        self.relay
+            .upload_key_packages(
+                &self.token,
+                self.device.device_id,
+                &UploadKeyPackages {
+                    key_packages: packages,
+                    last_resort,
+                },
+            )
+            .await?;
+        Ok(wanted)
+    }
+
+    fn key_package(&self, last_resort: bool) -> Result<Vec<u8>, V2Error> {
+        let mut builder =
+            KeyPackage::builder().key_package_lifetime(Lifetime::new(KEY_PACKAGE_LIFETIME_SECS));
+        if last_resort {
+            builder = builder.mark_as_last_resort().leaf_node_capabilities(
+                Capabilities::builder()
+                    .extensions(vec![ExtensionType::LastResort])
+                    .build(),
+            );
+        }
+        let bundle = builder
+            .build(
+                SUITE,
+                self.store.provider(),
+                &self.signer,
+                credential(&self.device.username, &self.signer),
+            )
+            .map_err(|e| mls_err("key package")(&e))?;
+        bundle
+            .key_package()
+            .tls_serialize_detached()
+            .map_err(|e| mls_err("key package")(&e))
+    }
+
+    /// Every device of `username` (revoked ones included), oldest first.
+    pub async fn devices(&self, username: &str) -> Result<Vec<MlsDevice>, V2Error> {
+        Ok(self.relay.devices(&self.token, username).await?.devices)
+    }
+
+    /// Approves a link code typed on this device: checks the request is for
+    /// this account, signs the link, and adds the new device to every
+    /// conversation. Returns the new device and its key's fingerprint.
+    pub async fn approve_link(&mut self, code: &str) -> Result<(MlsDevice, String), V2Error> {
+        let view = self.relay.view_link_code(&self.token, code).await?;
+        if view.user_id != self.device.user_id {
+            return Err(V2Error::Refused(
+                "the link code is for another account".to_owned(),
+            ));
+        }
+        let new_key = SignatureKey::parse(view.signature_key.as_str())
+            .map_err(|e| V2Error::Refused(format!("the new device's key {e}")))?;
+        let me = SignatureKey::from_bytes(self.signer.public())
+            .map_err(|e| V2Error::Refused(format!("this device's key {e}")))?;
+        let signature = self
+            .signer
+            .sign(&device_link_message(self.device.user_id, &me, &new_key))
+            .map_err(|e| mls_err("signing")(&format!("{e:?}")))?;
+        let device = self
+            .relay
+            .approve_link(
+                &self.token,
+                code,
+                &ApproveLink {
+                    signature: base64_encode(&signature).into(),
+                },
+            )
+            .await?;
+        Ok((device, fingerprint(new_key.as_bytes())))
+    }
+
+    /// Revokes a device of this account on the relay, then removes it from
+    /// every conversation with one commit each.
+    pub async fn revoke_device(&mut self, device: MlsDeviceId) -> Result<MlsDevice, V2Error> {
+        let revoked = self.relay.revoke_device(&self.token, device).await?;
+        let key = kavro_proto::validate::base64_strict(revoked.signature_key.as_str())
+            .ok_or_else(|| V2Error::Refused("the relay sent a malformed key".to_owned()))?;
+        for conversation in self.conversation_ids().await? {
+            if !self
+                .load_group(&conversation)?
+                .is_some_and(|g| g.is_active())
+            {
+                continue;
+            }
+            self.remove_devices(&conversation, &[(device, key.clone())])
+                .await?;
+        }
+        Ok(revoked)
+    }
+}
+
+/// A session being set up, before it owns its store.
+struct Partial {
+    relay: V2Relay,
+    signer: SignatureKeyPair,
+    device: DeviceRow,
+    token: AccessToken,
+}
+
+impl Partial {
+    fn with_store(self, store: MlsStore) -> V2Session {
+        V2Session {
+            relay: self.relay,
+            store,
+            signer: self.signer,
+            device: self.device,
+            token: self.token,
+            unread: Vec::new(),
+        }
+    }
+}
+
+/// The group ids of conversations, for loops over all of them.
+impl V2Session {
+    async fn conversation_ids(&self) -> Result<Vec<GroupId>, V2Error> {
+        let mut conn = self.store.begin().await?;
+        Ok(rows::conversations(&mut conn)
+            .await
+            .map_err(MlsStoreError::from)?
+            .into_iter()
+            .map(|c| c.group_id)
+            .collect())
+    }
+}
