@@ -9,7 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::ids::{DeviceId, MessageId, UserId};
-use crate::strings::{Base64Ciphertext, DeviceName, Password, PublicKeyHex, Username};
+use crate::strings::{Base64Ciphertext, DeviceName, InviteCode, Password, PublicKeyHex, Username};
 
 /// Body of `POST /auth/register` and `POST /auth/login`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,8 +27,8 @@ pub struct NewAccount {
     pub username: Username,
     pub password: Password,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", oai(skip_serializing_if_is_none))]
-    pub invite_code: Option<String>,
+    #[cfg_attr(feature = "openapi", oai(nullable))]
+    pub invite_code: Option<InviteCode>,
 }
 
 /// Body of `POST /auth/password`: a new password for the caller's account.

@@ -204,6 +204,25 @@ impl fmt::Debug for Base64Ciphertext {
     }
 }
 
+checked_string!(
+    /// An invite code, for relays with `registration = "invite"`. A JSON
+    /// string only (a number or `true` is refused at parse time, not
+    /// stringified). Its `Debug` is redacted: a code is a bearer credential.
+    InviteCode,
+    || string_schema(
+        "The invite code the relay's operator gave you; needed where registration is by invitation.",
+        None,
+        None,
+        None,
+    )
+);
+
+impl fmt::Debug for InviteCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InviteCode(<redacted>)")
+    }
+}
+
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(<redacted>)")
@@ -232,5 +251,7 @@ mod tests {
         assert_eq!(name.as_str(), "alice");
         assert_eq!(serde_json::to_string(&name).unwrap(), "\"alice\"");
         assert!(serde_json::from_str::<Username>("12").is_err());
+        assert!(serde_json::from_str::<InviteCode>("false").is_err());
+        assert!(!format!("{:?}", InviteCode::from("c0de-s3cret")).contains("s3cret"));
     }
 }

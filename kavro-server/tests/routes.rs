@@ -129,6 +129,9 @@ async fn bad_registrations(s: TestServer) {
             r#"{"username": 5, "password": "Passw0rd"}"#,
             r#"{"username": "abc"}"#,
             r#"{"username": "abc", "password": ["Passw0rd"]}"#,
+            // An invite code is a string, even where registration is open.
+            r#"{"username": "abc", "password": "Passw0rd", "invite_code": false}"#,
+            r#"{"username": "abc", "password": "Passw0rd", "invite_code": 12}"#,
         ] {
             let (status, body) = s
                 .call(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use kavro_proto::api::{
     Credentials, FieldError, Me, NewAccount, StatusResponse, TOKEN_TYPE, TokenResponse,
 };
+use kavro_proto::strings::InviteCode;
 use kavro_proto::validate;
 use poem::Request;
 use poem_openapi::payload::Json;
@@ -125,7 +126,7 @@ impl AuthApi {
             password,
             invite_code,
         } = body.0;
-        let invite = invites::required(&self.state, invite_code.as_deref())?;
+        let invite = invites::required(&self.state, invite_code.as_ref().map(InviteCode::as_str))?;
         let mut details = Vec::new();
         if let Err(message) = validate::username(username.as_str()) {
             details.push(FieldError {

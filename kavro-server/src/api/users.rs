@@ -13,6 +13,7 @@ use super::{ApiTags, BearerAuth, client_ip, ip_subject};
 use crate::error::ApiError;
 use crate::limits::Route;
 use crate::state::AppState;
+use crate::store::UserRecord;
 
 pub struct UsersApi {
     state: Arc<AppState>,
@@ -48,16 +49,7 @@ impl UsersApi {
             .limiter
             .check(Route::Lookup, &ip_subject(&self.state, ip))
             .await?;
-        let not_found = || ApiError::not_found("No such user");
-        if validate::username(&username.0).is_err() {
-            return Err(not_found());
-        }
-        let user = self
-            .state
-            .store
-            .user_by_name(&validate::normalize_username(&username.0))
-            .await?
-            .ok_or_else(not_found)?;
+        let user = user_named(&self.state, &username.0).await?;
         let devices = super::keys::devices(&self.state, user.id, Some(auth.0.user_id)).await?;
         Ok(UserResponse::Ok(Json(UserInfo {
             user_id: user.id,
@@ -65,4 +57,18 @@ impl UsersApi {
             devices,
         })))
     }
+}
+
+/// The account named `username`, or `404 No such user` (also for a name
+/// that is not a valid username, which no account can have).
+pub(crate) async fn user_named(state: &AppState, username: &str) -> Result<UserRecord, ApiError> {
+    let not_found = || ApiError::not_found("No such user");
+    if validate::username(username).is_err() {
+        return Err(not_found());
+    }
+    state
+        .store
+        .user_by_name(&validate::normalize_username(username))
+        .await?
+        .ok_or_else(not_found)
 }

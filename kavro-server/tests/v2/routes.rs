@@ -161,22 +161,16 @@ async fn devices_and_sessions(s: TestServer) {
         assert_error(status, &body, expected);
     }
 
+    let read_queue = async |device: i64, token: &str| {
+        s.get(&format!("/v2/devices/{device}/queue"), Some(token))
+            .await
+    };
     // Tokens are not interchangeable: a device token is no account token.
     let (status, _) = s.get("/auth/me", Some(&alice.token)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, body) = s
-        .get(
-            &format!("/v2/devices/{}/queue", alice.device_id),
-            Some(&alice.account_token),
-        )
-        .await;
+    let (status, body) = read_queue(alice.device_id, &alice.account_token).await;
     assert!(assert_error(status, &body, StatusCode::FORBIDDEN).contains("device token"));
-    let (status, body) = s
-        .get(
-            &format!("/v2/devices/{}/queue", bob.device_id),
-            Some(&alice.token),
-        )
-        .await;
+    let (status, body) = read_queue(bob.device_id, &alice.token).await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
     let (status, body) = s
         .get(
@@ -225,12 +219,7 @@ async fn devices_and_sessions(s: TestServer) {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = s
-        .get(
-            &format!("/v2/devices/{}/queue", alice.device_id),
-            Some(&alice.token),
-        )
-        .await;
+    let (status, body) = read_queue(alice.device_id, &alice.token).await;
     assert!(assert_error(status, &body, StatusCode::UNAUTHORIZED).contains("revoked"));
     let (status, body) = s
         .post(

@@ -16,7 +16,8 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::{Principal, V2Auth, V2Tags, account_subject, v2_error};
+use super::{Principal, V2Auth, V2Tags, v2_error};
+use crate::api::users::user_named;
 use crate::error::ApiError;
 use crate::limits::Route;
 use crate::state::AppState;
@@ -128,11 +129,12 @@ impl DevicesApi {
         body: Json<RegisterDevice>,
     ) -> Result<Registered, ApiError> {
         let state = &self.state;
-        let user = auth.0.account()?.0.user_id;
-        state
-            .limiter
-            .check(Route::Publish, &account_subject(user))
-            .await?;
+        let user = auth
+            .0
+            .account_spending(state, Route::Publish)
+            .await?
+            .0
+            .user_id;
         let key = signature_key("signature_key", body.0.signature_key.as_str())?;
         let link = match &body.0.link {
             None => None,
@@ -177,19 +179,8 @@ impl DevicesApi {
         #[oai(name = "username")] username: Path<String>,
     ) -> Result<ListAnswer, ApiError> {
         let state = &self.state;
-        state
-            .limiter
-            .check(Route::Lookup, &auth.0.limit_subject())
-            .await?;
-        let not_found = || ApiError::not_found("No such user");
-        if validate::username(&username.0).is_err() {
-            return Err(not_found());
-        }
-        let user = state
-            .store
-            .user_by_name(&validate::normalize_username(&username.0))
-            .await?
-            .ok_or_else(not_found)?;
+        auth.0.spend(state, Route::Lookup).await?;
+        let user = user_named(state, &username.0).await?;
         let devices = state.v2.store.devices_of(user.id).await.map_err(v2_error)?;
         Ok(ListAnswer::Ok(Json(MlsDeviceList {
             user_id: user.id,
@@ -215,10 +206,7 @@ impl DevicesApi {
     ) -> Result<DeviceAnswer, ApiError> {
         let state = &self.state;
         let user = auth.0.user_id();
-        state
-            .limiter
-            .check(Route::Publish, &auth.0.limit_subject())
-            .await?;
+        auth.0.spend(state, Route::Publish).await?;
         own_device(state, user, id.0).await?;
         let by = match &auth.0 {
             Principal::Device(device) => Some(device.device_id.0),
@@ -256,12 +244,8 @@ impl DevicesApi {
         body: Json<SessionProof>,
     ) -> Result<SessionAnswer, ApiError> {
         let state = &self.state;
-        let (caller, generation) = auth.0.account()?;
+        let (caller, generation) = auth.0.account_spending(state, Route::Publish).await?;
         let user = caller.user_id;
-        state
-            .limiter
-            .check(Route::Publish, &account_subject(user))
-            .await?;
         let device = own_device(state, user, id.0).await?;
         if !device.is_active() {
             return Err(ApiError::forbidden("This device has been revoked"));

@@ -11,13 +11,13 @@ use kavro_proto::v2::api::{
     Accepted, CreateGroup, EpochConflict, GroupState, PostCommit, PostGroupMessage, QueueKind,
 };
 use kavro_proto::v2::limits::{MAX_GROUP_MEMBERS, MAX_MEMBERS_CHANGED_PER_COMMIT};
-use kavro_proto::v2::mls::{check_welcome, group_message_framing};
+use kavro_proto::v2::mls::{Framing, check_welcome, group_message_framing};
 use kavro_proto::v2::{GroupId, GroupIdText, MlsDeviceId};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::{V2Auth, V2Tags, device_subject, mls_message, v2_error};
+use super::{V2Auth, V2Tags, mls_message, v2_error};
 use crate::clock::after;
 use crate::error::ApiError;
 use crate::limits::Route;
@@ -117,11 +117,7 @@ impl GroupsApi {
         body: Json<CreateGroup>,
     ) -> Result<CreatedAnswer, ApiError> {
         let state = &self.state;
-        let device = auth.0.device()?;
-        state
-            .limiter
-            .check(Route::Publish, &device_subject(device.device_id))
-            .await?;
+        let device = auth.0.device_spending(state, Route::Publish).await?;
         let group = group_id(body.0.group_id.as_str())?;
         state
             .v2
@@ -150,11 +146,7 @@ impl GroupsApi {
         #[oai(name = "group_id")] group: Path<String>,
     ) -> Result<GroupAnswer, ApiError> {
         let state = &self.state;
-        let device = auth.0.device()?;
-        state
-            .limiter
-            .check(Route::Lookup, &device_subject(device.device_id))
-            .await?;
+        let device = auth.0.device_spending(state, Route::Lookup).await?;
         let group = path_group(&group.0)?;
         let row = state
             .v2
@@ -191,21 +183,12 @@ impl GroupsApi {
         body: Json<PostCommit>,
     ) -> Result<PostAnswer, ApiError> {
         let state = &self.state;
-        let device = auth.0.device()?;
-        state
-            .limiter
-            .check(Route::Send, &device_subject(device.device_id))
-            .await?;
+        let device = auth.0.device_spending(state, Route::Send).await?;
         let group = path_group(&group.0)?;
         let body = body.0;
-        let commit = mls_message("commit", body.commit.as_str())?;
-        let framing = group_message_framing(&commit)
-            .map_err(|e| ApiError::invalid_field("commit", e.to_string()))?;
+        let (commit, framing) = framed_for_group("commit", body.commit.as_str(), &group)?;
         if framing.kind != QueueKind::Commit {
             return Err(ApiError::invalid_field("commit", "is not a commit"));
-        }
-        if framing.group_id != group {
-            return Err(ApiError::invalid_field("commit", "is for another group"));
         }
         if framing.epoch != body.epoch {
             return Err(ApiError::invalid_field(
@@ -273,24 +256,15 @@ impl GroupsApi {
         body: Json<PostGroupMessage>,
     ) -> Result<PostAnswer, ApiError> {
         let state = &self.state;
-        let device = auth.0.device()?;
-        state
-            .limiter
-            .check(Route::Send, &device_subject(device.device_id))
-            .await?;
+        let device = auth.0.device_spending(state, Route::Send).await?;
         let group = path_group(&group.0)?;
         let body = body.0;
-        let bytes = mls_message("message", body.message.as_str())?;
-        let framing = group_message_framing(&bytes)
-            .map_err(|e| ApiError::invalid_field("message", e.to_string()))?;
+        let (bytes, framing) = framed_for_group("message", body.message.as_str(), &group)?;
         if framing.kind == QueueKind::Commit {
             return Err(ApiError::invalid_field(
                 "message",
                 "is a commit: post it to /commits",
             ));
-        }
-        if framing.group_id != group {
-            return Err(ApiError::invalid_field("message", "is for another group"));
         }
         let now = state.clock.now();
         let result = state
@@ -310,4 +284,20 @@ impl GroupsApi {
             .await;
         answer(state, result)
     }
+}
+
+/// The MLS message in body field `field` (base64), with its framing, when it
+/// parses and belongs to `group`; a `422` naming the field otherwise.
+fn framed_for_group(
+    field: &str,
+    text: &str,
+    group: &GroupId,
+) -> Result<(Vec<u8>, Framing), ApiError> {
+    let bytes = mls_message(field, text)?;
+    let framing =
+        group_message_framing(&bytes).map_err(|e| ApiError::invalid_field(field, e.to_string()))?;
+    if framing.group_id != *group {
+        return Err(ApiError::invalid_field(field, "is for another group"));
+    }
+    Ok((bytes, framing))
 }

@@ -19,6 +19,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::{V2Auth, V2Tags, device_subject, key_package_bytes, v2_error};
+use crate::api::users::user_named;
 use crate::error::ApiError;
 use crate::limits::Route;
 use crate::state::AppState;
@@ -207,19 +208,8 @@ impl KeyPackagesApi {
         #[oai(name = "username")] username: Path<String>,
     ) -> Result<ClaimAnswer, ApiError> {
         let state = &self.state;
-        state
-            .limiter
-            .check(Route::Lookup, &auth.0.limit_subject())
-            .await?;
-        let not_found = || ApiError::not_found("No such user");
-        if validate::username(&username.0).is_err() {
-            return Err(not_found());
-        }
-        let user = state
-            .store
-            .user_by_name(&validate::normalize_username(&username.0))
-            .await?
-            .ok_or_else(not_found)?;
+        auth.0.spend(state, Route::Lookup).await?;
+        let user = user_named(state, &username.0).await?;
         let claimed = state
             .v2
             .store

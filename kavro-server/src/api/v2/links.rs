@@ -30,7 +30,7 @@ use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use super::devices::{device_view, signature, signature_key};
-use super::{V2Auth, V2Tags, account_subject, device_subject, v2_error};
+use super::{V2Auth, V2Tags, v2_error};
 use crate::error::ApiError;
 use crate::limits::Route;
 use crate::state::AppState;
@@ -111,11 +111,12 @@ impl LinksApi {
     )]
     async fn create(&self, auth: V2Auth, body: Json<NewLinkRequest>) -> Result<Created, ApiError> {
         let state = &self.state;
-        let user = auth.0.account()?.0.user_id;
-        state
-            .limiter
-            .check(Route::Publish, &account_subject(user))
-            .await?;
+        let user = auth
+            .0
+            .account_spending(state, Route::Publish)
+            .await?
+            .0
+            .user_id;
         let key = signature_key("signature_key", body.0.signature_key.as_str())?;
         let now = state.clock.now();
         let expires_at = now + ChronoDuration::seconds(LINK_CODE_TTL_SECS);
@@ -158,10 +159,7 @@ impl LinksApi {
     ) -> Result<StatusAnswer, ApiError> {
         let state = &self.state;
         let user = auth.0.user_id();
-        state
-            .limiter
-            .check(Route::Inbox, &auth.0.limit_subject())
-            .await?;
+        auth.0.spend(state, Route::Inbox).await?;
         let request = state
             .v2
             .store
@@ -200,11 +198,7 @@ impl LinksApi {
         #[oai(name = "code")] code: Path<String>,
     ) -> Result<ViewAnswer, ApiError> {
         let state = &self.state;
-        let device = auth.0.device()?;
-        state
-            .limiter
-            .check(Route::Lookup, &device_subject(device.device_id))
-            .await?;
+        let device = auth.0.device_spending(state, Route::Lookup).await?;
         let gone = || v2_error(V2Error::LinkGone);
         let code = normalize_code(&code.0).ok_or_else(gone)?;
         let request = state
@@ -244,11 +238,7 @@ impl LinksApi {
         body: Json<ApproveLink>,
     ) -> Result<Approved, ApiError> {
         let state = &self.state;
-        let device = auth.0.device()?;
-        state
-            .limiter
-            .check(Route::Publish, &device_subject(device.device_id))
-            .await?;
+        let device = auth.0.device_spending(state, Route::Publish).await?;
         let sig = signature("signature", body.0.signature.as_str())?;
         let gone = || v2_error(V2Error::LinkGone);
         let code = normalize_code(&code.0).ok_or_else(gone)?;

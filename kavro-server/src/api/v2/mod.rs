@@ -26,6 +26,7 @@ use poem_openapi::{SecurityScheme, Tags};
 use super::Caller;
 use crate::auth::tokens::TokenError;
 use crate::error::ApiError;
+use crate::limits::Route;
 use crate::state::AppState;
 use crate::store::TokenGeneration;
 use crate::store::v2::V2Error;
@@ -295,5 +296,40 @@ impl Principal {
             Self::Account(caller, _) => account_subject(caller.user_id),
             Self::Device(device) => device_subject(device.device_id),
         }
+    }
+
+    /// Counts this request against the caller's budget for `route`.
+    pub async fn spend(&self, state: &AppState, route: Route) -> Result<(), ApiError> {
+        Ok(state.limiter.check(route, &self.limit_subject()).await?)
+    }
+
+    /// The calling account (account tokens only) and its token generation,
+    /// with this request counted against the account's budget for `route`.
+    pub async fn account_spending(
+        &self,
+        state: &AppState,
+        route: Route,
+    ) -> Result<(&Caller, TokenGeneration), ApiError> {
+        let (caller, generation) = self.account()?;
+        state
+            .limiter
+            .check(route, &account_subject(caller.user_id))
+            .await?;
+        Ok((caller, generation))
+    }
+
+    /// The calling device (device tokens only), with this request counted
+    /// against that device's budget for `route`.
+    pub async fn device_spending(
+        &self,
+        state: &AppState,
+        route: Route,
+    ) -> Result<&DeviceCaller, ApiError> {
+        let device = self.device()?;
+        state
+            .limiter
+            .check(route, &device_subject(device.device_id))
+            .await?;
+        Ok(device)
     }
 }

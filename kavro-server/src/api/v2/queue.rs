@@ -167,10 +167,7 @@ impl QueueApi {
     ) -> Result<AckAnswer, ApiError> {
         let state = &self.state;
         let device = auth.0.device_is(id.0)?.device_id;
-        state
-            .limiter
-            .check(Route::Ack, &auth.0.limit_subject())
-            .await?;
+        auth.0.spend(state, Route::Ack).await?;
         if body.0.up_to.0 < 0 {
             return Err(ApiError::invalid_field("up_to", "must not be negative"));
         }
