@@ -19,6 +19,8 @@ pub const KEY: u8 = 4;
 pub const UNAVAILABLE: u8 = 5;
 /// No such user.
 pub const NO_USER: u8 = 6;
+/// The relay's TLS certificate is not trusted (see `--ca-cert`).
+pub const CERTIFICATE: u8 = 7;
 
 /// A usage error found after parsing (no password source, empty input, ...).
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,7 @@ pub fn for_session(err: &SessionError) -> u8 {
         | SessionError::NoUsableKey { .. } => KEY,
         SessionError::Unreachable { .. } | SessionError::RateLimited { .. } => UNAVAILABLE,
         SessionError::NoSuchUser(_) => NO_USER,
+        SessionError::Certificate { .. } => CERTIFICATE,
         SessionError::InvalidInput(_)
         | SessionError::UsernameTaken { .. }
         | SessionError::Keystore {
