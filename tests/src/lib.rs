@@ -51,6 +51,8 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// Keep the default rate limits (off unless asked: tests register many users from one IP).
     pub rate_limits: bool,
+    /// Listen here instead of a free port (a relay restored on its old address).
+    pub bind: Option<String>,
 }
 
 impl Server {
@@ -74,7 +76,7 @@ impl Server {
             .expect("server log file");
         let mut command = Command::new(binary("kavro-server", "KAVRO_SERVER_BIN"));
         command
-            .args(["--bind", "127.0.0.1:0"])
+            .args(["--bind", options.bind.as_deref().unwrap_or("127.0.0.1:0")])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", data_dir.path())

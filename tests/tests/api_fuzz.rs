@@ -103,6 +103,7 @@ fn every_route_passes_every_check() {
         // Long-polls are capped at one second so generated `wait` values do not stall the run.
         env: vec![("KAVRO_MAX_WAIT".to_owned(), "1s".to_owned())],
         rate_limits: false,
+        ..ServerOptions::default()
     });
     let http = Http::new(&server.url);
     for (i, mount) in MOUNTS.into_iter().enumerate() {

@@ -239,6 +239,7 @@ fn kill_9_on_postgres_loses_nothing() {
             ),
         ],
         rate_limits: false,
+        ..ServerOptions::default()
     };
     crash_and_recover(&options);
     drop(db);

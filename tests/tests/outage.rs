@@ -296,6 +296,7 @@ fn postgres_restart_under_load() {
             ),
         ],
         rate_limits: false,
+        ..ServerOptions::default()
     });
     let http = Http::new(&server.url);
     let (alice, _) = http.register("alice", "Passw0rd-a");
@@ -329,6 +330,7 @@ fn redis_restart_under_load() {
     let server = Server::start_with(&ServerOptions {
         env: vec![("KAVRO_REDIS_URL".to_owned(), redis.url())],
         rate_limits: true,
+        ..ServerOptions::default()
     });
     let http = Http::new(&server.url);
     let (alice, _) = http.register("alice", "Passw0rd-a");

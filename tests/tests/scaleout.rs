@@ -43,6 +43,7 @@ fn cluster(extra: &[(&str, &str)]) -> Option<Cluster> {
     let options = ServerOptions {
         env,
         rate_limits: true,
+        ..ServerOptions::default()
     };
     let a = Server::start_with(&options);
     let b = Server::start_with(&options);

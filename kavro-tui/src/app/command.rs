@@ -36,5 +36,7 @@ pub enum Command {
         username: String,
         password: String,
         register: bool,
+        /// The invite code typed when registering, if any.
+        invite: Option<String>,
     },
 }

@@ -231,6 +231,8 @@ pub struct Notice {
 pub enum LoginField {
     Username,
     Password,
+    /// Shown when creating an account: the relay's invite code, if it asks.
+    Invite,
 }
 
 /// The short form shown when the profile has no account yet.
@@ -238,6 +240,7 @@ pub enum LoginField {
 pub struct LoginForm {
     pub username: TextArea<'static>,
     pub password: TextArea<'static>,
+    pub invite: TextArea<'static>,
     pub field: LoginField,
     /// Create an account rather than log in.
     pub register: bool,
@@ -252,6 +255,7 @@ impl Default for LoginForm {
         Self {
             username: TextArea::default(),
             password,
+            invite: TextArea::default(),
             field: LoginField::Username,
             register: false,
             busy: false,

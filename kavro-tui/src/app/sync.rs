@@ -49,6 +49,7 @@ pub fn emit(actions: &mpsc::UnboundedSender<Action>, event: NetEvent) {
 pub fn short_reason(err: &SessionError) -> String {
     match err {
         SessionError::Unreachable { .. } => "relay unreachable".to_owned(),
+        SessionError::Certificate { .. } => "relay certificate not trusted".to_owned(),
         SessionError::RateLimited { .. } => "rate limited".to_owned(),
         other => other.to_string(),
     }

@@ -83,7 +83,8 @@ impl Worker {
                 username,
                 password,
                 register,
-            } => self.login(&username, password, register).await,
+                invite,
+            } => self.login(&username, password, register, invite).await,
             Command::Send {
                 pending,
                 peer,
@@ -143,12 +144,22 @@ impl Worker {
         }
     }
 
-    async fn login(&self, username: &str, password: String, register: bool) {
+    /// Logs in, or registers (with the invite code, if one was typed).
+    async fn login(
+        &self,
+        username: &str,
+        password: String,
+        register: bool,
+        invite: Option<String>,
+    ) {
         let password = Password::from(password);
         let result = {
             let mut session = self.session.write().await;
             if register {
-                session.register(username, &password).await.map(|_| ())
+                session
+                    .register(username, &password, invite.as_deref())
+                    .await
+                    .map(|_| ())
             } else {
                 session.login(username, &password).await.map(|_| ())
             }

@@ -26,6 +26,10 @@ pub fn for_session(err: &SessionError) -> Option<String> {
         SessionError::Unreachable { .. } => "Check that it is running and that --server / \
              KAVRO_SERVER points to it, then try again."
             .to_owned(),
+        SessionError::Certificate { .. } => "If the relay uses its own certificate authority, \
+             give its certificate with --ca-cert FILE (or KAVRO_CA_CERT); otherwise check that \
+             --server / KAVRO_SERVER names the host the certificate is for."
+            .to_owned(),
         SessionError::Queued { cause } => {
             let sent_later = "Your next `kavro send` or `kavro inbox` sends it.";
             return Some(match for_session(cause) {

@@ -23,6 +23,7 @@ Quick start:
 
 Environment:
   KAVRO_SERVER       relay URL (default: the profile's, else http://127.0.0.1:8000)
+  KAVRO_CA_CERT      PEM file of a certificate authority to trust besides the system's
   KAVRO_PROFILE      profile name (default: default)
   KAVRO_CONFIG_DIR   config directory (profiles/<profile>.toml)
   KAVRO_DATA_DIR     data directory (profiles/<profile>/: history, key file)
@@ -39,7 +40,8 @@ Exit codes:
   3  not logged in, or the relay refused the password or session
   4  a contact's key changed (compare safety numbers, then `kavro trust`) or has no usable key
   5  relay unreachable or rate limiting (the message says how long to wait)
-  6  no such user, or no such conversation (#GROUP)";
+  6  no such user, or no such conversation (#GROUP)
+  7  the relay's TLS certificate is not trusted (a relay with its own CA: --ca-cert)";
 
 /// `kavro`: see the long help.
 #[derive(Debug, Parser)]
@@ -80,6 +82,17 @@ pub struct Cli {
     #[arg(long, global = true, display_order = 902)]
     pub json: bool,
 
+    /// Also trust this certificate authority (PEM) for the relay's TLS certificate
+    #[arg(
+        long,
+        global = true,
+        env = "KAVRO_CA_CERT",
+        hide_env_values = true,
+        value_name = "FILE",
+        display_order = 904
+    )]
+    pub ca_cert: Option<std::path::PathBuf>,
+
     /// Seconds between inbox polls (chat app, inbox --watch) when the relay has no long-poll
     #[arg(
         long,
@@ -101,7 +114,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create an account, generate an identity key and publish it
-    Register(Credentials),
+    Register(RegisterArgs),
     /// Log in; on a device without a key for the account, generate and publish a new one
     Login(Credentials),
     /// Revoke the session token on the relay and forget it here (the key stays)
@@ -336,6 +349,17 @@ pub struct Credentials {
     /// KAVRO_PASSWORD, else a prompt)
     #[arg(long)]
     pub password_stdin: bool,
+}
+
+/// `kavro register`.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub credentials: Credentials,
+
+    /// The invite code a relay that registers by invitation asks for
+    #[arg(long, value_name = "CODE")]
+    pub invite: Option<String>,
 }
 
 /// `kavro send`.

@@ -6,6 +6,12 @@ use std::time::Duration;
 use kavro_proto::validate::INBOX_LIMIT_MAX;
 
 use super::args::{Credentials, HistoryArgs, InboxArgs, SendArgs};
+
+/// What `account` does: register (with the invite code, if any) or log in.
+pub enum AccountAction<'a> {
+    Register { invite: Option<&'a str> },
+    Login,
+}
 use super::exit::UsageError;
 use super::output::results::{self, SendState};
 use super::output::{self, Printer};
@@ -25,8 +31,9 @@ pub async fn account(
     session: &mut Session,
     printer: &Printer,
     args: &Credentials,
-    register: bool,
+    action: AccountAction<'_>,
 ) -> anyhow::Result<u8> {
+    let register = matches!(action, AccountAction::Register { .. });
     if session.profile().server().is_cleartext_remote() {
         warn(&format!(
             "warning: {} is plain http: your password and session token cross the network unencrypted (messages stay end-to-end encrypted). Use https.",
@@ -34,10 +41,11 @@ pub async fn account(
         ));
     }
     let password = input::password(args.password_stdin, &args.username, register)?;
-    let summary = if register {
-        session.register(&args.username, &password).await?
-    } else {
-        session.login(&args.username, &password).await?
+    let summary = match action {
+        AccountAction::Register { invite } => {
+            session.register(&args.username, &password, invite).await?
+        }
+        AccountAction::Login => session.login(&args.username, &password).await?,
     };
     if let Some(notice) = &summary.notice {
         warn(&format!("note: {notice}"));

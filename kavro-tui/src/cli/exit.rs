@@ -21,6 +21,8 @@ pub const KEY: u8 = 4;
 pub const UNAVAILABLE: u8 = 5;
 /// No such user, or no such conversation.
 pub const NO_USER: u8 = 6;
+/// The relay's TLS certificate is not trusted (see `--ca-cert`).
+pub const CERTIFICATE: u8 = 7;
 
 /// A usage error found after parsing (no password source, empty input, ...).
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,7 @@ pub fn for_session(err: &SessionError) -> u8 {
         | SessionError::NoUsableKey { .. } => KEY,
         SessionError::Unreachable { .. } | SessionError::RateLimited { .. } => UNAVAILABLE,
         SessionError::NoSuchUser(_) => NO_USER,
+        SessionError::Certificate { .. } => CERTIFICATE,
         SessionError::InvalidInput(_)
         | SessionError::UsernameTaken { .. }
         | SessionError::Keystore {
@@ -64,6 +67,7 @@ fn for_config(err: &ConfigError) -> u8 {
 pub fn for_v2(err: &V2Error) -> u8 {
     match err {
         V2Error::Relay(RelayError::Unauthorized(_)) | V2Error::NoDevice => AUTH,
+        V2Error::Relay(RelayError::Certificate { .. }) => CERTIFICATE,
         V2Error::Relay(RelayError::NotFound(_)) | V2Error::UnknownConversation(_) => NO_USER,
         V2Error::Relay(relay) if relay.is_transient() => UNAVAILABLE,
         V2Error::NoDevices(_) => KEY,
@@ -122,6 +126,13 @@ mod tests {
                 AUTH,
             ),
             (V2Error::Contended, OTHER),
+            (
+                V2Error::Relay(RelayError::Certificate {
+                    server: "https://relay.example".into(),
+                    detail: "unknown issuer".into(),
+                }),
+                CERTIFICATE,
+            ),
         ];
         for (err, code) in cases {
             assert_eq!(for_error(&anyhow::Error::new(err)), code);

@@ -20,6 +20,7 @@ use clap::{CommandFactory as _, Parser as _};
 use serde_json::json;
 
 use self::args::{Cli, Command};
+use self::exit::UsageError;
 use self::output::Printer;
 use crate::config::Profile;
 use crate::keystore::{ENV_KEY_STORE, KeyStoreKind, Keystores};
@@ -133,10 +134,34 @@ fn explicit_key_store() -> anyhow::Result<Option<KeyStoreKind>> {
     }
 }
 
+/// The certificates of `--ca-cert` / `KAVRO_CA_CERT`: a usage error when
+/// the file cannot be read or holds no PEM certificate.
+fn ca_roots(file: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(file).map_err(|e| {
+        UsageError(format!(
+            "cannot read the CA certificate {} (--ca-cert / KAVRO_CA_CERT): {e}",
+            file.display()
+        ))
+    })?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(roots) if !roots.is_empty() => Ok(roots),
+        _ => Err(UsageError(format!(
+            "{} (--ca-cert / KAVRO_CA_CERT) holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            file.display()
+        ))
+        .into()),
+    }
+}
+
 async fn open_session(cli: &Cli) -> anyhow::Result<Session> {
     let dirs = Dirs::from_env()?;
     let profile = Profile::load(&dirs, &cli.profile, cli.server.as_deref())?;
-    let relay = HttpRelay::new(profile.server()).map_err(|e| SessionError::from_relay(e, None))?;
+    let roots = match &cli.ca_cert {
+        Some(file) => ca_roots(file)?,
+        None => Vec::new(),
+    };
+    let relay =
+        HttpRelay::new(profile.server(), &roots).map_err(|e| SessionError::from_relay(e, None))?;
     let keystores = Keystores::new(profile.paths().secrets_file(), explicit_key_store()?);
     Ok(Session::open(profile, Arc::new(relay), keystores).await?)
 }
@@ -149,7 +174,10 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
     };
     let result = match command {
         Command::Register(args) => {
-            let result = commands::account(&mut session, &printer, args, true).await;
+            let action = commands::AccountAction::Register {
+                invite: args.invite.as_deref(),
+            };
+            let result = commands::account(&mut session, &printer, &args.credentials, action).await;
             if result.is_ok()
                 && let Err(err) = v2::register_first_device(&session).await
             {
@@ -160,7 +188,9 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             }
             result
         }
-        Command::Login(args) => commands::account(&mut session, &printer, args, false).await,
+        Command::Login(args) => {
+            commands::account(&mut session, &printer, args, commands::AccountAction::Login).await
+        }
         Command::Logout { everywhere: false } => commands::logout(&mut session, &printer).await,
         Command::Logout { everywhere: true } => {
             manage::logout_everywhere(&mut session, &printer).await

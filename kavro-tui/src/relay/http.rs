@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kavro_proto::api::{
     BatchAck, BatchAckResponse, ChangePassword, Credentials, DeleteAccount, DeliveryStatus, Device,
-    Devices, ErrorBody, Inbox, InboxMessage, InboxOrder, Me, PublishKey, SendMessage, SendResponse,
-    TokenResponse, UserInfo,
+    Devices, ErrorBody, Inbox, InboxMessage, InboxOrder, Me, NewAccount, PublishKey, SendMessage,
+    SendResponse, TokenResponse, UserInfo,
 };
 use kavro_proto::strings::Password;
 use kavro_proto::{DeviceId, MessageId, UserId, validate};
@@ -33,11 +33,18 @@ pub struct HttpRelay {
 }
 
 impl HttpRelay {
-    pub fn new(server: &ServerUrl) -> Result<Self, RelayError> {
+    /// A client for `server` that trusts the platform's roots and, added to
+    /// them, the certificates in `extra_roots` (`--ca-cert`: a relay with its
+    /// own certificate authority).
+    pub fn new(
+        server: &ServerUrl,
+        extra_roots: &[reqwest::Certificate],
+    ) -> Result<Self, RelayError> {
         // reqwest is built without a default crypto provider: without this,
         // building the client panics. Installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
+            .tls_certs_merge(extra_roots.iter().cloned())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("kavro/", env!("CARGO_PKG_VERSION")))
@@ -72,6 +79,12 @@ impl HttpRelay {
     }
 
     fn transport(&self, err: &reqwest::Error) -> RelayError {
+        if let Some(detail) = certificate_problem(err) {
+            return RelayError::Certificate {
+                server: self.base.clone(),
+                detail,
+            };
+        }
         let detail = if err.is_timeout() {
             "no answer in time (timed out)".to_owned()
         } else {
@@ -98,6 +111,31 @@ impl ReadyLongPoll {
     fn long_poll(&self) -> LongPoll {
         LongPoll::from_ready(self.long_poll, self.long_poll_max_wait)
     }
+}
+
+/// The certificate error in `err`'s chain, if the TLS handshake failed on
+/// the relay's certificate. rustls's error sits inside an `io::Error`, whose
+/// `source()` skips it, so each `io::Error` is opened too.
+fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(err);
+    while let Some(cause) = current {
+        let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(
+            tls @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented),
+        ) = tls
+        {
+            return Some(tls.to_string());
+        }
+        current = cause.source();
+    }
+    // Connectors box and re-wrap errors; rustls's own text is what is left.
+    let text = innermost(err);
+    text.starts_with("invalid peer certificate").then_some(text)
 }
 
 /// The most specific message in an error's chain ("Connection refused
@@ -169,11 +207,11 @@ impl Relay for HttpRelay {
         Ok(ready.long_poll())
     }
 
-    async fn register(&self, credentials: &Credentials) -> Result<AccessToken, RelayError> {
+    async fn register(&self, account: &NewAccount) -> Result<AccessToken, RelayError> {
         let body: TokenResponse = self
             .call(
                 self.request(Method::POST, "/auth/register", None)
-                    .json(credentials),
+                    .json(account),
             )
             .await?;
         Ok(AccessToken::new(body.access_token))
@@ -348,7 +386,7 @@ mod tests {
             .unwrap()
             .port();
         let server = ServerUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-        let relay = HttpRelay::new(&server).unwrap();
+        let relay = HttpRelay::new(&server, &[]).unwrap();
         let err = relay.long_poll().await.unwrap_err();
         match &err {
             RelayError::Unreachable { server: s, detail } => {

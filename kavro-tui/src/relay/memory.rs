@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kavro_proto::api::{
     Credentials, DeliveryState, DeliveryStatus, Device, FieldError, InboxMessage, InboxOrder, Me,
-    PublishKey, SendMessage, UserInfo,
+    NewAccount, PublishKey, SendMessage, UserInfo,
 };
 use kavro_proto::strings::Password;
 use kavro_proto::validate::{self, CiphertextError};
@@ -333,7 +333,7 @@ impl Relay for MemoryRelay {
         Ok(state.long_poll.unwrap_or(LongPoll::Off))
     }
 
-    async fn register(&self, credentials: &Credentials) -> Result<AccessToken, RelayError> {
+    async fn register(&self, credentials: &NewAccount) -> Result<AccessToken, RelayError> {
         let mut state = self.open()?;
         let name = credentials.username.as_str();
         if let Err(reason) = validate::username(name) {

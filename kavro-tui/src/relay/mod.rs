@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kavro_proto::api::{
-    Credentials, DeliveryStatus, Device, FieldError, InboxMessage, InboxOrder, Me, PublishKey,
-    SendMessage, UserInfo,
+    Credentials, DeliveryStatus, Device, FieldError, InboxMessage, InboxOrder, Me, NewAccount,
+    PublishKey, SendMessage, UserInfo,
 };
 use kavro_proto::strings::Password;
 use kavro_proto::{DeviceId, MessageId, UserId};
@@ -32,6 +32,10 @@ pub enum RelayError {
     /// No answer: connection refused, DNS failure, TLS failure, timeout.
     #[error("cannot reach the Kavro relay at {server}: {detail}")]
     Unreachable { server: String, detail: String },
+    /// The relay answered over TLS with a certificate this device does not
+    /// trust (unknown authority, wrong name, expired): not a relay that is down.
+    #[error("the relay at {server} presented a certificate this device does not trust: {detail}")]
+    Certificate { server: String, detail: String },
     /// `429`: wait `retry_after` (when the relay said) and try again.
     #[error("the relay is rate limiting requests ({message})")]
     RateLimited {
@@ -156,7 +160,7 @@ pub trait Relay: Send + Sync {
     /// `GET /ready`: whether the relay long-polls, and up to how long.
     async fn long_poll(&self) -> Result<LongPoll, RelayError>;
     /// `POST /auth/register`.
-    async fn register(&self, credentials: &Credentials) -> Result<AccessToken, RelayError>;
+    async fn register(&self, account: &NewAccount) -> Result<AccessToken, RelayError>;
     /// `POST /auth/login`.
     async fn login(&self, credentials: &Credentials) -> Result<AccessToken, RelayError>;
     /// `POST /auth/logout`: revokes `token`.

@@ -1,9 +1,9 @@
 //! Accounts on this device: register, log in (a device without a key gets a
 //! new one, published), log out, who am I.
 
-use kavro_proto::api::{Credentials, Me, PublishKey};
+use kavro_proto::api::{Credentials, Me, NewAccount, PublishKey};
 use kavro_proto::crypto::{IdentityKeypair, IdentityPublic, KeyFingerprint};
-use kavro_proto::strings::Password;
+use kavro_proto::strings::{InviteCode, Password};
 use kavro_proto::{UserId, validate};
 
 use super::{NotLoggedIn, Session, SessionError, check_username, keystore_error};
@@ -86,11 +86,13 @@ impl Session {
     }
 
     /// Creates an account, generates an identity key, keeps it in the
-    /// key store and publishes it.
+    /// key store and publishes it. `invite` is the code a relay that
+    /// registers by invitation asks for (other relays ignore it).
     pub async fn register(
         &mut self,
         username: &str,
         password: &Password,
+        invite: Option<&str>,
     ) -> Result<AccountSummary, SessionError> {
         check_username(username)?;
         validate::password(password.as_str())
@@ -105,7 +107,15 @@ impl Session {
                 account: username.to_owned(),
                 source,
             })?;
-        let token = match self.relay.register(&credentials(username, password)).await {
+        let account = NewAccount {
+            username: username.into(),
+            password: password.clone(),
+            invite_code: invite
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(InviteCode::from),
+        };
+        let token = match self.relay.register(&account).await {
             Ok(token) => token,
             Err(RelayError::Rejected {
                 status: 400,

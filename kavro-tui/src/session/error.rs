@@ -44,6 +44,12 @@ pub enum SessionError {
     NoSuchUser(String),
     #[error("cannot reach the Kavro relay at {server} ({detail})")]
     Unreachable { server: String, detail: String },
+    /// The relay's TLS certificate is not trusted here: the relay is
+    /// reachable, the trust is what is missing.
+    #[error(
+        "the Kavro relay at {server} presented a TLS certificate this device does not trust ({detail})"
+    )]
+    Certificate { server: String, detail: String },
     #[error("{}", rate_limited_text(*.retry_after))]
     RateLimited { retry_after: Option<Duration> },
     /// A bad argument (username syntax, weak password, empty message).
@@ -151,6 +157,7 @@ impl SessionError {
     pub(crate) fn from_relay(err: RelayError, username: Option<&str>) -> Self {
         match err {
             RelayError::Unreachable { server, detail } => Self::Unreachable { server, detail },
+            RelayError::Certificate { server, detail } => Self::Certificate { server, detail },
             RelayError::RateLimited { retry_after, .. } => Self::RateLimited { retry_after },
             RelayError::Unauthorized(message) => Self::AuthRefused {
                 message: format!("the relay refused this session ({message})"),

@@ -50,7 +50,11 @@ pub async fn device(relay: &Arc<MemoryRelay>) -> Device {
 
 pub async fn registered(relay: &Arc<MemoryRelay>, name: &str) -> Device {
     let mut device = device(relay).await;
-    let summary = device.session.register(name, &password()).await.unwrap();
+    let summary = device
+        .session
+        .register(name, &password(), None)
+        .await
+        .unwrap();
     assert!(summary.new_key);
     assert_eq!(summary.key_store, KeyStoreKind::File);
     device

@@ -517,7 +517,7 @@ async fn errors_say_what_to_do() {
     assert!(matches!(err, SessionError::InvalidInput(_)), "{err}");
     let err = alice
         .session
-        .register("alice2", &password())
+        .register("alice2", &password(), None)
         .await
         .unwrap_err();
     assert!(matches!(err, SessionError::ProfileInUse { .. }), "{err}");
@@ -527,14 +527,14 @@ async fn errors_say_what_to_do() {
     let mut fresh = device(&relay).await;
     let err = fresh
         .session
-        .register("alice", &password())
+        .register("alice", &password(), None)
         .await
         .unwrap_err();
     assert!(matches!(err, SessionError::UsernameTaken { .. }), "{err}");
     assert!(err.to_string().contains("already taken"), "{err}");
     let err = fresh
         .session
-        .register("carol", &Password::from("weak"))
+        .register("carol", &Password::from("weak"), None)
         .await
         .unwrap_err();
     assert!(matches!(err, SessionError::InvalidInput(_)), "{err}");
@@ -547,9 +547,10 @@ async fn errors_say_what_to_do() {
 
     // A registered user without a published key.
     let bare = relay
-        .register(&kavro_proto::api::Credentials {
+        .register(&kavro_proto::api::NewAccount {
             username: "keyless".into(),
             password: password(),
+            invite_code: None,
         })
         .await
         .unwrap();
@@ -566,7 +567,7 @@ async fn keyring_profiles_never_fall_back_to_a_new_identity() {
     let keyring = keyring_core::mock::Store::new().unwrap();
     let stores = Keystores::with_keyring_store(secrets.clone(), None, keyring);
     let mut session = session_in(dir.path(), &relay, stores.clone()).await;
-    let summary = session.register("alice", &password()).await.unwrap();
+    let summary = session.register("alice", &password(), None).await.unwrap();
     assert_eq!(summary.key_store, KeyStoreKind::Keyring);
     assert!(summary.notice.is_none());
     assert!(!secrets.exists(), "nothing in the file");
@@ -617,7 +618,7 @@ async fn keyring_profiles_never_fall_back_to_a_new_identity() {
         ),
     )
     .await;
-    let summary = fallback.register("bob", &password()).await.unwrap();
+    let summary = fallback.register("bob", &password(), None).await.unwrap();
     assert_eq!(summary.key_store, KeyStoreKind::File);
     assert!(summary.notice.unwrap().contains("no usable OS keyring"));
 }

@@ -163,7 +163,7 @@ async fn a_deleted_account_leaves_nothing_usable_behind() {
     );
     let mut thief = device(&relay).await;
     assert!(matches!(
-        thief.session.register("alice", &password()).await,
+        thief.session.register("alice", &password(), None).await,
         Err(SessionError::UsernameTaken { .. })
     ));
 }

@@ -14,7 +14,8 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, form: &LoginForm
     let [column] = Layout::horizontal([Constraint::Length(width)])
         .flex(Flex::Center)
         .areas(area);
-    let [rect] = Layout::vertical([Constraint::Length(14.min(area.height))])
+    let height = if form.register { 17 } else { 14 };
+    let [rect] = Layout::vertical([Constraint::Length(height.min(area.height))])
         .flex(Flex::Center)
         .areas(column);
     let action = if form.register {
@@ -28,10 +29,11 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, form: &LoginForm
         .border_style(theme.border(true));
     let inner = block.inner(rect);
     frame.render_widget(block, rect);
-    let [server, username, password, message] = Layout::vertical([
+    let [server, username, password, invite, message] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Length(3),
         Constraint::Length(3),
+        Constraint::Length(if form.register { 3 } else { 0 }),
         Constraint::Min(1),
     ])
     .areas(inner);
@@ -42,10 +44,19 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, form: &LoginForm
         )),
         server,
     );
-    for (field, which, rect, title) in [
+    let mut fields = vec![
         (&form.username, LoginField::Username, username, " Username "),
         (&form.password, LoginField::Password, password, " Password "),
-    ] {
+    ];
+    if form.register {
+        fields.push((
+            &form.invite,
+            LoginField::Invite,
+            invite,
+            " Invite code (if the relay asks for one) ",
+        ));
+    }
+    for (field, which, rect, title) in fields {
         let mut field = field.clone();
         let focused = form.field == which;
         field.set_block(

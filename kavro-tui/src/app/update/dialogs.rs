@@ -86,18 +86,24 @@ pub(super) fn on_login_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
     }
     match key.code {
         KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => {
-            form.field = match form.field {
-                LoginField::Username => LoginField::Password,
-                LoginField::Password => LoginField::Username,
+            let back = matches!(key.code, KeyCode::BackTab | KeyCode::Up);
+            form.field = match (form.field, back, form.register) {
+                (LoginField::Username, false, _) | (LoginField::Invite, true, _) => {
+                    LoginField::Password
+                }
+                (LoginField::Password, false, true) | (LoginField::Username, true, true) => {
+                    LoginField::Invite
+                }
+                _ => LoginField::Username,
             };
             Vec::new()
         }
         KeyCode::F(2) => {
-            form.register = !form.register;
+            toggle_register(form);
             Vec::new()
         }
         KeyCode::Char('r') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-            form.register = !form.register;
+            toggle_register(form);
             Vec::new()
         }
         KeyCode::Enter => {
@@ -120,18 +126,30 @@ pub(super) fn on_login_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
             }
             form.busy = true;
             form.error = None;
+            let invite = form.invite.lines().join("").trim().to_owned();
             vec![Command::Login {
                 username,
                 password,
                 register: form.register,
+                invite: (form.register && !invite.is_empty()).then_some(invite),
             }]
         }
         _ => {
             match form.field {
                 LoginField::Username => form.username.input(key),
                 LoginField::Password => form.password.input(key),
+                LoginField::Invite => form.invite.input(key),
             };
             Vec::new()
         }
+    }
+}
+
+/// F2 / Ctrl-R: log in ⇄ create an account (the invite field only exists
+/// for the latter).
+fn toggle_register(form: &mut crate::app::state::LoginForm) {
+    form.register = !form.register;
+    if !form.register && form.field == LoginField::Invite {
+        form.field = LoginField::Username;
     }
 }

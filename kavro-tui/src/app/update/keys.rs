@@ -188,6 +188,9 @@ pub(super) fn on_paste(state: &mut State, text: &str) {
             LoginField::Password => {
                 form.password.insert_str(text.replace(['\r', '\n'], ""));
             }
+            LoginField::Invite => {
+                form.invite.insert_str(text.replace(['\r', '\n'], ""));
+            }
         },
         (Screen::Chat, Some(Overlay::NewConversation(field))) => {
             field.insert_str(text.replace(['\r', '\n'], ""));

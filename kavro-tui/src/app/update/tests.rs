@@ -584,7 +584,8 @@ fn login_form() {
         vec![Command::Login {
             username: "alice".into(),
             password: "weakEr1!".into(),
-            register: true
+            register: true,
+            invite: None,
         }]
     );
     // Busy: keys wait.
@@ -616,6 +617,64 @@ fn login_form() {
         }),
     );
     assert!(matches!(state.screen, Screen::Chat));
+}
+
+#[test]
+fn registration_form_takes_an_invite_code() {
+    let mut state = State::new(
+        "http://x".into(),
+        t0(),
+        FixedOffset::east_opt(0).unwrap(),
+        false,
+    );
+    state.screen = Screen::Login(Box::default());
+    let field = |state: &State| match &state.screen {
+        Screen::Login(form) => form.field,
+        Screen::Chat => panic!(),
+    };
+    // Logging in: Tab goes between the two fields only.
+    update(&mut state, key(KeyCode::Tab));
+    update(&mut state, key(KeyCode::Tab));
+    assert_eq!(field(&state), LoginField::Username);
+    update(&mut state, key(KeyCode::F(2)));
+    type_text(&mut state, "alice");
+    update(&mut state, key(KeyCode::Tab));
+    type_text(&mut state, "Passw0rd!");
+    update(&mut state, key(KeyCode::Tab));
+    assert_eq!(field(&state), LoginField::Invite);
+    update(&mut state, Action::Paste(" c0de \n".into()));
+    update(&mut state, key(KeyCode::BackTab));
+    assert_eq!(field(&state), LoginField::Password);
+    update(&mut state, key(KeyCode::BackTab));
+    update(&mut state, key(KeyCode::BackTab));
+    assert_eq!(field(&state), LoginField::Invite, "backwards wraps");
+    assert_eq!(
+        update(&mut state, key(KeyCode::Enter)),
+        vec![Command::Login {
+            username: "alice".into(),
+            password: "Passw0rd!".into(),
+            register: true,
+            invite: Some("c0de".into()),
+        }]
+    );
+}
+
+#[test]
+fn switching_to_login_leaves_the_invite_field() {
+    let mut state = State::new(
+        "http://x".into(),
+        t0(),
+        FixedOffset::east_opt(0).unwrap(),
+        false,
+    );
+    state.screen = Screen::Login(Box::default());
+    update(&mut state, key(KeyCode::F(2)));
+    update(&mut state, key(KeyCode::BackTab));
+    update(&mut state, key(KeyCode::F(2)));
+    let Screen::Login(form) = &state.screen else {
+        panic!()
+    };
+    assert_eq!(form.field, LoginField::Username);
 }
 
 #[test]
