@@ -164,7 +164,7 @@ pub enum Command {
     /// Kavro v2 devices of your account: link this installation, approve, list, revoke
     #[command(subcommand)]
     Device(DeviceCommand),
-    /// Kavro v2 group conversations (MLS): create, add, remove, rename, list, members
+    /// Kavro v2 group conversations (MLS): create, add, remove, leave, rename, list, members
     #[command(subcommand)]
     Group(GroupCommand),
     /// Encrypt a message and send it
@@ -290,6 +290,11 @@ pub enum GroupCommand {
         group: String,
         #[arg(required = true, value_name = "USER")]
         members: Vec<String>,
+    },
+    /// Leave a group (the next member to sync commits it)
+    Leave {
+        /// The group (NAME or #NAME)
+        group: String,
     },
     /// Rename a group, for every member
     Rename {

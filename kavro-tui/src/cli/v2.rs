@@ -1,5 +1,5 @@
 //! The Kavro v2 subcommands: `device link|approve|list|revoke`, `group
-//! create|add|remove|rename|update|list|members`, and the `#GROUP` forms of `send`
+//! create|add|remove|leave|rename|update|list|members`, and the `#GROUP` forms of `send`
 //! and `history`; `inbox` applies the device's queue after v1's inbox.
 //!
 //! The installation's v2 state is `mls.db` and `mls-device.key` in the
@@ -289,6 +289,14 @@ async fn group_inner(
             printer.emit(
                 &format!("removed {}", members.join(", ")),
                 &json!({"removed": members}),
+            )?;
+        }
+        GroupCommand::Leave { group } => {
+            let id = v2.find(&format!("#{}", group_name(group)?)).await?;
+            v2.leave(&id).await?;
+            printer.emit(
+                "left the group (removed at the next member's sync)",
+                &json!({"left": true}),
             )?;
         }
         GroupCommand::Rename { group, name } => {

@@ -69,13 +69,18 @@ pub async fn device(conn: &mut SqliteConnection) -> Result<Option<DeviceRow>, sq
     .transpose()
 }
 
+/// Records this installation's device. A row left by a link that was
+/// interrupted before its key file was written is replaced.
 pub async fn save_device(
     conn: &mut SqliteConnection,
     device: &DeviceRow,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO v2_device (id, user_id, username, device_id, signature_key, queue_after) \
-         VALUES (1, $1, $2, $3, $4, $5)",
+         VALUES (1, $1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, username = excluded.username, \
+         device_id = excluded.device_id, signature_key = excluded.signature_key, \
+         queue_after = excluded.queue_after",
     )
     .bind(device.user_id.0)
     .bind(&device.username)

@@ -13,7 +13,7 @@ use kavro_proto::validate::{base64_encode, base64_strict};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
     KeyPackage, KeyPackageIn, LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsGroupCreateConfig,
-    MlsGroupJoinConfig, ProtocolVersion,
+    MlsGroupJoinConfig, Proposal, ProtocolVersion,
 };
 use openmls_traits::OpenMlsProvider as _;
 use uuid::Uuid;
@@ -54,6 +54,8 @@ enum Change {
     Remove(Vec<(MlsDeviceId, Vec<u8>)>),
     /// A fresh leaf key for this device (post-compromise security).
     Update,
+    /// The remove proposals of members who left.
+    Departures,
 }
 
 pub(crate) fn join_config() -> MlsGroupJoinConfig {
@@ -296,6 +298,66 @@ impl V2Session {
             .await
     }
 
+    /// Leaves the conversation: posts this device's remove proposal; the
+    /// next member to sync commits it (this device cannot commit its own
+    /// removal in MLS).
+    pub async fn leave(&mut self, group_id: &GroupId) -> Result<(), V2Error> {
+        for _ in 0..COMMIT_ATTEMPTS {
+            self.sync_queue().await?;
+            let mut group = self.group(group_id)?;
+            if !group.is_active() {
+                return Ok(());
+            }
+            let proposal = group
+                .leave_group(self.store.provider(), &self.signer)
+                .map_err(|e| mls_err("leaving")(&e))?;
+            let bytes = proposal
+                .tls_serialize_detached()
+                .map_err(|e| mls_err("encoding")(&e))?;
+            let client_msg_id = Uuid::new_v4();
+            let request = kavro_proto::v2::api::PostGroupMessage {
+                message: base64_encode(&bytes).into(),
+                client_msg_id: Some(client_msg_id),
+            };
+            let row = OutboxRow {
+                client_msg_id: client_msg_id.to_string(),
+                group_id: group_id.clone(),
+                kind: OutboxKind::Message,
+                request: serde_json::to_string(&request).map_err(|e| mls_err("encoding")(&e))?,
+                // Not a payload: no history line when the relay takes it.
+                line: String::new(),
+            };
+            let mut tx = self.store.begin().await?;
+            rows::push_outbox(&mut tx, &row)
+                .await
+                .map_err(MlsStoreError::from)?;
+            self.store.commit(tx).await?;
+            if self.post_outbox(&row).await? {
+                return Ok(());
+            }
+        }
+        Err(V2Error::Contended)
+    }
+
+    /// Commits the departures other members proposed, in every conversation.
+    pub(crate) async fn commit_departures(&mut self) -> Result<(), V2Error> {
+        for id in self.conversation_ids().await? {
+            let Some(group) = self.load_group(&id)? else {
+                continue;
+            };
+            let me = group.own_leaf_index();
+            let pending = group.is_active()
+                && group
+                    .pending_proposals()
+                    .any(|p| matches!(p.proposal(), Proposal::Remove(r) if r.removed() != me));
+            if pending {
+                let line = format!("{} committed a member's departure", self.device.username);
+                self.commit_change(&id, Change::Departures, line).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Replaces this device's keys in the conversation (one commit): whoever
     /// copied the device's state before can read nothing sent after it.
     pub async fn update_keys(&mut self, group: &GroupId) -> Result<(), V2Error> {
@@ -444,6 +506,39 @@ impl V2Session {
                         Vec::new(),
                         members.iter().map(|(_, id)| *id).collect(),
                     )
+                }
+                Change::Departures => {
+                    let me = group.own_leaf_index();
+                    let leaving: Vec<LeafNodeIndex> = group
+                        .pending_proposals()
+                        .filter_map(|p| match p.proposal() {
+                            Proposal::Remove(r) if r.removed() != me => Some(r.removed()),
+                            _ => None,
+                        })
+                        .collect();
+                    if leaving.is_empty() {
+                        return Ok(());
+                    }
+                    let mut removed = Vec::new();
+                    for leaf in leaving {
+                        let Some(member) = group.member_at(leaf) else {
+                            continue;
+                        };
+                        let Some(name) = credential_name(&member.credential) else {
+                            continue;
+                        };
+                        let device = self.devices(&name).await?.into_iter().find(|d| {
+                            base64_strict(d.signature_key.as_str()).as_deref()
+                                == Some(member.signature_key.as_slice())
+                        });
+                        if let Some(device) = device {
+                            removed.push(device.id);
+                        }
+                    }
+                    let (commit, welcome, _) = group
+                        .commit_to_pending_proposals(provider, &self.signer)
+                        .map_err(|e| mls_err("committing departures")(&e))?;
+                    (commit, welcome, Vec::new(), removed)
                 }
                 Change::Update => {
                     let bundle = group

@@ -198,6 +198,7 @@ impl V2Session {
             }
         }
         let mut report = self.sync_queue().await?;
+        self.commit_departures().await?;
         for row in resend {
             if let Some(payload) = Payload::parse(row.line.as_bytes()) {
                 self.send_payload(&row.group_id, &payload).await?;

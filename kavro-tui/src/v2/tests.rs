@@ -279,6 +279,37 @@ async fn group_of_three_rename_and_remove() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_leaves_and_another_commits_it() {
+    let Some(s) = relay().await else { return };
+    let mut alice = root(&s, "alice").await;
+    let mut bob = root(&s, "bob").await;
+    let mut carol = root(&s, "carol").await;
+    let team = alice
+        .create_group(Some("team"), &["bob".into(), "carol".into()])
+        .await
+        .unwrap();
+    bob.sync().await.unwrap();
+    carol.sync().await.unwrap();
+    carol.leave(&team).await.unwrap();
+    // bob's sync commits carol's departure; alice follows.
+    bob.sync().await.unwrap();
+    alice.sync().await.unwrap();
+    assert_eq!(
+        alice.conversations().await.unwrap()[0].members,
+        vec!["alice", "bob"]
+    );
+    alice.send(&team, "without carol").await.unwrap();
+    carol.sync().await.unwrap();
+    assert!(!carol.conversations().await.unwrap()[0].active);
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        vec!["alice: without carol"]
+    );
+    assert!(carol.sync().await.unwrap().received.is_empty());
+    assert_eq!(alice.epoch_state(&team), bob.epoch_state(&team));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linked_device_joins_every_conversation_and_revoked_reads_nothing() {
     let Some(s) = relay().await else { return };
     let mut alice = root(&s, "alice").await;

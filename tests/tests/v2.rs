@@ -1,0 +1,160 @@
+//! Kavro v2 (MLS) with the real binaries: three people, bob with two
+//! installations (linked with a code, later revoked), a group of three with
+//! messages in every direction, a removal, and the refusals' exit codes.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::Stdio;
+
+use kavro_e2e::{Server, User};
+use serde_json::Value;
+
+fn registered(server: &Server, name: &str) -> User {
+    let user = User::new(name, &server.url);
+    let run = user.exec(&["--json", "register", name]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(!run.stderr.contains("Kavro v2 device"), "{run:?}");
+    user
+}
+
+/// The texts `inbox --json` printed for Kavro v2 conversations.
+fn v2_texts(user: &User) -> Vec<(String, String, String)> {
+    user.json(&["inbox"])
+        .iter()
+        .filter(|m| m["protocol"] == "mls")
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+            (s("conversation"), s("from"), s("text"))
+        })
+        .collect()
+}
+
+fn line(conversation: &str, from: &str, text: &str) -> (String, String, String) {
+    (conversation.to_owned(), from.to_owned(), text.to_owned())
+}
+
+#[test]
+fn a_group_of_three_with_a_linked_and_revoked_device() {
+    let server = Server::start();
+    let alice = registered(&server, "alice");
+    let bob = registered(&server, "bob");
+    let carol = registered(&server, "carol");
+
+    // bob's second installation: log in, ask for a link, approve the code on
+    // the first one.
+    let bob2 = User::new("bob", &server.url);
+    bob2.json(&["login", "bob"]);
+    let mut link = bob2
+        .command(&["--json", "device", "link", "--timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kavro device link");
+    let mut first = String::new();
+    BufReader::new(link.stdout.as_mut().expect("stdout"))
+        .read_line(&mut first)
+        .expect("the code line");
+    let shown: Value = serde_json::from_str(&first).expect("JSON");
+    let code = shown["code"].as_str().expect("a code").to_owned();
+    let approved = bob.json(&["device", "approve", &code]);
+    assert_eq!(approved[0]["fingerprint"], shown["fingerprint"]);
+    let status = link.wait().expect("link exits");
+    assert!(status.success(), "device link failed");
+    let devices = bob.json(&["device", "list"]);
+    assert_eq!(devices.len(), 2);
+    assert_eq!(devices[0]["this_device"], true);
+    assert_eq!(devices[1]["linked_by"], devices[0]["device_id"]);
+
+    // alice creates the group; all four installations take part.
+    let created = alice.json(&[
+        "group", "create", "team", "--member", "bob", "--member", "carol",
+    ]);
+    assert_eq!(created[0]["group"], "#team");
+    for user in [&bob, &bob2, &carol] {
+        assert!(v2_texts(user).is_empty());
+    }
+    alice.json(&["send", "#team", "hello team"]);
+    for user in [&bob, &bob2, &carol] {
+        assert_eq!(v2_texts(user), vec![line("#team", "alice", "hello team")]);
+    }
+    let run = bob2.exec(&["send", "#team", "from bob's laptop"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        v2_texts(&alice),
+        vec![line("#team", "bob", "from bob's laptop")]
+    );
+    assert_eq!(
+        v2_texts(&bob),
+        vec![line("#team", "bob", "from bob's laptop")]
+    );
+    assert_eq!(
+        v2_texts(&carol),
+        vec![line("#team", "bob", "from bob's laptop")]
+    );
+    let listed = carol.json(&["group", "list"]);
+    assert_eq!(listed[0]["conversation"], "#team");
+    assert_eq!(listed[0]["devices"], 4);
+    let members = alice.json(&["group", "members", "team"]);
+    assert_eq!(members.len(), 3);
+
+    // bob revokes his laptop: it reads nothing sent after.
+    let laptop = devices[1]["device_id"].as_i64().expect("id").to_string();
+    bob.json(&["device", "revoke", &laptop]);
+    alice.json(&["send", "#team", "after the revocation"]);
+    let run = bob2.exec(&["--json", "inbox"]);
+    assert_ne!(run.code, Some(0), "{run:?}");
+    assert!(!run.stdout.contains("after the revocation"), "{run:?}");
+    assert_eq!(
+        v2_texts(&bob),
+        vec![line("#team", "alice", "after the revocation")]
+    );
+    assert_eq!(
+        v2_texts(&carol),
+        vec![line("#team", "alice", "after the revocation")]
+    );
+
+    // carol is removed: she sees nothing after.
+    alice.json(&["group", "remove", "team", "carol"]);
+    alice.json(&["send", "#team", "carol is gone"]);
+    assert!(v2_texts(&carol).is_empty());
+    assert_eq!(
+        v2_texts(&bob),
+        vec![line("#team", "alice", "carol is gone")]
+    );
+    let history = alice.json(&["history", "#team"]);
+    let texts: Vec<&str> = history
+        .iter()
+        .filter(|l| l["kind"] == "text")
+        .filter_map(|l| l["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            "hello team",
+            "from bob's laptop",
+            "after the revocation",
+            "carol is gone"
+        ]
+    );
+
+    // Refusals and their exit codes.
+    assert_eq!(alice.exec(&["send", "#nope", "x"]).code, Some(6));
+    assert_eq!(
+        alice
+            .exec(&["group", "create", "bad name", "--member", "bob"])
+            .code,
+        Some(2)
+    );
+    assert_eq!(
+        alice
+            .exec(&["group", "create", "team", "--member", "bob"])
+            .code,
+        Some(2)
+    );
+    assert_eq!(
+        alice
+            .exec(&["group", "create", "x", "--member", "nobody"])
+            .code,
+        Some(6)
+    );
+    assert_eq!(carol.exec(&["send", "#team", "let me in"]).code, Some(1));
+}
