@@ -142,8 +142,10 @@ fn invites_and_admin_commands_against_a_running_relay() {
     // Disabled: bob's session ends (the relay reads it from the database
     // within a second), and logging in is refused.
     ok(data, &["admin", "users", "disable", "bob"]);
+    // Polled with `whoami`, which reads nothing: an `inbox` that ran before
+    // the relay saw the change would take bob's queued message with it.
     eventually("bob's session ends", Duration::from_secs(10), || {
-        bob.exec(&["inbox"]).code == Some(3)
+        bob.exec(&["whoami"]).code == Some(3)
     });
     let login = bob.exec(&["login", "bob"]);
     assert!(login.stderr.contains("disabled"), "{login:?}");
@@ -346,6 +348,10 @@ fn a_relay_with_its_own_certificate_authority() {
     // With it (flag or environment): everything works.
     let run = alice.exec(&["--ca-cert", &ca_file, "register", "alice"]);
     assert_eq!(run.code, Some(0), "{run:?}");
+    // The v2 device was registered over the same trusted connection.
+    assert!(!run.stderr.contains("warning"), "{run:?}");
+    let devices = alice.exec(&["--ca-cert", &ca_file, "device", "list"]);
+    assert_eq!(devices.code, Some(0), "{devices:?}");
     let mut whoami = alice.command(&["whoami"]);
     whoami.env("KAVRO_CA_CERT", &ca_file);
     let output = whoami.output().unwrap();

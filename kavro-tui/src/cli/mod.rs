@@ -153,6 +153,15 @@ fn ca_roots(file: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>>
     }
 }
 
+/// The certificates `--ca-cert` / `KAVRO_CA_CERT` added to the platform's
+/// roots for this process, set once when the session opens.
+static EXTRA_ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
+
+/// What [`EXTRA_ROOTS`] holds (none before a session was opened).
+pub(crate) fn extra_roots() -> &'static [reqwest::Certificate] {
+    EXTRA_ROOTS.get().map_or(&[], Vec::as_slice)
+}
+
 async fn open_session(cli: &Cli) -> anyhow::Result<Session> {
     let dirs = Dirs::from_env()?;
     let profile = Profile::load(&dirs, &cli.profile, cli.server.as_deref())?;
@@ -162,6 +171,8 @@ async fn open_session(cli: &Cli) -> anyhow::Result<Session> {
     };
     let relay =
         HttpRelay::new(profile.server(), &roots).map_err(|e| SessionError::from_relay(e, None))?;
+    // The v2 client (cli/v2.rs) reaches the same relay: it trusts the same roots.
+    let _ = EXTRA_ROOTS.set(roots);
     let keystores = Keystores::new(profile.paths().secrets_file(), explicit_key_store()?);
     Ok(Session::open(profile, Arc::new(relay), keystores).await?)
 }

@@ -33,7 +33,8 @@ fn db_path(session: &Session) -> PathBuf {
 }
 
 fn relay(session: &Session) -> anyhow::Result<V2Relay> {
-    V2Relay::new(session.profile().server()).map_err(|e| session.relay_error(e).into())
+    V2Relay::new(session.profile().server(), super::extra_roots())
+        .map_err(|e| session.relay_error(e).into())
 }
 
 /// Whether this installation has a v2 device key.

@@ -413,23 +413,8 @@ impl History {
             path: path.display().to_string(),
             source,
         };
-        // The database holds plaintext messages: private from the first
-        // byte. SQLite gives the -wal and -shm files the mode of the database
-        // file, so creating that one 0600 covers all three.
-        create_private(path).map_err(|e| open_err(sqlx::Error::Io(e)))?;
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(open_err)?;
+        // The database holds plaintext messages: private from the first byte.
+        let pool = open_private_pool(path, 4, true).await.map_err(open_err)?;
         MIGRATOR.run(&pool).await?;
         let history = Self { pool };
         history.rehash_legacy_keys().await?;
@@ -716,9 +701,33 @@ impl History {
     }
 }
 
+/// Opens (creating if needed) a local SQLite database that only this OS
+/// user may read: the file is made 0600 before SQLite opens it, and SQLite
+/// gives the -wal and -shm files the mode of the database file, so all three
+/// are private from the first byte. WAL, `synchronous = FULL`.
+pub(crate) async fn open_private_pool(
+    path: &Path,
+    max_connections: u32,
+    foreign_keys: bool,
+) -> Result<SqlitePool, sqlx::Error> {
+    create_private(path).map_err(sqlx::Error::Io)?;
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(foreign_keys)
+        .busy_timeout(Duration::from_secs(10));
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+}
+
 /// Creates the database file with mode 0600 (whatever the umask), or makes
 /// an existing one and its -wal/-shm files 0600, before SQLite opens them.
-pub(crate) fn create_private(path: &Path) -> std::io::Result<()> {
+fn create_private(path: &Path) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -20,20 +20,17 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
 use openmls_memory_storage::MemoryStorage;
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::OpenMlsProvider;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Row as _, Sqlite, Transaction};
 
 pub mod device_key;
 pub mod rows;
 
-use crate::history::create_private;
+use crate::history::open_private_pool;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-v2");
 
@@ -96,19 +93,7 @@ impl MlsStore {
             source,
         };
         // Secret keys of every group live here: private from the first byte.
-        create_private(path).map_err(|e| open_err(sqlx::Error::Io(e)))?;
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(open_err)?;
+        let pool = open_private_pool(path, 2, false).await.map_err(open_err)?;
         MIGRATOR.run(&pool).await?;
         let mut store = Self {
             pool,

@@ -25,6 +25,28 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Added to a long-poll's `wait` for the request timeout.
 const LONG_POLL_GRACE: Duration = Duration::from_secs(15);
 
+/// The HTTP client every relay call of this process uses (v1 and v2): the
+/// platform's roots plus `extra_roots` (`--ca-cert`), Kavro's timeouts and
+/// user agent.
+pub(crate) fn http_client(
+    server: &str,
+    extra_roots: &[reqwest::Certificate],
+) -> Result<reqwest::Client, RelayError> {
+    // reqwest is built without a default crypto provider: without this,
+    // building the client panics. Installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .tls_certs_merge(extra_roots.iter().cloned())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("kavro/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| RelayError::Unreachable {
+            server: server.to_owned(),
+            detail: format!("cannot set up HTTP: {}", innermost(&e)),
+        })
+}
+
 /// A relay reached over HTTP(S).
 #[derive(Clone)]
 pub struct HttpRelay {
@@ -40,19 +62,7 @@ impl HttpRelay {
         server: &ServerUrl,
         extra_roots: &[reqwest::Certificate],
     ) -> Result<Self, RelayError> {
-        // reqwest is built without a default crypto provider: without this,
-        // building the client panics. Installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .tls_certs_merge(extra_roots.iter().cloned())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("kavro/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| RelayError::Unreachable {
-                server: server.to_string(),
-                detail: format!("cannot set up HTTP: {}", innermost(&e)),
-            })?;
+        let client = http_client(server.as_str(), extra_roots)?;
         Ok(Self {
             client,
             base: server.as_str().to_owned(),

@@ -21,7 +21,7 @@ use kavro_proto::strings::Password;
 use kavro_proto::{DeviceId, MessageId, UserId};
 
 pub use self::http::HttpRelay;
-pub(crate) use self::http::{error_from, innermost};
+pub(crate) use self::http::{error_from, http_client, innermost};
 #[cfg(test)]
 pub use self::memory::MemoryRelay;
 use crate::keystore::AccessToken;

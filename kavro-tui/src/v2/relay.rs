@@ -18,10 +18,8 @@ use uuid::Uuid;
 
 use crate::config::ServerUrl;
 use crate::keystore::AccessToken;
-use crate::relay::{RelayError, error_from, innermost};
+use crate::relay::{RelayError, error_from, http_client, innermost};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Added to a long-poll's `wait` for the request timeout.
 const LONG_POLL_GRACE: Duration = Duration::from_secs(15);
 
@@ -43,21 +41,17 @@ pub struct V2Relay {
 }
 
 impl V2Relay {
-    pub fn new(server: &ServerUrl) -> Result<Self, RelayError> {
-        Self::with_base(server.as_str())
+    /// A client for `server` trusting the platform's roots and
+    /// `extra_roots` (`--ca-cert`), like the v1 relay client.
+    pub fn new(
+        server: &ServerUrl,
+        extra_roots: &[reqwest::Certificate],
+    ) -> Result<Self, RelayError> {
+        Self::with_base(server.as_str(), extra_roots)
     }
 
-    fn with_base(base: &str) -> Result<Self, RelayError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("kavro/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| RelayError::Unreachable {
-                server: base.to_owned(),
-                detail: format!("cannot set up HTTP: {}", innermost(&e)),
-            })?;
+    fn with_base(base: &str, extra_roots: &[reqwest::Certificate]) -> Result<Self, RelayError> {
+        let client = http_client(base, extra_roots)?;
         Ok(Self {
             client,
             base: base.trim_end_matches('/').to_owned(),
@@ -67,7 +61,7 @@ impl V2Relay {
     /// A relay at a bare `http://host:port` (tests of the core).
     #[cfg(test)]
     pub fn for_tests(base: &str) -> Self {
-        Self::with_base(base).expect("an HTTP client")
+        Self::with_base(base, &[]).expect("an HTTP client")
     }
 
     fn request(&self, method: Method, path: &str, token: &AccessToken) -> RequestBuilder {
