@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::payload::{Body, PADDING, Payload};
 use super::{SUITE, V2Error, V2Session, credential, credential_name, mls_err};
 use crate::mls::MlsStoreError;
-use crate::mls::rows::{self, OutboxKind, OutboxRow};
+use crate::mls::rows::{self, OutboxKind};
 
 /// How often a commit is rebuilt after losing the epoch to another member.
 const COMMIT_ATTEMPTS: usize = 5;
@@ -319,20 +319,17 @@ impl V2Session {
                 message: base64_encode(&bytes).into(),
                 client_msg_id: Some(client_msg_id),
             };
-            let row = OutboxRow {
-                client_msg_id: client_msg_id.to_string(),
-                group_id: group_id.clone(),
-                kind: OutboxKind::Message,
-                request: serde_json::to_string(&request).map_err(|e| mls_err("encoding")(&e))?,
-                // Not a payload: no history line when the relay takes it.
-                line: String::new(),
-            };
-            let mut tx = self.store.begin().await?;
-            rows::push_outbox(&mut tx, &row)
-                .await
-                .map_err(MlsStoreError::from)?;
-            self.store.commit(tx).await?;
-            if self.post_outbox(&row).await? {
+            // Not a payload: no history line when the relay takes it.
+            if self
+                .keep_and_post(
+                    group_id,
+                    OutboxKind::Message,
+                    client_msg_id,
+                    &request,
+                    String::new(),
+                )
+                .await?
+            {
                 return Ok(());
             }
         }
@@ -562,19 +559,16 @@ impl V2Session {
                 welcome: welcome.as_ref().map(encode).transpose()?,
                 client_msg_id: Some(client_msg_id),
             };
-            let row = OutboxRow {
-                client_msg_id: client_msg_id.to_string(),
-                group_id: group_id.clone(),
-                kind: OutboxKind::Commit,
-                request: serde_json::to_string(&request).map_err(|e| mls_err("encoding")(&e))?,
-                line: line.clone(),
-            };
-            let mut tx = self.store.begin().await?;
-            rows::push_outbox(&mut tx, &row)
-                .await
-                .map_err(MlsStoreError::from)?;
-            self.store.commit(tx).await?;
-            if self.post_outbox(&row).await? {
+            if self
+                .keep_and_post(
+                    group_id,
+                    OutboxKind::Commit,
+                    client_msg_id,
+                    &request,
+                    line.clone(),
+                )
+                .await?
+            {
                 return Ok(());
             }
         }

@@ -94,24 +94,43 @@ impl V2Session {
                 message: base64_encode(&bytes).into(),
                 client_msg_id: Some(client_msg_id),
             };
-            let row = OutboxRow {
-                client_msg_id: client_msg_id.to_string(),
-                group_id: group_id.clone(),
-                kind: OutboxKind::Message,
-                request: serde_json::to_string(&request).map_err(|e| mls_err("encoding")(&e))?,
-                line: String::from_utf8_lossy(&payload.to_bytes()).into_owned(),
-            };
-            let mut tx = self.store.begin().await?;
-            rows::push_outbox(&mut tx, &row)
-                .await
-                .map_err(MlsStoreError::from)?;
-            self.store.commit(tx).await?;
-            if self.post_outbox(&row).await? {
+            let line = String::from_utf8_lossy(&payload.to_bytes()).into_owned();
+            if self
+                .keep_and_post(group_id, OutboxKind::Message, client_msg_id, &request, line)
+                .await?
+            {
                 return Ok(());
             }
             self.sync_queue().await?;
         }
         Err(V2Error::Contended)
+    }
+
+    /// Keeps `request` in the outbox (durably, before it is posted, so a
+    /// crash retries it under the same `client_msg_id`), then posts and
+    /// settles it like [`Self::post_outbox`]. `line` is the history line
+    /// written when the relay takes it (empty: none).
+    pub(crate) async fn keep_and_post(
+        &mut self,
+        group_id: &GroupId,
+        kind: OutboxKind,
+        client_msg_id: Uuid,
+        request: &impl serde::Serialize,
+        line: String,
+    ) -> Result<bool, V2Error> {
+        let row = OutboxRow {
+            client_msg_id: client_msg_id.to_string(),
+            group_id: group_id.clone(),
+            kind,
+            request: serde_json::to_string(request).map_err(|e| mls_err("encoding")(&e))?,
+            line,
+        };
+        let mut tx = self.store.begin().await?;
+        rows::push_outbox(&mut tx, &row)
+            .await
+            .map_err(MlsStoreError::from)?;
+        self.store.commit(tx).await?;
+        self.post_outbox(&row).await
     }
 
     /// Posts one outbox row and settles it: accepted (merged or recorded,
