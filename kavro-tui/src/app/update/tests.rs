@@ -554,8 +554,8 @@ fn key_releases_are_ignored_and_paste_goes_to_the_input() {
     assert_eq!(state.size, (40, 12));
 }
 
-#[test]
-fn login_form() {
+/// A fresh app showing the login form.
+fn login_screen() -> State {
     let mut state = State::new(
         "http://x".into(),
         t0(),
@@ -563,6 +563,12 @@ fn login_form() {
         false,
     );
     state.screen = Screen::Login(Box::default());
+    state
+}
+
+#[test]
+fn login_form() {
+    let mut state = login_screen();
     type_text(&mut state, "alice");
     // Enter on the username moves to the password.
     assert!(update(&mut state, key(KeyCode::Enter)).is_empty());
@@ -621,13 +627,7 @@ fn login_form() {
 
 #[test]
 fn registration_form_takes_an_invite_code() {
-    let mut state = State::new(
-        "http://x".into(),
-        t0(),
-        FixedOffset::east_opt(0).unwrap(),
-        false,
-    );
-    state.screen = Screen::Login(Box::default());
+    let mut state = login_screen();
     let field = |state: &State| match &state.screen {
         Screen::Login(form) => form.field,
         Screen::Chat => panic!(),
@@ -661,13 +661,7 @@ fn registration_form_takes_an_invite_code() {
 
 #[test]
 fn switching_to_login_leaves_the_invite_field() {
-    let mut state = State::new(
-        "http://x".into(),
-        t0(),
-        FixedOffset::east_opt(0).unwrap(),
-        false,
-    );
-    state.screen = Screen::Login(Box::default());
+    let mut state = login_screen();
     update(&mut state, key(KeyCode::F(2)));
     update(&mut state, key(KeyCode::BackTab));
     update(&mut state, key(KeyCode::F(2)));
