@@ -5,6 +5,7 @@
 //! The store sees only opaque bytes: ciphertext as sent, and `device_name` /
 //! `metadata` already encrypted by [`crate::fieldcrypt`].
 
+pub(crate) mod batch;
 pub mod ops;
 pub mod postgres;
 pub mod sqlite;

@@ -301,8 +301,15 @@ pub trait V2Store: Send + Sync + 'static {
     async fn post_commit(&self, commit: NewCommit<'_>) -> Result<Posted, V2Error>;
 
     /// Entries of `device` with `seq > after`, in order, unexpired.
+    /// [`V2Error::DeviceInactive`] unless `device` is an active device of
+    /// `owner`: this is the queue route's device check (its token is not
+    /// looked up separately), so a revoked device is refused here on every
+    /// instance. When the device's last `seq` is not past `after`, the
+    /// entries are not read at all (one query: an idle long-poll's first
+    /// read).
     async fn queue(
         &self,
+        owner: UserId,
         device: MlsDeviceId,
         after: QueueSeq,
         limit: u32,

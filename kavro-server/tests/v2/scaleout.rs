@@ -2,7 +2,8 @@
 //! at once through both, every round exactly one wins, and every member ends
 //! in the same epoch with the same transcript; a long-poll held by one
 //! instance is woken by a post through the other; concurrent key package
-//! claims through both never get the same package.
+//! claims through both never get the same package; a device revoked through
+//! one is refused by the other on its next queue read.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -162,4 +163,30 @@ async fn two_instances_keep_one_order_per_group() {
         }
     }
     assert_eq!((seen.len(), missing), (30, 10));
+
+    // A device revoked through a is refused by b on its next queue read
+    // (the queue route checks the device in its own query, no cache).
+    let revoked = &clients[4];
+    let queue = format!(
+        "/v2/devices/{}/queue?after={}",
+        revoked.device_id, revoked.after
+    );
+    let (status, body) = b.get(&queue, Some(&revoked.token)).await;
+    assert_eq!(status, StatusCode::OK, "positive control: {body}");
+    let (status, body) = a
+        .post(
+            &format!("/v2/devices/{}/revoke", revoked.device_id),
+            Some(&revoked.account_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for s in [&b, &a] {
+        let (status, body) = s.get(&queue, Some(&revoked.token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("revoked"),
+            "{body}"
+        );
+    }
 }

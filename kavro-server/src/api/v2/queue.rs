@@ -7,16 +7,19 @@ use std::time::Duration;
 
 use kavro_proto::v2::api::{AckQueue, QueueAcked, QueueEntry, QueuePage};
 use kavro_proto::v2::limits::QUEUE_LIMIT_DEFAULT;
-use kavro_proto::v2::{GroupIdText, MlsBytes, MlsDeviceId, QueueSeq};
+use kavro_proto::v2::{GroupIdText, MlsBytes, QueueSeq};
 use kavro_proto::validate;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::{V2Auth, V2Tags, v2_error};
+use super::{
+    ClaimedDevice, V2Auth, V2DeviceAuth, V2Tags, device_revoked, device_subject, v2_error,
+};
 use crate::error::ApiError;
 use crate::limits::Route;
 use crate::state::AppState;
+use crate::store::v2::V2Error;
 use crate::wake::WakeReason;
 
 pub struct QueueApi {
@@ -28,9 +31,12 @@ impl QueueApi {
         Self { state }
     }
 
+    /// Reads the page; this is also where the calling device is checked to
+    /// be active (the route's scheme does not look it up): a revoked device
+    /// gets the same `401` as under [`super::V2Auth`].
     async fn read(
         &self,
-        device: MlsDeviceId,
+        device: ClaimedDevice,
         after: i64,
         limit: u32,
     ) -> Result<QueuePage, ApiError> {
@@ -38,9 +44,18 @@ impl QueueApi {
             .state
             .v2
             .store
-            .queue(device, QueueSeq(after), limit, self.state.clock.now())
+            .queue(
+                device.user_id,
+                device.device_id,
+                QueueSeq(after),
+                limit,
+                self.state.clock.now(),
+            )
             .await
-            .map_err(v2_error)?;
+            .map_err(|err| match err {
+                V2Error::DeviceInactive => device_revoked(),
+                other => v2_error(other),
+            })?;
         Ok(QueuePage {
             messages: read
                 .entries
@@ -95,7 +110,7 @@ impl QueueApi {
     )]
     async fn read_queue(
         &self,
-        auth: V2Auth,
+        auth: V2DeviceAuth,
         #[oai(name = "id")] id: Path<i64>,
         /// Return entries after this `seq` (default 0: from the start).
         #[oai(default, validator(minimum(value = "0")))]
@@ -114,15 +129,15 @@ impl QueueApi {
         ack: Query<Option<i64>>,
     ) -> Result<PageAnswer, ApiError> {
         let state = &self.state;
-        let device = auth.0.device_is(id.0)?.device_id;
-        let subject = auth.0.limit_subject();
+        let device = auth.0.is(id.0)?;
+        let subject = device_subject(device.device_id);
         state.limiter.check(Route::Inbox, &subject).await?;
         if let Some(up_to) = ack.0 {
             state.limiter.check(Route::Ack, &subject).await?;
             state
                 .v2
                 .store
-                .ack_queue(device, QueueSeq(up_to))
+                .ack_queue(device.device_id, QueueSeq(up_to))
                 .await
                 .map_err(v2_error)?;
         }
@@ -133,7 +148,7 @@ impl QueueApi {
         // Subscribe before reading, so an entry stored in between wakes us.
         let mut subscription = state
             .wake
-            .subscribe_device(device, state.settings.max_long_polls_per_user);
+            .subscribe_device(device.device_id, state.settings.max_long_polls_per_user);
         let wait = Duration::from_secs(u64::from(wait)).min(state.settings.max_wait);
         let deadline = tokio::time::Instant::now() + wait;
         loop {

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use kavro_proto::api::InboxOrder;
 use kavro_proto::{MessageId, UserId};
+use sqlx::Row;
 use sqlx::postgres::PgConnection;
-use sqlx::{Postgres, Row, Transaction};
 
 use super::{PgStore, unsigned};
 use crate::store::{
@@ -35,83 +35,220 @@ async fn lock_inbox(conn: &mut PgConnection, recipient: UserId) -> Result<(), sq
 }
 
 /// Forgets (recipient, sender) counters of `recipients` that reached zero.
-async fn drop_empty_pairs(
-    tx: &mut Transaction<'_, Postgres>,
-    recipients: &[i64],
-) -> Result<(), sqlx::Error> {
+async fn drop_empty_pairs(conn: &mut PgConnection, recipients: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM sender_counts WHERE recipient_id = ANY($1) AND pending = 0")
         .bind(recipients)
-        .execute(&mut **tx)
+        .execute(conn)
         .await?;
     Ok(())
 }
 
-impl PgStore {
-    /// One transaction, one statement: a place in the recipient's quota (the
-    /// conditional update also takes the row lock), then in the (recipient,
-    /// sender) quota, then the insert; each step runs only if the previous
-    /// one did. Anything short of an insert is rolled back.
-    pub(super) async fn queue(&self, message: NewMessage) -> Result<Stored, StoreError> {
-        let mut tx = self.primary.begin().await?;
-        let row = sqlx::query(
-            "WITH inbox AS (
-               UPDATE inbox_counts SET pending = pending + 1
-               WHERE recipient_id = $2 AND pending < $9 RETURNING recipient_id
-             ), pair AS (
-               INSERT INTO sender_counts (recipient_id, sender_id, pending)
-               SELECT recipient_id, $1, 1 FROM inbox
-               ON CONFLICT (recipient_id, sender_id)
-               DO UPDATE SET pending = sender_counts.pending + 1
-               WHERE sender_counts.pending < $10
-               RETURNING recipient_id
-             ), msg AS (
-               INSERT INTO messages (sender_id, recipient_id, ciphertext, ephemeral_pubkey,
-                                     metadata, client_msg_id, created_at, expires_at)
-               SELECT $1, recipient_id, $3, $4, $5, $6, $7, $8 FROM pair
-               ON CONFLICT DO NOTHING RETURNING id
-             )
-             SELECT (SELECT count(*) FROM inbox) AS counted,
-                    (SELECT count(*) FROM pair) AS paired,
-                    (SELECT id FROM msg) AS id",
-        )
-        .bind(message.sender_id.0)
-        .bind(message.recipient_id.0)
-        .bind(&message.ciphertext)
-        .bind(&message.ephemeral_pubkey)
-        .bind(&message.metadata)
-        .bind(message.client_msg_id)
-        .bind(message.created_at)
-        .bind(message.expires_at)
-        .bind(i64::from(message.max_pending))
-        .bind(i64::from(message.max_pending_per_sender))
-        .fetch_one(&mut *tx)
-        .await?;
-        let id: Option<i64> = row.try_get("id")?;
-        if let Some(id) = id {
-            tx.commit().await?;
-            return Ok(Stored {
-                id: MessageId(id),
-                created: true,
-            });
-        }
-        tx.rollback().await?;
-        let quota = if row.try_get::<i64, _>("counted")? == 0 {
+/// Why a batched send stored nothing: its savepoint is rolled back either
+/// way, and a refusal is looked up after the batch (see [`PgStore::refused`]).
+enum NotQueued {
+    Store(StoreError),
+    Refused(Quota),
+}
+
+impl From<StoreError> for NotQueued {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
+    }
+}
+
+impl From<sqlx::Error> for NotQueued {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Store(err.into())
+    }
+}
+
+/// One statement: a place in the recipient's quota (the conditional update
+/// also takes the row lock), then in the (recipient, sender) quota, then the
+/// insert; each step runs only if the previous one did. Anything short of an
+/// insert is a refusal, and the caller rolls the statement back.
+async fn queue_in(conn: &mut PgConnection, message: &NewMessage) -> Result<Stored, NotQueued> {
+    let row = sqlx::query(
+        "WITH inbox AS (
+           UPDATE inbox_counts SET pending = pending + 1
+           WHERE recipient_id = $2 AND pending < $9 RETURNING recipient_id
+         ), pair AS (
+           INSERT INTO sender_counts (recipient_id, sender_id, pending)
+           SELECT recipient_id, $1, 1 FROM inbox
+           ON CONFLICT (recipient_id, sender_id)
+           DO UPDATE SET pending = sender_counts.pending + 1
+           WHERE sender_counts.pending < $10
+           RETURNING recipient_id
+         ), msg AS (
+           INSERT INTO messages (sender_id, recipient_id, ciphertext, ephemeral_pubkey,
+                                 metadata, client_msg_id, created_at, expires_at)
+           SELECT $1, recipient_id, $3, $4, $5, $6, $7, $8 FROM pair
+           ON CONFLICT DO NOTHING RETURNING id
+         )
+         SELECT (SELECT count(*) FROM inbox) AS counted,
+                (SELECT count(*) FROM pair) AS paired,
+                (SELECT id FROM msg) AS id",
+    )
+    .bind(message.sender_id.0)
+    .bind(message.recipient_id.0)
+    .bind(&message.ciphertext)
+    .bind(&message.ephemeral_pubkey)
+    .bind(&message.metadata)
+    .bind(message.client_msg_id)
+    .bind(message.created_at)
+    .bind(message.expires_at)
+    .bind(i64::from(message.max_pending))
+    .bind(i64::from(message.max_pending_per_sender))
+    .fetch_one(conn)
+    .await?;
+    let id: Option<i64> = row.try_get("id")?;
+    if let Some(id) = id {
+        return Ok(Stored {
+            id: MessageId(id),
+            created: true,
+        });
+    }
+    Err(NotQueued::Refused(
+        if row.try_get::<i64, _>("counted")? == 0 {
             Quota::Recipient
         } else {
             // Refused by the pair quota, or (paired) by the idempotency index.
             Quota::Sender
-        };
-        self.refused(&message, quota).await
+        },
+    ))
+}
+
+/// Acknowledges one message under the recipient's lock; whether it was
+/// pending until now.
+async fn ack_one_in(
+    conn: &mut PgConnection,
+    recipient: UserId,
+    id: MessageId,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    lock_inbox(conn, recipient).await?;
+    // Under the lock the message's pending state cannot change, so what
+    // `old` reads is what the update changes.
+    let row = sqlx::query(
+        "WITH old AS (
+           SELECT id, sender_id, ciphertext IS NOT NULL AS counted FROM messages
+           WHERE id = $2 AND recipient_id = $1 AND delivered_at IS NULL
+         ), done AS (
+           UPDATE messages m SET delivered_at = $3, ciphertext = NULL, metadata = NULL
+           FROM old WHERE m.id = old.id RETURNING old.sender_id, old.counted
+         ), inbox AS (
+           UPDATE inbox_counts SET pending = pending - 1
+           WHERE recipient_id = $1 AND EXISTS (SELECT 1 FROM done WHERE counted)
+         ), pair AS (
+           UPDATE sender_counts s SET pending = s.pending - 1 FROM done
+           WHERE s.recipient_id = $1 AND s.sender_id = done.sender_id AND done.counted
+           RETURNING s.pending
+         )
+         SELECT (SELECT count(*) FROM done) AS newly,
+                (SELECT pending FROM pair) AS pair_left",
+    )
+    .bind(recipient.0)
+    .bind(id.0)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    let newly = row.try_get::<i64, _>("newly")? == 1;
+    if newly && row.try_get::<Option<i64>, _>("pair_left")? == Some(0) {
+        drop_empty_pairs(conn, &[recipient.0]).await?;
+    }
+    Ok(newly)
+}
+
+/// Acknowledges `ids` (not empty) of `recipient` under the recipient's lock.
+async fn ack_batch_in(
+    conn: &mut PgConnection,
+    recipient: UserId,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<AckCount, StoreError> {
+    lock_inbox(conn, recipient).await?;
+    let row = sqlx::query(
+        "WITH old AS (
+           SELECT id, sender_id, ciphertext IS NOT NULL AS counted FROM messages
+           WHERE recipient_id = $1 AND id = ANY($2) AND delivered_at IS NULL
+         ), done AS (
+           UPDATE messages m SET delivered_at = $3, ciphertext = NULL, metadata = NULL
+           FROM old WHERE m.id = old.id RETURNING old.sender_id, old.counted
+         ), per AS (
+           SELECT sender_id, count(*) AS n FROM done WHERE counted GROUP BY sender_id
+         ), inbox AS (
+           UPDATE inbox_counts SET pending = pending - (SELECT sum(n) FROM per)
+           WHERE recipient_id = $1 AND EXISTS (SELECT 1 FROM per)
+         ), pair AS (
+           UPDATE sender_counts s SET pending = s.pending - per.n FROM per
+           WHERE s.recipient_id = $1 AND s.sender_id = per.sender_id
+           RETURNING s.pending
+         )
+         SELECT (SELECT count(*) FROM done) AS newly,
+                (SELECT count(*) FROM pair WHERE pending = 0) AS emptied",
+    )
+    .bind(recipient.0)
+    .bind(ids)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    let newly = unsigned(row.try_get("newly")?);
+    if row.try_get::<i64, _>("emptied")? > 0 {
+        drop_empty_pairs(conn, &[recipient.0]).await?;
+    }
+    let total = if newly == ids.len() as u64 {
+        newly
+    } else {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM messages
+             WHERE recipient_id = $1 AND id = ANY($2) AND delivered_at IS NOT NULL",
+        )
+        .bind(recipient.0)
+        .bind(ids)
+        .fetch_one(&mut *conn)
+        .await?;
+        unsigned(total)
+    };
+    Ok(AckCount { newly, total })
+}
+
+impl PgStore {
+    /// A send, in the recipient's group commit (keyed by the recipient,
+    /// whose `inbox_counts` row it locks first): see [`queue_in`].
+    pub(super) async fn queue(&self, message: NewMessage) -> Result<Stored, StoreError> {
+        let (sender, recipient, client_msg_id) = (
+            message.sender_id,
+            message.recipient_id,
+            message.client_msg_id,
+        );
+        let queued = self
+            .batch
+            .write_keyed(recipient.0, move |conn| {
+                Box::pin(async move { queue_in(conn, &message).await })
+            })
+            .await;
+        match queued {
+            Ok(stored) => Ok(stored),
+            Err(NotQueued::Store(err)) => Err(err),
+            Err(NotQueued::Refused(quota)) => {
+                self.refused(sender, recipient, client_msg_id, quota).await
+            }
+        }
     }
 
     /// A send that stored nothing: an earlier message with the same
     /// `client_msg_id` (its id), an unknown or deleted recipient, or `quota`.
-    async fn refused(&self, message: &NewMessage, quota: Quota) -> Result<Stored, StoreError> {
-        if let Some(client_msg_id) = message.client_msg_id {
+    async fn refused(
+        &self,
+        sender: UserId,
+        recipient: UserId,
+        client_msg_id: Option<uuid::Uuid>,
+        quota: Quota,
+    ) -> Result<Stored, StoreError> {
+        if let Some(client_msg_id) = client_msg_id {
             let earlier: Option<i64> = sqlx::query_scalar(
                 "SELECT id FROM messages WHERE sender_id = $1 AND client_msg_id = $2",
             )
-            .bind(message.sender_id.0)
+            .bind(sender.0)
             .bind(client_msg_id)
             .fetch_optional(&self.primary)
             .await?;
@@ -124,7 +261,7 @@ impl PgStore {
         }
         let inbox: Option<i64> =
             sqlx::query_scalar("SELECT recipient_id FROM inbox_counts WHERE recipient_id = $1")
-                .bind(message.recipient_id.0)
+                .bind(recipient.0)
                 .fetch_optional(&self.primary)
                 .await?;
         Err(match inbox {
@@ -202,41 +339,15 @@ impl PgStore {
         id: MessageId,
         now: DateTime<Utc>,
     ) -> Result<AckOutcome, StoreError> {
-        let mut tx = self.primary.begin().await?;
-        lock_inbox(&mut tx, recipient).await?;
-        // Under the lock the message's pending state cannot change, so what
-        // `old` reads is what the update changes.
-        let row = sqlx::query(
-            "WITH old AS (
-               SELECT id, sender_id, ciphertext IS NOT NULL AS counted FROM messages
-               WHERE id = $2 AND recipient_id = $1 AND delivered_at IS NULL
-             ), done AS (
-               UPDATE messages m SET delivered_at = $3, ciphertext = NULL, metadata = NULL
-               FROM old WHERE m.id = old.id RETURNING old.sender_id, old.counted
-             ), inbox AS (
-               UPDATE inbox_counts SET pending = pending - 1
-               WHERE recipient_id = $1 AND EXISTS (SELECT 1 FROM done WHERE counted)
-             ), pair AS (
-               UPDATE sender_counts s SET pending = s.pending - 1 FROM done
-               WHERE s.recipient_id = $1 AND s.sender_id = done.sender_id AND done.counted
-               RETURNING s.pending
-             )
-             SELECT (SELECT count(*) FROM done) AS newly,
-                    (SELECT pending FROM pair) AS pair_left",
-        )
-        .bind(recipient.0)
-        .bind(id.0)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        if row.try_get::<i64, _>("newly")? == 1 {
-            if row.try_get::<Option<i64>, _>("pair_left")? == Some(0) {
-                drop_empty_pairs(&mut tx, &[recipient.0]).await?;
-            }
-            tx.commit().await?;
+        let newly = self
+            .batch
+            .write_keyed(recipient.0, move |conn| {
+                Box::pin(ack_one_in(conn, recipient, id, now))
+            })
+            .await?;
+        if newly {
             return Ok(AckOutcome::Acknowledged { newly: true });
         }
-        tx.commit().await?;
         let owner: Option<i64> =
             sqlx::query_scalar("SELECT recipient_id FROM messages WHERE id = $1")
                 .bind(id.0)
@@ -259,52 +370,11 @@ impl PgStore {
             return Ok(AckCount::default());
         }
         let ids = raw_ids(ids);
-        let mut tx = self.primary.begin().await?;
-        lock_inbox(&mut tx, recipient).await?;
-        let row = sqlx::query(
-            "WITH old AS (
-               SELECT id, sender_id, ciphertext IS NOT NULL AS counted FROM messages
-               WHERE recipient_id = $1 AND id = ANY($2) AND delivered_at IS NULL
-             ), done AS (
-               UPDATE messages m SET delivered_at = $3, ciphertext = NULL, metadata = NULL
-               FROM old WHERE m.id = old.id RETURNING old.sender_id, old.counted
-             ), per AS (
-               SELECT sender_id, count(*) AS n FROM done WHERE counted GROUP BY sender_id
-             ), inbox AS (
-               UPDATE inbox_counts SET pending = pending - (SELECT sum(n) FROM per)
-               WHERE recipient_id = $1 AND EXISTS (SELECT 1 FROM per)
-             ), pair AS (
-               UPDATE sender_counts s SET pending = s.pending - per.n FROM per
-               WHERE s.recipient_id = $1 AND s.sender_id = per.sender_id
-               RETURNING s.pending
-             )
-             SELECT (SELECT count(*) FROM done) AS newly,
-                    (SELECT count(*) FROM pair WHERE pending = 0) AS emptied",
-        )
-        .bind(recipient.0)
-        .bind(&ids)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let newly = unsigned(row.try_get("newly")?);
-        if row.try_get::<i64, _>("emptied")? > 0 {
-            drop_empty_pairs(&mut tx, &[recipient.0]).await?;
-        }
-        let total = if newly == ids.len() as u64 {
-            newly
-        } else {
-            let total: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM messages
-                 WHERE recipient_id = $1 AND id = ANY($2) AND delivered_at IS NOT NULL",
-            )
-            .bind(recipient.0)
-            .bind(&ids)
-            .fetch_one(&mut *tx)
-            .await?;
-            unsigned(total)
-        };
-        tx.commit().await?;
-        Ok(AckCount { newly, total })
+        self.batch
+            .write_keyed(recipient.0, move |conn| {
+                Box::pin(async move { ack_batch_in(conn, recipient, &ids, now).await })
+            })
+            .await
     }
 
     pub(super) async fn receipt_of(

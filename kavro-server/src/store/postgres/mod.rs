@@ -9,7 +9,10 @@
 //! sweep with `FOR UPDATE` in recipient order), and only then touches their
 //! messages and `sender_counts` rows. One lock order means no deadlock, and
 //! whoever holds the row sees every earlier change (READ COMMITTED takes a
-//! new snapshot per statement).
+//! new snapshot per statement). Sends and acks go through a group commit
+//! (`store/batch.rs`) keyed by the recipient: a batch runs its writes in
+//! recipient order, each in a savepoint, so a batch takes `inbox_counts`
+//! locks in the same global order and still one recipient before its rows.
 //!
 //! [`accounts`] holds the account and key operations, [`messages`] the queue.
 
@@ -28,6 +31,7 @@ use kavro_proto::{DeviceId, MessageId, UserId};
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
+use super::batch::GroupCommit;
 use super::{
     AckCount, AckOutcome, ConnectError, DeletedAccount, DeviceRecord, MessageRecord, NewMessage,
     NewUser, PendingCounts, PoolStatus, Published, Receipt, RevokedGeneration, Store, StoreError,
@@ -36,8 +40,18 @@ use super::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Group-commit lanes for v1 sends and acks (`store/batch.rs`): each holds
+/// one connection while it commits a batch.
+const BATCH_LANES: usize = 4;
+/// Writes per batch at most: each is a subtransaction (savepoint), and
+/// PostgreSQL caches 64 subtransaction ids per backend; past that, other
+/// sessions' snapshots must read `pg_subtrans` (the "suboverflow" slowdown).
+const BATCH_MAX: usize = 60;
+
 pub struct PgStore {
     primary: PgPool,
+    /// Group commit of v1 sends and acks, keyed by recipient.
+    batch: GroupCommit<PgPool>,
     /// The replica, or a clone of `primary` when none is configured.
     read: PgPool,
     max: u32,
@@ -80,6 +94,7 @@ impl PgStore {
             None => primary.clone(),
         };
         Ok(Self {
+            batch: GroupCommit::start(&primary, BATCH_LANES, BATCH_MAX),
             primary,
             read,
             max: options.max_connections,

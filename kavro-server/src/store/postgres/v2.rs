@@ -254,14 +254,26 @@ async fn ack_in(
     .fetch_all(&mut *conn)
     .await?;
     release(conn, &gone).await?;
-    let acked: Option<i64> = sqlx::query_scalar(
-        "UPDATE v2_devices SET acked_seq = GREATEST(acked_seq, LEAST($2, next_seq - 1))
-         WHERE id = $1 RETURNING acked_seq",
+    // Write the position only when it moves: a reader that acknowledges
+    // what it already had (`after=n&ack=n` on every poll) writes nothing,
+    // so its transaction commits without a WAL flush.
+    let moved: Option<i64> = sqlx::query_scalar(
+        "UPDATE v2_devices SET acked_seq = LEAST($2, next_seq - 1)
+         WHERE id = $1 AND acked_seq < LEAST($2, next_seq - 1) RETURNING acked_seq",
     )
     .bind(device.0)
     .bind(up_to)
     .fetch_optional(&mut *conn)
     .await?;
+    let acked = match moved {
+        Some(acked) => Some(acked),
+        None => {
+            sqlx::query_scalar("SELECT acked_seq FROM v2_devices WHERE id = $1")
+                .bind(device.0)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+    };
     acked.map(QueueSeq).ok_or(V2Error::DeviceInactive)
 }
 
@@ -883,12 +895,29 @@ impl V2Store for PgStore {
 
     async fn queue(
         &self,
+        owner: UserId,
         device: MlsDeviceId,
         after: QueueSeq,
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<QueueRead, V2Error> {
         let mut conn = self.primary.acquire().await?;
+        let (acked, next): (i64, i64) = sqlx::query_as(
+            "SELECT acked_seq, next_seq FROM v2_devices
+             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(device.0)
+        .bind(owner.0)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(V2Error::DeviceInactive)?;
+        let acked = QueueSeq(acked);
+        if next - 1 <= after.0 {
+            return Ok(QueueRead {
+                entries: Vec::new(),
+                acked,
+            });
+        }
         let rows = sqlx::query(
             "SELECT q.seq, m.id, m.kind, m.group_id, m.epoch, m.sender_device, m.body, m.created_at
              FROM v2_queue q JOIN v2_messages m ON m.id = q.message_id
@@ -920,15 +949,7 @@ impl V2Store for PgStore {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let acked: i64 = sqlx::query_scalar("SELECT acked_seq FROM v2_devices WHERE id = $1")
-            .bind(device.0)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or(V2Error::DeviceInactive)?;
-        Ok(QueueRead {
-            entries,
-            acked: QueueSeq(acked),
-        })
+        Ok(QueueRead { entries, acked })
     }
 
     async fn ack_queue(&self, device: MlsDeviceId, up_to: QueueSeq) -> Result<QueueSeq, V2Error> {

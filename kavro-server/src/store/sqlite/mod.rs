@@ -15,7 +15,6 @@
 //! [`accounts`] holds the account and key operations, [`messages`] the queue.
 
 mod accounts;
-mod batch;
 mod messages;
 mod ops;
 mod v2;
@@ -32,6 +31,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::batch::GroupCommit;
 use super::{
     AckCount, AckOutcome, ConnectError, DeletedAccount, DeviceRecord, MessageRecord, NewMessage,
     NewUser, PendingCounts, PoolStatus, Published, Receipt, RevokedGeneration, Store, StoreError,
@@ -44,7 +44,7 @@ pub struct SqliteStore {
     /// Exactly one connection: every write.
     writer: SqlitePool,
     /// Group commit in front of `writer`.
-    batch: batch::GroupCommit,
+    batch: GroupCommit<SqlitePool>,
     /// Reads, concurrent with the writer.
     reader: SqlitePool,
     max: u32,
@@ -103,7 +103,8 @@ impl SqliteStore {
             .await
             .map_err(ConnectError::Open)?;
         Ok(Self {
-            batch: batch::GroupCommit::start(writer.clone()),
+            // One lane: the single writer. 128 writes per transaction at most.
+            batch: GroupCommit::start(&writer, 1, 128),
             writer,
             reader,
             max: options.max_connections + 1,

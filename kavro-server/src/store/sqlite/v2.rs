@@ -880,12 +880,29 @@ impl V2Store for SqliteStore {
 
     async fn queue(
         &self,
+        owner: UserId,
         device: MlsDeviceId,
         after: QueueSeq,
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<QueueRead, V2Error> {
         let mut conn = self.reader.acquire().await?;
+        let (acked, next): (i64, i64) = sqlx::query_as(
+            "SELECT acked_seq, next_seq FROM v2_devices
+             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(device.0)
+        .bind(owner.0)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(V2Error::DeviceInactive)?;
+        let acked = QueueSeq(acked);
+        if next - 1 <= after.0 {
+            return Ok(QueueRead {
+                entries: Vec::new(),
+                acked,
+            });
+        }
         let rows = sqlx::query(
             "SELECT q.seq, m.id, m.kind, m.group_id, m.epoch, m.sender_device, m.body, m.created_at
              FROM v2_queue q JOIN v2_messages m ON m.id = q.message_id
@@ -917,15 +934,7 @@ impl V2Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let acked: i64 = sqlx::query_scalar("SELECT acked_seq FROM v2_devices WHERE id = $1")
-            .bind(device.0)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or(V2Error::DeviceInactive)?;
-        Ok(QueueRead {
-            entries,
-            acked: QueueSeq(acked),
-        })
+        Ok(QueueRead { entries, acked })
     }
 
     async fn ack_queue(&self, device: MlsDeviceId, up_to: QueueSeq) -> Result<QueueSeq, V2Error> {

@@ -14,7 +14,8 @@ use kavro_proto::v2::{GroupId, MlsDeviceId, QueueSeq};
 use uuid::Uuid;
 
 use super::{
-    NewCommit, NewDevice, NewGroupMessage, NewKeyPackage, NewLinkRequest, V2Error, V2Store,
+    NewCommit, NewDevice, NewGroupMessage, NewKeyPackage, NewLinkRequest, QueueRead, V2Error,
+    V2Store,
 };
 use crate::clock::after;
 use crate::store::Store;
@@ -82,12 +83,24 @@ async fn root(v2: &dyn V2Store, user: UserId, key: u8, now: DateTime<Utc>) -> Ml
     .unwrap()
 }
 
+/// Reads `device`'s queue as its owner does.
+async fn read_queue(
+    v2: &dyn V2Store,
+    device: MlsDeviceId,
+    after: QueueSeq,
+    limit: u32,
+    now: DateTime<Utc>,
+) -> Result<QueueRead, V2Error> {
+    let owner = v2.device(device).await.unwrap().unwrap().user_id;
+    v2.queue(owner, device, after, limit, now).await
+}
+
 async fn bodies(
     v2: &dyn V2Store,
     device: MlsDeviceId,
     now: DateTime<Utc>,
 ) -> Vec<(QueueKind, Vec<u8>)> {
-    v2.queue(device, QueueSeq(0), 500, now)
+    read_queue(v2, device, QueueSeq(0), 500, now)
         .await
         .unwrap()
         .entries
@@ -390,7 +403,7 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
         (again.id, again.created, again.recipients),
         (first.id, false, 2)
     );
-    let read = v2.queue(b1, QueueSeq(0), 10, at(2)).await.unwrap();
+    let read = read_queue(v2, b1, QueueSeq(0), 10, at(2)).await.unwrap();
     assert_eq!(
         read.entries.iter().map(|e| e.seq.0).collect::<Vec<_>>(),
         vec![1, 2]
@@ -402,10 +415,10 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
         (QueueKind::Application, 1, a1, group.clone())
     );
     assert_eq!(hello.created_at, at(2));
-    let page = v2.queue(b1, QueueSeq(1), 10, at(2)).await.unwrap();
+    let page = read_queue(v2, b1, QueueSeq(1), 10, at(2)).await.unwrap();
     assert_eq!(page.entries.len(), 1);
     assert_eq!(
-        v2.queue(b1, QueueSeq(0), 1, at(2))
+        read_queue(v2, b1, QueueSeq(0), 1, at(2))
             .await
             .unwrap()
             .entries
@@ -413,6 +426,19 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
         1,
         "limit"
     );
+    // Nothing past the device's last seq: no entries, the acked position.
+    let idle = read_queue(v2, b1, QueueSeq(2), 10, at(2)).await.unwrap();
+    assert_eq!((idle.entries.len(), idle.acked), (0, QueueSeq(0)));
+    // Only the device's owner reads it, and only a known device.
+    for (owner, device) in [(alice, b1), (bob, MlsDeviceId(i64::MAX))] {
+        assert!(
+            matches!(
+                v2.queue(owner, device, QueueSeq(0), 10, at(2)).await,
+                Err(V2Error::DeviceInactive)
+            ),
+            "{owner:?} {device:?}"
+        );
+    }
 
     // Cumulative ack: up to 1 leaves 2; acking past the end stops at the end.
     assert_eq!(v2.ack_queue(b1, QueueSeq(1)).await.unwrap(), QueueSeq(1));
@@ -422,7 +448,10 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
     );
     assert_eq!(v2.ack_queue(b1, QueueSeq(99)).await.unwrap(), QueueSeq(2));
     assert_eq!(
-        v2.queue(b1, QueueSeq(0), 10, at(2)).await.unwrap().acked,
+        read_queue(v2, b1, QueueSeq(0), 10, at(2))
+            .await
+            .unwrap()
+            .acked,
         QueueSeq(2)
     );
     assert_eq!(
@@ -472,9 +501,23 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
     );
 
     // Revoking a2: refused everywhere from now on, its queue is gone.
+    assert!(
+        !read_queue(v2, a2, QueueSeq(0), 10, at(6))
+            .await
+            .unwrap()
+            .entries
+            .is_empty(),
+        "positive control: a2 has entries before its revocation"
+    );
     assert!(v2.revoke_device(a2, at(6)).await.unwrap());
     assert!(!v2.revoke_device(a2, at(6)).await.unwrap());
-    assert!(bodies(v2, a2, at(6)).await.is_empty());
+    assert!(
+        matches!(
+            read_queue(v2, a2, QueueSeq(0), 10, at(6)).await,
+            Err(V2Error::DeviceInactive)
+        ),
+        "a revoked device's queue read is refused"
+    );
     assert_eq!(
         v2.device(a2).await.unwrap().unwrap().revoked_at,
         Some(at(6))
@@ -502,7 +545,7 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
     assert!(swept.expired_messages >= 3, "{swept:?}");
     assert_eq!(swept.expired_link_requests, 3);
     assert!(swept.expired_key_packages >= 1);
-    let read = v2.queue(b1, QueueSeq(0), 10, at(7200)).await.unwrap();
+    let read = read_queue(v2, b1, QueueSeq(0), 10, at(7200)).await.unwrap();
     assert!(read.entries.is_empty());
     assert_eq!(read.acked, QueueSeq(4));
 }
@@ -559,7 +602,9 @@ pub async fn concurrent_commits(v2: Arc<dyn V2Store>, store: &dyn Store) {
     // Every member saw the same handshake order (minus its own commits).
     let mut orders = Vec::new();
     for device in &devices {
-        let read = v2.queue(*device, QueueSeq(0), 500, now).await.unwrap();
+        let read = read_queue(v2.as_ref(), *device, QueueSeq(0), 500, now)
+            .await
+            .unwrap();
         let seqs: Vec<i64> = read.entries.iter().map(|e| e.seq.0).collect();
         assert!(
             seqs.windows(2).all(|w| w[1] == w[0] + 1),

@@ -1,0 +1,365 @@
+//! Group commit: concurrent writes share one transaction, and so one disk
+//! flush. With `synchronous = FULL` (SQLite) or `synchronous_commit = on`
+//! (PostgreSQL) every commit waits for the disk, and under load a relay
+//! spent its time on one commit per queue write (docs/BENCHMARKS.md). Writes
+//! sent here are queued to a writer task (a *lane*), which takes every write
+//! waiting (up to a maximum) into one transaction and commits once.
+//!
+//! - It never waits for a batch to fill: a lone write is committed at once
+//!   (in a plain transaction, without a savepoint), so light load keeps its
+//!   latency.
+//! - Each write of a larger batch runs inside its own savepoint: a write
+//!   that fails is rolled back alone, and the others in its batch still
+//!   commit.
+//! - Each caller gets its answer only after the commit that holds its write
+//!   returned (durable), or an error (`503`) when that commit failed.
+//! - Each write carries a *lock key*; a batch runs its writes sorted by key
+//!   (stable: equal keys keep their queue order) and a key always goes to
+//!   the same lane. On PostgreSQL the key is the recipient whose
+//!   `inbox_counts` row the write locks first, so every batch takes those
+//!   locks in one global order, as single writes do (no deadlock across
+//!   lanes and instances), and one recipient's writes keep their order. On
+//!   SQLite there is one lane and one key: the single writer in queue order,
+//!   so a device's `seq` order is the order of the writes.
+//!
+//! A lane takes a connection from its pool per batch, so the writes that do
+//! not come through here interleave with the batches.
+
+use std::ops::DerefMut;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::error_chain;
+use crate::store::StoreError;
+
+/// What a lane needs from a database: a transaction and three statements.
+pub(crate) trait Writer: Clone + Send + Sync + 'static {
+    type Conn: Send + 'static;
+    type Tx: DerefMut<Target = Self::Conn> + Send + 'static;
+    fn begin(&self) -> BoxFuture<'_, Result<Self::Tx, sqlx::Error>>;
+    fn commit(tx: Self::Tx) -> BoxFuture<'static, Result<(), sqlx::Error>>;
+    fn rollback(tx: Self::Tx) -> BoxFuture<'static, Result<(), sqlx::Error>>;
+    /// Runs one of the fixed savepoint statements.
+    fn run<'c>(
+        conn: &'c mut Self::Conn,
+        sql: &'static str,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
+}
+
+macro_rules! writer_for {
+    ($pool:ty, $db:ty, $conn:ty) => {
+        impl Writer for $pool {
+            type Conn = $conn;
+            type Tx = sqlx::Transaction<'static, $db>;
+            fn begin(&self) -> BoxFuture<'_, Result<Self::Tx, sqlx::Error>> {
+                Box::pin(sqlx::Pool::begin(self))
+            }
+            fn commit(tx: Self::Tx) -> BoxFuture<'static, Result<(), sqlx::Error>> {
+                Box::pin(tx.commit())
+            }
+            fn rollback(tx: Self::Tx) -> BoxFuture<'static, Result<(), sqlx::Error>> {
+                Box::pin(tx.rollback())
+            }
+            fn run<'c>(
+                conn: &'c mut Self::Conn,
+                sql: &'static str,
+            ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+                Box::pin(async move {
+                    sqlx::query(sql).execute(conn).await?;
+                    Ok(())
+                })
+            }
+        }
+    };
+}
+
+writer_for!(sqlx::SqlitePool, sqlx::Sqlite, sqlx::SqliteConnection);
+writer_for!(sqlx::PgPool, sqlx::Postgres, sqlx::PgConnection);
+
+/// Answers one caller once its batch's fate is known (`None`: committed).
+type Answer = Box<dyn FnOnce(Option<&sqlx::Error>) + Send>;
+
+/// One queued write. It says whether it succeeded (else its savepoint is
+/// rolled back) and hands back how to answer its caller.
+type Job<C> = Box<dyn for<'c> FnOnce(&'c mut C) -> BoxFuture<'c, (bool, Answer)> + Send>;
+
+/// A write and the key it locks first.
+struct Keyed<C> {
+    key: i64,
+    job: Job<C>,
+}
+
+/// The queues of writes in front of the lanes. A lane's task ends when the
+/// last handle is dropped (the store with it).
+pub(crate) struct GroupCommit<W: Writer> {
+    lanes: Vec<mpsc::UnboundedSender<Keyed<W::Conn>>>,
+}
+
+impl<W: Writer> Clone for GroupCommit<W> {
+    fn clone(&self) -> Self {
+        Self {
+            lanes: self.lanes.clone(),
+        }
+    }
+}
+
+impl<W: Writer> GroupCommit<W> {
+    /// Starts `lanes` writer tasks on `writer` (at least one), each taking
+    /// up to `max_batch` writes per transaction. The queues are unbounded:
+    /// their callers are HTTP requests, bounded by the relay's connection
+    /// cap.
+    pub(crate) fn start(writer: &W, lanes: usize, max_batch: usize) -> Self {
+        let lanes = (0..lanes.max(1))
+            .map(|_| {
+                let (jobs, queue) = mpsc::unbounded_channel();
+                tokio::spawn(run(writer.clone(), queue, max_batch.max(1)));
+                jobs
+            })
+            .collect();
+        Self { lanes }
+    }
+
+    /// Runs `work` in the next batch and returns its result once the batch
+    /// committed. A write that fails returns its own error, whatever the
+    /// batch; a write that succeeded but whose commit failed returns
+    /// [`StoreError::Unavailable`].
+    pub(crate) async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut W::Conn) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+    {
+        self.write_keyed(0, work).await
+    }
+
+    /// [`Self::write`] for a write whose first lock is on `key` (see the
+    /// module doc): the lane is chosen by the key, and batches run their
+    /// writes in key order.
+    pub(crate) async fn write_keyed<T, E, F>(&self, key: i64, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut W::Conn) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let job: Job<W::Conn> = Box::new(move |conn| {
+            Box::pin(async move {
+                let result = work(conn).await;
+                let ok = result.is_ok();
+                let reply: Answer = Box::new(move |failed: Option<&sqlx::Error>| {
+                    let result = match (result, failed) {
+                        (Ok(_), Some(_)) => Err(not_committed().into()),
+                        (result, _) => result,
+                    };
+                    // The caller may have gone; its write stands.
+                    drop(answer.send(result));
+                });
+                (ok, reply)
+            })
+        });
+        let lane = &self.lanes[lane_of(key, self.lanes.len())];
+        lane.send(Keyed { key, job })
+            .map_err(|_| E::from(not_committed()))?;
+        answered
+            .await
+            .unwrap_or_else(|_| Err(not_committed().into()))
+    }
+}
+
+fn lane_of(key: i64, lanes: usize) -> usize {
+    usize::try_from(key.rem_euclid(i64::try_from(lanes).unwrap_or(1))).unwrap_or(0)
+}
+
+fn not_committed() -> StoreError {
+    StoreError::Unavailable(sqlx::Error::Protocol(
+        "the write's batch was not committed".into(),
+    ))
+}
+
+async fn run<W: Writer>(
+    writer: W,
+    mut queue: mpsc::UnboundedReceiver<Keyed<W::Conn>>,
+    max_batch: usize,
+) {
+    loop {
+        let mut jobs = Vec::with_capacity(max_batch);
+        if queue.recv_many(&mut jobs, max_batch).await == 0 {
+            return;
+        }
+        metrics::histogram!("kavro_batch_writes").record(jobs.len() as f64);
+        jobs.sort_by_key(|job| job.key);
+        // A panic drops the transaction (rolled back) and the batch's
+        // answers (their callers get an error); the next batch goes on.
+        if AssertUnwindSafe(commit(&writer, jobs))
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            tracing::error!("a batched write panicked; its batch was rolled back");
+        }
+    }
+}
+
+/// Runs `jobs` in one transaction and answers each caller after the commit.
+async fn commit<W: Writer>(writer: &W, jobs: Vec<Keyed<W::Conn>>) {
+    let mut answers = Vec::with_capacity(jobs.len());
+    let outcome = run_jobs(writer, jobs, &mut answers).await;
+    if let Err(err) = &outcome {
+        tracing::error!(error = %error_chain(err), writes = answers.len(), "a batch of writes was not committed");
+    }
+    for answer in answers {
+        answer(outcome.as_ref().err());
+    }
+}
+
+async fn run_jobs<W: Writer>(
+    writer: &W,
+    jobs: Vec<Keyed<W::Conn>>,
+    answers: &mut Vec<Answer>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = writer.begin().await?;
+    if jobs.len() == 1 {
+        // Alone in its transaction: no savepoint; a failed write rolls back.
+        for Keyed { job, .. } in jobs {
+            let (ok, answer) = job(&mut *tx).await;
+            answers.push(answer);
+            if !ok {
+                return W::rollback(tx).await;
+            }
+        }
+        return W::commit(tx).await;
+    }
+    for Keyed { job, .. } in jobs {
+        W::run(&mut *tx, "SAVEPOINT batch_item").await?;
+        let (ok, answer) = job(&mut *tx).await;
+        answers.push(answer);
+        if !ok {
+            W::run(&mut *tx, "ROLLBACK TO batch_item").await?;
+        }
+        W::run(&mut *tx, "RELEASE batch_item").await?;
+    }
+    W::commit(tx).await
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::future::join_all;
+    use sqlx::SqliteConnection;
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    use super::*;
+
+    async fn insert(conn: &mut SqliteConnection, value: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO t (v) VALUES ($1)")
+            .bind(value)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes queued together share a batch; one that fails is rolled back
+    /// alone (even after a statement that succeeded) and the others commit.
+    #[tokio::test]
+    async fn a_failed_write_does_not_fail_its_batch() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v TEXT NOT NULL UNIQUE)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let batch = GroupCommit::start(&pool, 1, 128);
+        let write = |values: &'static [&'static str]| {
+            batch.write(move |conn| {
+                Box::pin(async move {
+                    for value in values {
+                        insert(conn, value).await?;
+                    }
+                    Ok::<_, StoreError>(values.len())
+                })
+            })
+        };
+        // join_all queues every write before the writer task first runs.
+        let results = join_all([
+            write(&["a"]),
+            write(&["b"]),
+            write(&["a"]),
+            write(&["d", "b"]),
+            write(&["c"]),
+        ])
+        .await;
+        let outcomes: Vec<_> = results
+            .iter()
+            .map(|r| match r {
+                Ok(n) => Ok(*n),
+                Err(StoreError::Conflict) => Err("conflict"),
+                Err(other) => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [Ok(1), Ok(1), Err("conflict"), Err("conflict"), Ok(1)]
+        );
+        let stored: Vec<String> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, ["a", "b", "c"], "the failed write left nothing");
+    }
+
+    /// A batch runs its writes in key order (equal keys in queue order),
+    /// and a lone write that fails leaves nothing.
+    #[tokio::test]
+    async fn a_batch_runs_in_key_order() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL UNIQUE)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let batch = GroupCommit::start(&pool, 1, 128);
+        let write = |key: i64, value: &'static str| {
+            batch.write_keyed(key, move |conn| {
+                Box::pin(async move { insert(conn, value).await })
+            })
+        };
+        let results =
+            join_all([write(3, "c"), write(1, "a1"), write(2, "b"), write(1, "a2")]).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let stored: Vec<String> = sqlx::query_scalar("SELECT v FROM t ORDER BY n")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, ["a1", "a2", "b", "c"]);
+        let alone = batch
+            .write(|conn| {
+                Box::pin(async move {
+                    insert(conn, "d").await?;
+                    insert(conn, "a1").await
+                })
+            })
+            .await;
+        assert!(matches!(alone, Err(StoreError::Conflict)), "{alone:?}");
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM t WHERE v = 'd'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(count, 0, "the lone failed write was rolled back");
+    }
+
+    #[test]
+    fn lanes_take_every_key() {
+        assert_eq!(lane_of(7, 1), 0);
+        assert_eq!(lane_of(7, 4), 3);
+        assert_eq!(lane_of(-1, 4), 3);
+        assert_eq!(lane_of(i64::MIN, 3), 1);
+    }
+}
