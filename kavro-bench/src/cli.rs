@@ -137,6 +137,25 @@ pub enum Scenario {
         #[arg(long, default_value_t = 1000)]
         messages: u64,
     },
+    /// pgbench's plain single-row insert (PostgreSQL's ceiling on this
+    /// machine), then the relay's `send` at the same concurrency and
+    /// duration: both figures and their ratio, in one run
+    Ceiling {
+        /// PostgreSQL for pgbench: a user that may create databases (the run
+        /// creates its own, kavro_ceiling_<run>, and drops it)
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        pg_url: String,
+        /// The pgbench executable
+        #[arg(long, value_name = "PATH", default_value = "pgbench")]
+        pgbench: std::path::PathBuf,
+        /// pgbench worker threads (-j)
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+        pgbench_threads: u32,
+    },
     /// Hold N idle long-polls open for the duration
     IdlePolls {
         /// Long-polls to hold open at once
@@ -154,6 +173,7 @@ impl Scenario {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Send { .. } => "send",
+            Self::Ceiling { .. } => "ceiling",
             Self::Inbox { .. } => "inbox",
             Self::Mixed { .. } => "mixed",
             Self::Delivery { .. } => "delivery",
@@ -241,10 +261,38 @@ impl Cli {
             Scenario::Groups { group_size, .. } if self.users < *group_size as usize => Err(
                 format!("--users must be at least --group-size ({group_size}): one group at least"),
             ),
+            Scenario::Ceiling { pg_url, .. } => {
+                if pg_url.starts_with("postgres://") || pg_url.starts_with("postgresql://") {
+                    if !self.allow_remote && !crate::client::is_loopback(pg_url) {
+                        return Err(format!(
+                            "--pg-url {pg_url} is not on this machine; the ceiling is measured on loopback unless you pass --allow-remote"
+                        ));
+                    }
+                    Ok(())
+                } else {
+                    Err("--pg-url must be a postgres:// URL".into())
+                }
+            }
             Scenario::Send { .. }
             | Scenario::LoginTiming { .. }
             | Scenario::Seed { .. }
             | Scenario::Groups { .. } => Ok(()),
+        }
+    }
+
+    /// What `ceiling` runs pgbench with (`None` for the other scenarios).
+    pub fn ceiling_plan(&self) -> Option<crate::ceiling::CeilingPlan> {
+        match &self.scenario {
+            Scenario::Ceiling {
+                pg_url,
+                pgbench,
+                pgbench_threads,
+            } => Some(crate::ceiling::CeilingPlan {
+                admin_url: pg_url.clone(),
+                pgbench: pgbench.clone(),
+                threads: *pgbench_threads as usize,
+            }),
+            _ => None,
         }
     }
 
@@ -558,6 +606,62 @@ mod tests {
             parse(&["--url", "http://127.0.0.1:1", "send"])
                 .seed_plan()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn ceiling_runs_pgbench_on_a_local_postgres() {
+        let cli = parse(&[
+            "--url",
+            "http://127.0.0.1:1",
+            "--duration",
+            "15s",
+            "ceiling",
+        ]);
+        cli.validate().unwrap();
+        let plan = cli.ceiling_plan().unwrap();
+        assert_eq!(
+            plan.admin_url,
+            "postgres://postgres@127.0.0.1:5432/postgres"
+        );
+        assert_eq!((plan.pgbench.to_str(), plan.threads), (Some("pgbench"), 2));
+        assert_eq!(cli.connections(), 32);
+        assert!(
+            parse(&["--url", "http://127.0.0.1:1", "send"])
+                .ceiling_plan()
+                .is_none()
+        );
+        let err = |args: &[&str]| parse(args).validate().unwrap_err();
+        assert!(
+            err(&[
+                "--url",
+                "http://127.0.0.1:1",
+                "ceiling",
+                "--pg-url",
+                "mysql://x"
+            ])
+            .contains("--pg-url")
+        );
+        assert!(
+            err(&[
+                "--url",
+                "http://127.0.0.1:1",
+                "ceiling",
+                "--pg-url",
+                "postgres://postgres@192.0.2.1/postgres"
+            ])
+            .contains("--allow-remote")
+        );
+        assert!(
+            Cli::try_parse_from([
+                "kavro-bench",
+                "--url",
+                "x",
+                "ceiling",
+                "--pgbench-threads",
+                "0"
+            ])
+            .is_err()
         );
     }
 

@@ -6,10 +6,12 @@
 //! reports throughput and latency percentiles per operation, errors by
 //! status, and optionally the relay's memory and CPU. It also measures the
 //! timing of failed logins (`login-timing`), and seeds a relay's database
-//! with many users and messages directly (`seed`). Method and figures:
+//! with many users and messages directly (`seed`), and puts the relay's sends
+//! next to pgbench's plain insert on the same machine (`ceiling`). Method and figures:
 //! `docs/BENCHMARKS.md`.
 #![forbid(unsafe_code)]
 
+pub mod ceiling;
 pub mod cli;
 pub mod client;
 pub mod payload;
@@ -73,6 +75,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         .await?;
     }
 
+    let ceiling = match cli.ceiling_plan() {
+        Some(plan) => {
+            eprintln!(
+                "pgbench: plain single-row inserts, {} clients, {} …",
+                cli.concurrency,
+                humantime::format_duration(cli.duration)
+            );
+            Some(
+                ceiling::measure(
+                    &plan,
+                    &run_id,
+                    cli.concurrency,
+                    cli.duration,
+                    cli.message_bytes,
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+
     let ready = monitor.snapshot();
 
     let warmup = match cli.scenario {
@@ -103,7 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         humantime::format_duration(warmup)
     );
     let outcome = match cli.scenario {
-        Scenario::Send { .. } => scenarios::send::run(ctx).await,
+        Scenario::Send { .. } | Scenario::Ceiling { .. } => scenarios::send::run(ctx).await,
         Scenario::Inbox { limit, .. } => scenarios::inbox::run(ctx, limit).await,
         Scenario::Mixed { limit } => scenarios::mixed::run(ctx, limit).await,
         Scenario::Delivery { wait, .. } => {
@@ -159,6 +182,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         .collect();
     let seconds = measured_seconds(&window, outcome.finished);
     let operations = outcome.recorder.summaries(seconds);
+    let mut figures = outcome.figures;
+    if let Some(pgbench) = &ceiling {
+        let sends = operations
+            .iter()
+            .find(|o| o.name == scenarios::send::SEND)
+            .map_or(0.0, |o| o.ops_per_sec);
+        figures.extend(pgbench.figures(sends, cli.concurrency));
+    }
     let bench_cpu_percent = sysinfo::own_cpu_percent(&start, &at_end);
     let notes = notes(&operations, bench_cpu_percent, &servers);
     Ok(Report {
@@ -177,7 +208,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         },
         measured_seconds: seconds,
         operations,
-        figures: outcome.figures,
+        figures,
         servers,
         bench_cpu_percent,
         notes,
@@ -188,6 +219,11 @@ fn options(cli: &Cli) -> Map<String, Value> {
     let mut map = Map::new();
     match &cli.scenario {
         Scenario::Seed { .. } => {}
+        Scenario::Ceiling {
+            pgbench_threads, ..
+        } => {
+            map.insert("pgbench_threads".into(), json!(pgbench_threads));
+        }
         Scenario::Send { pending } => {
             map.insert("pending".into(), json!(pending));
         }
