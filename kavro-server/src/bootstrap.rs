@@ -72,18 +72,17 @@ pub async fn build_with(
     .context("opening the database")?;
     let (store, v2_store, ops) = (stores.store, stores.v2, stores.ops);
 
-    let counters: Arc<dyn Counters> = match config.redis_url() {
-        Some(url) => Arc::new(
-            RedisCounters::connect(url, &config.redis_prefix)
+    let redis = config.redis();
+    let counters: Arc<dyn Counters> = match &redis {
+        Some(target) => Arc::new(
+            RedisCounters::connect(target, &config.redis_prefix)
                 .await
-                .with_context(|| {
-                    format!("connecting to Redis at {}", crate::config::redact_url(url))
-                })?,
+                .with_context(|| format!("connecting to Redis at {}", target.redacted()))?,
         ),
         None => Arc::new(MemoryCounters::default()),
     };
-    let wake = Arc::new(match config.redis_url() {
-        Some(url) => WakeHub::with_redis(url, &config.redis_prefix)
+    let wake = Arc::new(match &redis {
+        Some(target) => WakeHub::with_redis(target, &config.redis_prefix)
             .await
             .context("subscribing to Redis for long-poll wake-ups")?,
         None => WakeHub::local(),

@@ -15,6 +15,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::redis_link::RedisTarget;
 use crate::secret::SecretString;
 
 /// The whole configuration of one relay instance.
@@ -31,6 +32,10 @@ pub struct Config {
     pub database_read_url: String,
     /// `redis://…` / `rediss://…`; empty means in-process counters.
     pub redis_url: String,
+    /// Seed nodes of a Redis Cluster (`redis://host:port`, comma separated
+    /// in the environment); instead of `redis_url`, never with it.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub redis_cluster: Vec<String>,
     /// Prefix of every Redis key (lets several deployments or tests share a Redis).
     pub redis_prefix: String,
     /// Most database connections this instance opens.
@@ -282,6 +287,7 @@ impl Default for Config {
             database_url: String::new(),
             database_read_url: String::new(),
             redis_url: String::new(),
+            redis_cluster: Vec::new(),
             redis_prefix: "kavro".to_owned(),
             db_max_connections: 32,
             jwt_secret: SecretString::default(),
@@ -366,6 +372,8 @@ pub struct FlagOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_cluster: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
@@ -440,9 +448,15 @@ impl Config {
         self.effective_database_url().starts_with("sqlite:")
     }
 
-    pub fn redis_url(&self) -> Option<&str> {
+    /// The Redis deployment in effect, if any ([`Config::validate`] refuses
+    /// both at once; were both set, the cluster wins).
+    pub fn redis(&self) -> Option<RedisTarget> {
         let url = self.redis_url.trim();
-        (!url.is_empty()).then_some(url)
+        if self.redis_cluster.is_empty() {
+            (!url.is_empty()).then(|| RedisTarget::Single(url.to_owned()))
+        } else {
+            Some(RedisTarget::Cluster(self.redis_cluster.clone()))
+        }
     }
 
     /// Checks what serde cannot: pairs of settings, ranges.
@@ -477,6 +491,16 @@ impl Config {
         if self.sweep_interval.is_zero() {
             return Err(InvalidConfig::ZeroSweepInterval);
         }
+        if !self.redis_cluster.is_empty() && !self.redis_url.trim().is_empty() {
+            return Err(InvalidConfig::RedisUrlAndCluster);
+        }
+        if !self
+            .redis_cluster
+            .iter()
+            .all(|node| node.starts_with("redis://") || node.starts_with("rediss://"))
+        {
+            return Err(InvalidConfig::RedisClusterScheme);
+        }
         Ok(())
     }
 }
@@ -508,6 +532,10 @@ pub enum InvalidConfig {
     ZeroTimeout,
     #[error("sweep_interval must be above zero")]
     ZeroSweepInterval,
+    #[error("set redis_url (one Redis) or redis_cluster (seed nodes of a cluster), not both")]
+    RedisUrlAndCluster,
+    #[error("every redis_cluster node must be a redis:// or rediss:// URL")]
+    RedisClusterScheme,
 }
 
 impl fmt::Debug for Config {
@@ -518,6 +546,14 @@ impl fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact_url(&self.effective_database_url()))
             .field("redis_url", &redact_url(&self.redis_url))
+            .field(
+                "redis_cluster",
+                &self
+                    .redis_cluster
+                    .iter()
+                    .map(|node| redact_url(node))
+                    .collect::<Vec<_>>(),
+            )
             .field("jwt_secret", &self.jwt_secret)
             .field("fernet_keys", &self.fernet_keys)
             .field("token_ttl", &self.token_ttl)
@@ -627,6 +663,50 @@ mod tests {
             RateSpec::new(30, Duration::from_secs(60)).to_string(),
             "30/1m"
         );
+    }
+
+    /// `KAVRO_REDIS_CLUSTER` is a comma-separated list, the TOML key a list,
+    /// the flag a list too; with it, `redis()` names the cluster.
+    #[test]
+    fn redis_cluster_from_every_layer() {
+        Jail::expect_with(|jail| {
+            jail.create_file("server.toml", r#"redis_cluster = ["redis://file:7000"]"#)?;
+            let config = Config::load(Some(Path::new("server.toml")), &FlagOverrides::default())?;
+            assert_eq!(
+                config.redis(),
+                Some(RedisTarget::Cluster(vec!["redis://file:7000".into()]))
+            );
+            jail.set_env(
+                "KAVRO_REDIS_CLUSTER",
+                "redis://127.0.0.1:7000, redis://127.0.0.1:7001,",
+            );
+            let config = Config::load(Some(Path::new("server.toml")), &FlagOverrides::default())?;
+            assert_eq!(
+                config.redis_cluster,
+                vec!["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"],
+                "env over file, blanks dropped"
+            );
+            let flags = FlagOverrides {
+                redis_cluster: Some(vec!["redis://flag:7000".into()]),
+                ..FlagOverrides::default()
+            };
+            let config = Config::load(None, &flags)?;
+            assert_eq!(config.redis_cluster, vec!["redis://flag:7000"]);
+            config.validate().expect("a cluster alone is valid");
+            // Both set: refused by validate (and bootstrap calls validate).
+            jail.set_env("KAVRO_REDIS_URL", "redis://one");
+            let config = Config::load(None, &FlagOverrides::default())?;
+            assert_eq!(config.validate(), Err(InvalidConfig::RedisUrlAndCluster));
+            let shown = format!(
+                "{:?}",
+                Config {
+                    redis_cluster: vec!["redis://:hunter2@a:7000".into()],
+                    ..Config::default()
+                }
+            );
+            assert!(!shown.contains("hunter2"), "{shown}");
+            Ok(())
+        });
     }
 
     #[test]
@@ -788,7 +868,7 @@ mod tests {
     #[test]
     fn each_bad_combination_is_refused_by_name() {
         type Case = (fn(&mut Config), InvalidConfig);
-        let cases: [Case; 14] = [
+        let cases: [Case; 16] = [
             (
                 |c| c.tls_cert = Some("cert.pem".into()),
                 InvalidConfig::TlsHalfSet,
@@ -832,6 +912,17 @@ mod tests {
             (
                 |c| c.lockout.max_duration = Duration::from_secs(60),
                 InvalidConfig::LockoutDurations,
+            ),
+            (
+                |c| {
+                    c.redis_url = "redis://one".into();
+                    c.redis_cluster = vec!["redis://a:7000".into()];
+                },
+                InvalidConfig::RedisUrlAndCluster,
+            ),
+            (
+                |c| c.redis_cluster = vec!["redis://a:7000".into(), "a:7001".into()],
+                InvalidConfig::RedisClusterScheme,
             ),
         ];
         assert_eq!(Config::default().validate(), Ok(()));

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fieldcrypt;
 pub mod http;
 pub mod limits;
+pub mod redis_link;
 pub mod retention;
 pub mod revocations;
 pub mod secret;

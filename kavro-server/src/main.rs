@@ -43,6 +43,9 @@ struct Cli {
     /// redis://… for shared counters and wake-ups [env: KAVRO_REDIS_URL, REDIS_URL]
     #[arg(long, global = true)]
     redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster, comma separated, instead of --redis-url [env: KAVRO_REDIS_CLUSTER]
+    #[arg(long, global = true, value_delimiter = ',')]
+    redis_cluster: Option<Vec<String>>,
     /// Log format [env: KAVRO_LOG_FORMAT]
     #[arg(long, value_enum, global = true)]
     log_format: Option<LogFormatArg>,
@@ -97,6 +100,7 @@ impl Cli {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             redis_url: self.redis_url.clone(),
+            redis_cluster: self.redis_cluster.clone(),
             log_format: self.log_format.map(|f| match f {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
@@ -202,7 +206,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     for addr in acceptor.local_addr() {
         if let Some(addr) = addr.as_socket_addr() {
-            tracing::info!(%addr, database = %kavro_server::config::redact_url(&config.effective_database_url()), redis = config.redis_url().is_some(), "kavro-server listening");
+            tracing::info!(%addr, database = %kavro_server::config::redact_url(&config.effective_database_url()), redis = ?config.redis(), "kavro-server listening");
             // Scripts and tests read this line to find the port.
             println!("kavro-server listening on {scheme}://{addr}");
         }

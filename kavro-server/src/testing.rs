@@ -17,8 +17,11 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
+mod redis_cluster;
+pub use redis_cluster::PrivateRedisCluster;
+
 /// Prints why a test skips, or fails it when `KAVRO_REQUIRE_SERVICES=1`.
-fn skip(what: &str) {
+pub(crate) fn skip(what: &str) {
     assert!(
         std::env::var("KAVRO_REQUIRE_SERVICES").as_deref() != Ok("1"),
         "{what} but KAVRO_REQUIRE_SERVICES=1"
@@ -199,9 +202,15 @@ fn free_port() -> Option<u16> {
 /// Starts `redis-server` without persistence and waits (at most 10 s) until
 /// it accepts connections.
 fn spawn_redis(port: u16) -> Option<Child> {
+    spawn_redis_with(port, &[])
+}
+
+/// [`spawn_redis`] with more `redis-server` arguments.
+pub(crate) fn spawn_redis_with(port: u16, extra: &[String]) -> Option<Child> {
     let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

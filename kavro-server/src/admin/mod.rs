@@ -103,8 +103,8 @@ impl Admin {
         }
         // Best effort: without it, the relays' once-a-second read of the
         // database ends the sessions (crate::revocations).
-        let counters = match config.redis_url() {
-            Some(redis) => match RedisCounters::connect(redis, &config.redis_prefix).await {
+        let counters = match config.redis() {
+            Some(redis) => match RedisCounters::connect(&redis, &config.redis_prefix).await {
                 Ok(counters) => Some(counters),
                 Err(err) => {
                     tracing::warn!(error = %crate::error::error_chain(&err), "Redis unreachable: relays end the sessions within a second from the database instead");

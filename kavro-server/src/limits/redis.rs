@@ -1,6 +1,8 @@
 //! Counters in Redis, shared by every relay instance. Each check is one
 //! atomic round trip (a Lua script or a single command). Every script touches
-//! only keys with the same hash tag (`{…}`), so Redis Cluster works.
+//! only keys with the same hash tag (`{…}`), so it runs on a Redis Cluster
+//! (one slot per script; `script_keys_share_a_slot` checks it), and no
+//! pipeline spans two slots.
 //!
 //! Times come from the caller's clock (scores and stored deadlines), and Redis
 //! expiry is only used to clean up, so the logic is testable with an injected
@@ -10,13 +12,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use kavro_proto::UserId;
 
 use super::{CounterBackend, CounterError, Counters, Decision, TokenState, wait_ms};
 use crate::config::{Lockout, Window};
+use crate::redis_link::{RedisConn, RedisTarget, Timeouts};
 use crate::store::TokenGeneration;
 
 /// Sliding-window log in a sorted set: drop entries older than the window,
@@ -86,7 +88,7 @@ return 0
 ";
 
 pub struct RedisCounters {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     hit: Script,
     fail: Script,
@@ -105,14 +107,12 @@ fn member(now: i64) -> String {
 impl RedisCounters {
     /// Connects (failing fast when Redis is unreachable). Commands time out
     /// after two seconds, so a stalled Redis turns into an error, not a hang.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+    pub async fn connect(target: &RedisTarget, prefix: &str) -> Result<Self, redis::RedisError> {
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(1),
+            response: Duration::from_secs(2),
+        };
+        let conn = RedisConn::connect(target, timeouts).await?;
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),
@@ -270,13 +270,15 @@ impl Counters for RedisCounters {
         user: UserId,
         _now: DateTime<Utc>,
     ) -> Result<TokenState, CounterError> {
-        // One round trip; the two keys need not share a slot (a pipeline, not a script).
-        let (revoked, generation): (bool, Option<u64>) = redis::pipe()
-            .exists(self.revoked_key(jti))
-            .get(self.generation_key(user))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(CounterError::Redis)?;
+        // Two commands side by side (one round trip on a single server,
+        // multiplexed): the two keys may live in different cluster slots, where
+        // one pipeline would be refused as cross-slot.
+        let (mut a, mut b) = (self.conn.clone(), self.conn.clone());
+        let (revoked, generation): (bool, Option<u64>) = tokio::try_join!(
+            a.exists(self.revoked_key(jti)),
+            b.get(self.generation_key(user)),
+        )
+        .map_err(CounterError::Redis)?;
         Ok(TokenState {
             revoked,
             min_generation: TokenGeneration(generation.unwrap_or_default()),
@@ -284,10 +286,26 @@ impl Counters for RedisCounters {
     }
 
     async fn ping(&self) -> Result<(), CounterError> {
+        let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut conn)
             .await
             .map_err(CounterError::Redis)?;
+        if matches!(conn, RedisConn::Cluster(_)) {
+            // A cluster that lost a master may still answer PING; its state
+            // says whether every slot is served.
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut conn)
+                .await
+                .map_err(CounterError::Redis)?;
+            if !info.lines().any(|line| line.trim() == "cluster_state:ok") {
+                return Err(CounterError::Redis(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "the Redis Cluster reports a state other than ok",
+                ))));
+            }
+        }
         Ok(())
     }
 
@@ -306,10 +324,66 @@ mod tests {
         let Some(redis) = TestRedisPrefix::create("kavro-test") else {
             return;
         };
-        let counters = RedisCounters::connect(&redis.url, &redis.prefix)
+        let counters =
+            RedisCounters::connect(&RedisTarget::Single(redis.url.clone()), &redis.prefix)
+                .await
+                .unwrap();
+        super::super::contract::run(&counters, "redis").await;
+    }
+
+    /// The same contract on a three-master cluster: every script's keys in
+    /// one slot (else Redis answers CROSSSLOT), the token check's two keys in
+    /// any slots, subjects spread over all masters.
+    #[tokio::test]
+    async fn contract_holds_on_a_redis_cluster() {
+        let Some(cluster) = crate::testing::PrivateRedisCluster::start() else {
+            return;
+        };
+        let counters = RedisCounters::connect(&RedisTarget::Cluster(cluster.urls()), "kavro-test")
             .await
             .unwrap();
-        super::super::contract::run(&counters, "redis").await;
+        for round in 0..4 {
+            super::super::contract::run(&counters, &format!("cluster-{round}")).await;
+        }
+    }
+
+    /// The part of a key Redis Cluster hashes: the text between the first
+    /// `{` and the next `}`, if not empty; else the whole key.
+    fn hash_tag(key: &str) -> &str {
+        key.find('{')
+            .and_then(|open| {
+                let rest = &key[open + 1..];
+                rest.find('}')
+                    .filter(|&close| close > 0)
+                    .map(|close| &rest[..close])
+            })
+            .unwrap_or(key)
+    }
+
+    /// Redis Cluster refuses a script whose keys hash to different slots:
+    /// the three keys of the lockout script share one tag for any subject,
+    /// also one that contains braces (a username cannot, a network could in
+    /// principle carry anything).
+    #[tokio::test]
+    async fn script_keys_share_a_slot() {
+        let Some(redis) = TestRedisPrefix::create("kavro-test") else {
+            return;
+        };
+        let counters =
+            RedisCounters::connect(&RedisTarget::Single(redis.url.clone()), &redis.prefix)
+                .await
+                .unwrap();
+        for subject in ["alice|10.0.0.0/24", "}{x}", "{a}b", "", "{}"] {
+            let keys = counters.lock_keys(subject);
+            let tags: Vec<&str> = keys.iter().map(|k| hash_tag(k)).collect();
+            assert!(tags.iter().all(|t| *t == tags[0]), "{subject:?}: {keys:?}");
+            assert!(
+                !tags[0].starts_with(&redis.prefix),
+                "the tag is the subject's, so subjects spread over the cluster: {keys:?}"
+            );
+        }
+        assert_eq!(hash_tag("p:{user:1}:x"), "user:1");
+        assert_eq!(hash_tag("p:{}:x"), "p:{}:x");
     }
 
     #[test]
@@ -333,7 +407,7 @@ mod tests {
     async fn unreachable_redis_fails_fast() {
         // Nothing listens on port 1: connecting is an error the caller can report.
         assert!(
-            RedisCounters::connect("redis://127.0.0.1:1", "x")
+            RedisCounters::connect(&RedisTarget::Single("redis://127.0.0.1:1".into()), "x")
                 .await
                 .is_err()
         );

@@ -2,23 +2,25 @@
 //! per-user channel here (per-device for v2 queues) and is woken the moment
 //! a message for that user or device is stored, without polling the database.
 //!
-//! With Redis configured, every store is also published on one Redis channel
-//! that every instance subscribes to, so a message sent through instance A
-//! wakes a long-poll held by instance B. If the subscription drops, every
-//! local waiter is woken (it re-reads its inbox, so nothing is missed) and the
-//! subscriber reconnects with backoff.
+//! With Redis configured (one server or a cluster), every store is also
+//! published on one Redis channel that every instance subscribes to, so a
+//! message sent through instance A wakes a long-poll held by instance B
+//! ([`redis`]). If the subscription drops, every local waiter is woken (it
+//! re-reads its inbox, so nothing is missed) and the subscriber reconnects.
+
+mod redis;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
+use ::redis::AsyncCommands as _;
 use kavro_proto::UserId;
 use kavro_proto::v2::MlsDeviceId;
-use redis::AsyncCommands as _;
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::redis_link::{RedisConn, RedisTarget};
 
 /// One user's waiters on this instance: a channel that wakes them all, and
 /// the open long-polls, oldest first.
@@ -85,7 +87,7 @@ pub struct WakeHub {
 }
 
 struct RedisLink {
-    publisher: ConnectionManager,
+    publisher: RedisConn,
     channel: String,
 }
 
@@ -122,32 +124,20 @@ impl WakeHub {
         }
     }
 
-    /// Wake-ups across every instance sharing this Redis.
-    pub async fn with_redis(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)));
-        let publisher = ConnectionManager::new_with_config(client.clone(), config).await?;
+    /// Wake-ups across every instance sharing this Redis (or cluster).
+    pub async fn with_redis(
+        target: &RedisTarget,
+        prefix: &str,
+    ) -> Result<Self, ::redis::RedisError> {
+        let waiters = Arc::new(Waiters::default());
+        let shutdown = CancellationToken::new();
         let channel = format!("{prefix}:wake");
-        let hub = Self {
-            waiters: Arc::new(Waiters::default()),
-            redis: Some(RedisLink {
-                publisher,
-                channel: channel.clone(),
-            }),
-            shutdown: CancellationToken::new(),
-        };
-        // Subscribe before returning, so no wake-up published after start-up is missed.
-        let pubsub = subscribe(&client, &channel).await?;
-        tokio::spawn(listen(
-            client,
-            channel,
-            pubsub,
-            hub.waiters.clone(),
-            hub.shutdown.clone(),
-        ));
-        Ok(hub)
+        let publisher = redis::link(target, &channel, waiters.clone(), shutdown.clone()).await?;
+        Ok(Self {
+            waiters,
+            redis: Some(RedisLink { publisher, channel }),
+            shutdown,
+        })
     }
 
     /// Registers interest in `user`'s inbox. At most `max` stay open per
@@ -272,64 +262,6 @@ impl Drop for Subscription {
     }
 }
 
-async fn subscribe(
-    client: &redis::Client,
-    channel: &str,
-) -> Result<redis::aio::PubSub, redis::RedisError> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
-    Ok(pubsub)
-}
-
-/// Forwards Redis wake-ups to local waiters; reconnects when the link drops.
-async fn listen(
-    client: redis::Client,
-    channel: String,
-    mut pubsub: redis::aio::PubSub,
-    waiters: Arc<Waiters>,
-    shutdown: CancellationToken,
-) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        {
-            let mut messages = pubsub.on_message();
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    message = messages.next() => match message {
-                        Some(message) => {
-                            if let Ok(payload) = message.get_payload::<String>() {
-                                for key in WakeKey::parse_payload(&payload) {
-                                    waiters.wake(key);
-                                }
-                            }
-                        }
-                        None => break,
-                    },
-                }
-            }
-        }
-        tracing::warn!("lost the Redis wake-up subscription; reconnecting");
-        // Wake-ups may have been lost while disconnected: have everyone re-check.
-        waiters.wake_all();
-        pubsub = loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            match subscribe(&client, &channel).await {
-                Ok(pubsub) => {
-                    tracing::info!("Redis wake-up subscription restored");
-                    waiters.wake_all();
-                    backoff = Duration::from_millis(100);
-                    break pubsub;
-                }
-                Err(_) => backoff = (backoff * 2).min(Duration::from_secs(5)),
-            }
-        };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,12 +349,9 @@ mod tests {
         let Some(redis) = crate::testing::TestRedisPrefix::create("kavro-test") else {
             return;
         };
-        let a = WakeHub::with_redis(&redis.url, &redis.prefix)
-            .await
-            .unwrap();
-        let b = WakeHub::with_redis(&redis.url, &redis.prefix)
-            .await
-            .unwrap();
+        let target = RedisTarget::Single(redis.url.clone());
+        let a = WakeHub::with_redis(&target, &redis.prefix).await.unwrap();
+        let b = WakeHub::with_redis(&target, &redis.prefix).await.unwrap();
         let mut on_b = b.subscribe(UserId(7), 4);
         let mut device_on_b = b.subscribe_device(MlsDeviceId(8), 4);
         a.notify(UserId(7));
@@ -430,6 +359,34 @@ mod tests {
         a.notify_devices(&[MlsDeviceId(3), MlsDeviceId(8)]);
         assert_eq!(
             device_on_b.wait(Duration::from_secs(10)).await,
+            WakeReason::Woken
+        );
+    }
+
+    /// Across instances on a Redis Cluster: a PUBLISH on one node reaches the
+    /// subscriber whichever node each hub talks to, also for a hub that only
+    /// knows one seed node.
+    #[tokio::test]
+    async fn wakes_across_instances_through_a_cluster() {
+        let Some(cluster) = crate::testing::PrivateRedisCluster::start() else {
+            return;
+        };
+        let urls = cluster.urls();
+        let a = WakeHub::with_redis(&RedisTarget::Cluster(urls.clone()), "kavro-test")
+            .await
+            .unwrap();
+        let b = WakeHub::with_redis(&RedisTarget::Cluster(vec![urls[2].clone()]), "kavro-test")
+            .await
+            .unwrap();
+        for user in 0..20 {
+            let mut on_b = b.subscribe(UserId(user), 4);
+            a.notify(UserId(user));
+            assert_eq!(on_b.wait(Duration::from_secs(10)).await, WakeReason::Woken);
+        }
+        let mut device_on_a = a.subscribe_device(MlsDeviceId(8), 4);
+        b.notify_devices(&[MlsDeviceId(8)]);
+        assert_eq!(
+            device_on_a.wait(Duration::from_secs(10)).await,
             WakeReason::Woken
         );
     }
