@@ -36,8 +36,9 @@ fn story(server: &Server) {
     let sent = alice.json(&["send", "bob", "hello bob"]);
     assert_eq!(sent[0]["protocol"], "mls");
     assert_eq!(sent[0]["to"], "bob");
+    // A 1:1 chat is labelled with the other person.
     for user in [&bob, &bob2] {
-        assert_eq!(v2_texts(user), vec![line("bob", "alice", "hello bob")]);
+        assert_eq!(v2_texts(user), vec![line("alice", "alice", "hello bob")]);
     }
     assert_eq!(v2_texts(&alice2), vec![line("bob", "alice", "hello bob")]);
     let run = bob2.run_with_stdin(&["send", "alice", "-"], "from bob's laptop\n");
@@ -45,7 +46,7 @@ fn story(server: &Server) {
     for user in [&alice, &alice2] {
         assert_eq!(
             v2_texts(user),
-            vec![line("alice", "bob", "from bob's laptop")]
+            vec![line("bob", "bob", "from bob's laptop")]
         );
     }
     let history = alice2.json(&["history", "bob"]);
@@ -88,9 +89,17 @@ fn story(server: &Server) {
         "group", "create", "team", "--member", "bob", "--member", "carol",
     ]);
     alice.json(&["send", "#team", "hello team"]);
-    for user in [&bob, &bob2, &carol, &alice2] {
+    for user in [&bob2, &carol, &alice2] {
         assert_eq!(v2_texts(user), vec![line("#team", "alice", "hello team")]);
     }
+    // bob's first device also sees what his laptop sent in the 1:1 chat.
+    assert_eq!(
+        v2_texts(&bob),
+        vec![
+            line("alice", "bob", "from bob's laptop"),
+            line("#team", "alice", "hello team")
+        ]
+    );
 
     // bob revokes his laptop: it reads nothing sent after, in any conversation.
     let laptop = bob_devices[1]["device_id"]
@@ -105,7 +114,7 @@ fn story(server: &Server) {
     assert_eq!(
         v2_texts(&bob),
         vec![
-            line("bob", "alice", "after the revocation"),
+            line("alice", "alice", "after the revocation"),
             line("#team", "alice", "team after the revocation"),
         ]
     );
