@@ -42,10 +42,15 @@ fn two_people_exchange_verified_messages() {
     let bob = registered(&server, "bob");
 
     // Alice -> Bob with the text as an argument; Bob -> Alice through stdin.
-    let sent = alice.json(&["send", "bob", "hello bob"]);
+    let sent = alice.json(&["send", "--v1", "bob", "hello bob"]);
     assert_eq!(sent[0]["to"], "bob");
     assert_eq!(sent[0]["state"], "stored");
-    let run = with_stdin(&bob, &["send", "alice"], "hi alice\nsecond line\n", false);
+    let run = with_stdin(
+        &bob,
+        &["send", "--v1", "alice"],
+        "hi alice\nsecond line\n",
+        false,
+    );
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(run.stderr.contains("pinned alice's key"), "{run:?}");
 
@@ -174,7 +179,7 @@ fn a_substituted_key_is_refused_until_trusted() {
     let http = Http::new(&server.url);
     let alice = registered(&server, "alice");
     let bob = registered(&server, "bob");
-    alice.ok(&["send", "bob", "before"]);
+    alice.ok(&["send", "--v1", "bob", "before"]);
 
     // The relay (here: anyone holding Bob's token) publishes another key for Bob.
     let (bob_token, _) = http.login("bob", &bob.password);
@@ -186,12 +191,12 @@ fn a_substituted_key_is_refused_until_trusted() {
     );
     assert_eq!(status, 201, "{body}");
 
-    let run = alice.exec(&["send", "bob", "after"]);
+    let run = alice.exec(&["send", "--v1", "bob", "after"]);
     assert_eq!(run.code, Some(4), "{run:?}");
     assert!(run.stderr.contains("kavro fingerprint bob"), "{run:?}");
     assert!(run.stderr.contains("kavro trust bob"), "{run:?}");
     // Still refused; every read warns.
-    assert_eq!(alice.exec(&["send", "bob", "again"]).code, Some(4));
+    assert_eq!(alice.exec(&["send", "--v1", "bob", "again"]).code, Some(4));
     for args in [&["inbox"][..], &["contacts"], &["history", "bob"]] {
         let run = alice.exec(args);
         assert_eq!(run.code, Some(0), "{args:?}: {run:?}");
@@ -225,7 +230,10 @@ fn a_substituted_key_is_refused_until_trusted() {
         &json!({"identity_pubkey": third.public().to_hex()}),
     );
     assert_eq!(status, 201, "{body}");
-    assert_eq!(alice.exec(&["send", "bob", "refused"]).code, Some(4));
+    assert_eq!(
+        alice.exec(&["send", "--v1", "bob", "refused"]).code,
+        Some(4)
+    );
     let run = alice.exec(&["trust", "bob", &shown]);
     assert_eq!(run.code, Some(4), "{run:?}");
     assert!(run.stderr.contains("kavro fingerprint bob"), "{run:?}");
@@ -238,7 +246,7 @@ fn a_substituted_key_is_refused_until_trusted() {
     assert_eq!(trusted[0]["state"], "verified");
     assert_eq!(trusted[0]["key"], third.public().to_hex());
     assert!(alice.exec(&["inbox"]).stderr.is_empty());
-    alice.ok(&["send", "bob", "to the new key"]);
+    alice.ok(&["send", "--v1", "bob", "to the new key"]);
 
     // The real Bob cannot open what went to the substituted key: reported,
     // stored and acknowledged, never shown as verified.
@@ -259,7 +267,7 @@ fn tampered_messages_are_reported_stored_and_acknowledged() {
     let http = Http::new(&server.url);
     let alice = registered(&server, "alice");
     let bob = registered(&server, "bob");
-    alice.ok(&["send", "bob", "genuine"]);
+    alice.ok(&["send", "--v1", "bob", "genuine"]);
     let alice_token = alice.token();
     let devices = user_devices(&http, &alice_token, "bob");
     let bob_id = devices[0]["user_id"].as_i64().expect("user id");
@@ -335,20 +343,24 @@ fn errors_have_documented_exit_codes_and_say_what_to_do() {
     let alice = registered(&server, "alice");
     registered(&server, "bob");
 
-    let run = alice.exec(&["send", "nobody", "hi"]);
+    let run = alice.exec(&["send", "--v1", "nobody", "hi"]);
     assert_eq!(run.code, Some(6), "{run:?}");
     assert!(run.stderr.contains("no user named \"nobody\""), "{run:?}");
-    let run = alice.exec(&["--json", "send", "nobody", "hi"]);
+    let run = alice.exec(&["--json", "send", "--v1", "nobody", "hi"]);
     let error: Value = serde_json::from_str(run.stderr.trim()).expect("JSON error");
     assert_eq!(error["exit_code"], 6);
-    let run = alice.exec(&["send", "not a name", "hi"]);
+    let run = alice.exec(&["send", "--v1", "not a name", "hi"]);
     assert_eq!(run.code, Some(2), "{run:?}");
     assert_eq!(alice.exec(&["send"]).code, Some(2));
     assert_eq!(alice.exec(&["frobnicate"]).code, Some(2));
 
     // A fresh device that never logged in.
     let stranger = User::new("carol", &server.url);
-    for args in [&["inbox"][..], &["send", "alice", "hi"], &["whoami"]] {
+    for args in [
+        &["inbox"][..],
+        &["send", "--v1", "alice", "hi"],
+        &["whoami"],
+    ] {
         let run = stranger.exec(args);
         assert_eq!(run.code, Some(3), "{args:?}: {run:?}");
         assert!(run.stderr.contains("kavro login"), "{args:?}: {run:?}");
@@ -379,15 +391,19 @@ fn errors_have_documented_exit_codes_and_say_what_to_do() {
     alice.ok(&["logout"]);
     let (status, _) = Http::new(&server.url).get("/auth/me", Some(&token));
     assert_eq!(status, 401);
-    let run = alice.exec(&["send", "bob", "hi"]);
+    let run = alice.exec(&["send", "--v1", "bob", "hi"]);
     assert_eq!(run.code, Some(3), "{run:?}");
     assert!(run.stderr.contains("kavro login alice"), "{run:?}");
     alice.ok(&["login", "alice"]);
-    alice.ok(&["send", "bob", "back again"]);
+    alice.ok(&["send", "--v1", "bob", "back again"]);
 
     // The relay goes away.
     drop(server);
-    for args in [&["send", "bob", "anyone?"][..], &["inbox"], &["whoami"]] {
+    for args in [
+        &["send", "--v1", "bob", "anyone?"][..],
+        &["inbox"],
+        &["whoami"],
+    ] {
         let run = alice.exec(args);
         assert_eq!(run.code, Some(5), "{args:?}: {run:?}");
         assert!(
@@ -407,7 +423,7 @@ fn login_on_a_new_device_generates_and_publishes_a_new_key() {
     let http = Http::new(&server.url);
     let alice = registered(&server, "alice");
     let bob = registered(&server, "bob");
-    alice.ok(&["send", "bob", "hi"]);
+    alice.ok(&["send", "--v1", "bob", "hi"]);
     let old = bob.json(&["whoami"]);
 
     let laptop = User::new("bob", &server.url);
@@ -420,7 +436,10 @@ fn login_on_a_new_device_generates_and_publishes_a_new_key() {
 
     // The old device learns it is no longer the newest; Alice sees a change.
     assert_eq!(bob.json(&["whoami"])[0]["newest_key_is_ours"], false);
-    assert_eq!(alice.exec(&["send", "bob", "which one?"]).code, Some(4));
+    assert_eq!(
+        alice.exec(&["send", "--v1", "bob", "which one?"]).code,
+        Some(4)
+    );
     // Logging in again on the same device keeps its key.
     let again = laptop.json(&["login", "bob"]);
     assert_eq!(again[0]["new_key"], false);
@@ -459,7 +478,7 @@ fn inbox_watch_prints_messages_as_they_arrive() {
     let mut line = String::new();
     stderr.read_line(&mut line).expect("read stderr");
     assert!(line.contains("Waiting for new messages"), "{line}");
-    alice.ok(&["send", "bob", "ping"]);
+    alice.ok(&["send", "--v1", "bob", "ping"]);
     assert_eq!(wait_exit(&mut waiter, 30), Some(0));
     let mut stdout = String::new();
     waiter
@@ -523,11 +542,11 @@ fn account_commands_keys_password_logout_everywhere_and_deletion() {
     );
 
     // Bob pins the newest key (the laptop's); Alice retires it: a key change.
-    bob.ok(&["send", "alice", "to the laptop"]);
+    bob.ok(&["send", "--v1", "alice", "to the laptop"]);
     let retired = alice.json(&["keys", "retire", &other["id"].to_string()]);
     assert_eq!(retired[0]["retired"], true);
     assert_eq!(alice.json(&["keys"]).len(), 1);
-    assert_eq!(bob.exec(&["send", "alice", "again"]).code, Some(4));
+    assert_eq!(bob.exec(&["send", "--v1", "alice", "again"]).code, Some(4));
 
     // `password`: the other session is refused afterwards; a wrong current
     // password is refused (exit 3).
@@ -592,7 +611,10 @@ fn account_commands_keys_password_logout_everywhere_and_deletion() {
         "the profile's secrets are gone"
     );
     assert_eq!(alice.exec(&["whoami"]).code, Some(3));
-    assert_eq!(bob.exec(&["send", "alice", "anyone?"]).code, Some(6));
+    assert_eq!(
+        bob.exec(&["send", "--v1", "alice", "anyone?"]).code,
+        Some(6)
+    );
     // The name stays reserved.
     let thief = User::new("alice", &server.url);
     let run = thief.exec(&["register", "alice"]);

@@ -106,7 +106,7 @@ fn invites_and_admin_commands_against_a_running_relay() {
     let revoked = ok(data, &["admin", "invites", "revoke", "1"]);
     assert!(revoked.contains("revoked invite 1"), "{revoked}");
 
-    alice.ok(&["send", "bob", "queued for bob"]);
+    alice.ok(&["send", "--v1", "bob", "queued for bob"]);
     let users: Value =
         serde_json::from_str(&ok(data, &["admin", "users", "list", "--json"])).unwrap();
     assert_eq!(users[0]["username"], "alice");
@@ -210,8 +210,8 @@ fn a_backup_restores_into_a_fresh_relay_with_the_queued_messages() {
     alice.ok(&["register", "alice"]);
     let bob = User::new("bob", &server.url);
     bob.ok(&["register", "bob"]);
-    alice.ok(&["send", "bob", "first, before the backup"]);
-    alice.ok(&["send", "bob", "second, before the backup"]);
+    alice.ok(&["send", "--v1", "bob", "first, before the backup"]);
+    alice.ok(&["send", "--v1", "bob", "second, before the backup"]);
 
     // While the relay runs.
     let backups = tempfile::tempdir().unwrap();
@@ -227,7 +227,7 @@ fn a_backup_restores_into_a_fresh_relay_with_the_queued_messages() {
         "{}",
         stderr(&again)
     );
-    alice.ok(&["send", "bob", "third, after the backup"]);
+    alice.ok(&["send", "--v1", "bob", "third, after the backup"]);
 
     // A fresh data directory: the backup as kavro.db, and the two secrets.
     let address = server.url.trim_start_matches("http://").to_owned();

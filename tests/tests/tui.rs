@@ -104,7 +104,7 @@ fn two_people_chat_in_real_time() {
     alice.ok(&["register", "alice"]);
     bob.ok(&["register", "bob"]);
     // Bob says hello from a script, so Alice's app opens on his conversation.
-    bob.ok(&["send", "alice", "hello from bob's script"]);
+    bob.ok(&["send", "--v1", "alice", "hello from bob's script"]);
 
     let tmux = Tmux::new();
     tmux.start("alice", &alice);

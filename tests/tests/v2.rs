@@ -2,35 +2,11 @@
 //! installations (linked with a code, later revoked), a group of three with
 //! messages in every direction, a removal, and the refusals' exit codes.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::Stdio;
+mod v2_support;
 
-use kavro_e2e::{Server, User};
-use serde_json::Value;
+use kavro_e2e::Server;
 
-fn registered(server: &Server, name: &str) -> User {
-    let user = User::new(name, &server.url);
-    let run = user.exec(&["--json", "register", name]);
-    assert_eq!(run.code, Some(0), "{run:?}");
-    assert!(!run.stderr.contains("Kavro v2 device"), "{run:?}");
-    user
-}
-
-/// The texts `inbox --json` printed for Kavro v2 conversations.
-fn v2_texts(user: &User) -> Vec<(String, String, String)> {
-    user.json(&["inbox"])
-        .iter()
-        .filter(|m| m["protocol"] == "mls")
-        .map(|m| {
-            let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
-            (s("conversation"), s("from"), s("text"))
-        })
-        .collect()
-}
-
-fn line(conversation: &str, from: &str, text: &str) -> (String, String, String) {
-    (conversation.to_owned(), from.to_owned(), text.to_owned())
-}
+use self::v2_support::{line, linked, registered, v2_texts};
 
 #[test]
 fn a_group_of_three_with_a_linked_and_revoked_device() {
@@ -41,25 +17,7 @@ fn a_group_of_three_with_a_linked_and_revoked_device() {
 
     // bob's second installation: log in, ask for a link, approve the code on
     // the first one.
-    let bob2 = User::new("bob", &server.url);
-    bob2.json(&["login", "bob"]);
-    let mut link = bob2
-        .command(&["--json", "device", "link", "--timeout", "60"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kavro device link");
-    let mut first = String::new();
-    BufReader::new(link.stdout.as_mut().expect("stdout"))
-        .read_line(&mut first)
-        .expect("the code line");
-    let shown: Value = serde_json::from_str(&first).expect("JSON");
-    let code = shown["code"].as_str().expect("a code").to_owned();
-    let approved = bob.json(&["device", "approve", &code]);
-    assert_eq!(approved[0]["fingerprint"], shown["fingerprint"]);
-    let status = link.wait().expect("link exits");
-    assert!(status.success(), "device link failed");
-    let devices = bob.json(&["device", "list"]);
+    let (bob2, devices) = linked(&server, &bob);
     assert_eq!(devices.len(), 2);
     assert_eq!(devices[0]["this_device"], true);
     assert_eq!(devices[1]["linked_by"], devices[0]["device_id"]);

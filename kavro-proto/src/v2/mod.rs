@@ -3,6 +3,8 @@
 //!
 //! - [`api`]: the request and response bodies of every `/v2` route;
 //! - [`limits`]: the bounds both sides check (sizes, counts, times);
+//! - [`chain`]: the client's check of an account's chain of device links
+//!   from its (pinned) root device;
 //! - [`link`]: the exact bytes a device signs to link another device or to
 //!   open a session, and their verification (Ed25519);
 //! - [`mls`] (feature `mls`): what a Delivery Service reads of an MLS message
@@ -11,6 +13,7 @@
 //! docs/PROTOCOL.md ("Kavro v2") is the contract in prose.
 
 pub mod api;
+pub mod chain;
 pub mod ids;
 pub mod limits;
 pub mod link;

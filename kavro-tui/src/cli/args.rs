@@ -169,11 +169,14 @@ pub enum Command {
     Group(GroupCommand),
     /// Encrypt a message and send it
     #[command(
-        long_about = "Encrypt a message to a contact's identity key and hand it to the relay. \
-                      Exits 0 once the relay stored it.\n\n\
-                      The first time, the contact's key is pinned (trust on first use). If the \
-                      relay later shows another key, nothing is sent and kavro exits with 4: \
-                      compare safety numbers (`kavro fingerprint USER`), then `kavro trust USER`."
+        long_about = "Encrypt a message and hand it to the relay. Exits 0 once the relay stored it.\n\n\
+                      When this installation and USER both have Kavro v2 devices, the message goes \
+                      to the 1:1 MLS conversation of all their devices; a device that does not chain \
+                      to USER's pinned root device is refused (exit 4). Otherwise (or with --v1) it \
+                      goes in the v1 box to USER's identity key: the first time, the key is pinned \
+                      (trust on first use); if the relay later shows another key, nothing is sent \
+                      and kavro exits with 4: compare safety numbers (`kavro fingerprint USER`), \
+                      then `kavro trust USER`."
     )]
     Send(SendArgs),
     /// Fetch, verify, decrypt, store, acknowledge and print new messages
@@ -377,9 +380,14 @@ pub struct SendArgs {
     #[arg(value_name = "TEXT|-")]
     pub text: Option<String>,
 
-    /// After sending, wait until the recipient has fetched the message
+    /// After sending, wait until the recipient has fetched the message (v1)
     #[arg(long)]
     pub wait_delivered: bool,
+
+    /// Send over the v1 box even if the recipient has Kavro v2 devices
+    /// (--wait-delivered implies it: v2 has no per-message delivery status)
+    #[arg(long)]
+    pub v1: bool,
 
     /// Seconds to wait with --wait-delivered (exit 1 if not delivered by then)
     #[arg(

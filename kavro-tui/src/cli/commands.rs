@@ -77,8 +77,14 @@ pub async fn whoami(session: &Session, printer: &Printer) -> anyhow::Result<u8> 
     Ok(exit::OK)
 }
 
-pub async fn send(session: &Session, printer: &Printer, args: &SendArgs) -> anyhow::Result<u8> {
-    let text = input::message(args.text.clone())?;
+/// `send USER` over v1 (the contact has no Kavro v2 device, or `--v1`);
+/// `text` is already read.
+pub async fn send(
+    session: &Session,
+    printer: &Printer,
+    args: &SendArgs,
+    text: String,
+) -> anyhow::Result<u8> {
     let sent = session.send(&args.username, &text).await?;
     report_flush(&sent.flushed);
     if sent.first_use.is_some() {

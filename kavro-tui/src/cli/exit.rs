@@ -70,7 +70,8 @@ pub fn for_v2(err: &V2Error) -> u8 {
         V2Error::Relay(RelayError::Certificate { .. }) => CERTIFICATE,
         V2Error::Relay(RelayError::NotFound(_)) | V2Error::UnknownConversation(_) => NO_USER,
         V2Error::Relay(relay) if relay.is_transient() => UNAVAILABLE,
-        V2Error::NoDevices(_) => KEY,
+        V2Error::NoDevices(_) | V2Error::Untrusted { .. } => KEY,
+        V2Error::DirectPending(_) => UNAVAILABLE,
         V2Error::NameTaken(_) | V2Error::TooLong(_) => USAGE,
         V2Error::Relay(_)
         | V2Error::Store(_)
@@ -126,6 +127,14 @@ mod tests {
                 AUTH,
             ),
             (V2Error::Contended, OTHER),
+            (
+                V2Error::Untrusted {
+                    username: "bob".into(),
+                    reason: "the root changed".into(),
+                },
+                KEY,
+            ),
+            (V2Error::DirectPending("bob".into()), UNAVAILABLE),
             (
                 V2Error::Relay(RelayError::Certificate {
                     server: "https://relay.example".into(),

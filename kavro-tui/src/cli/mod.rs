@@ -6,6 +6,7 @@
 mod advice;
 pub mod args;
 mod commands;
+mod direct;
 pub mod exit;
 pub mod input;
 mod manage;
@@ -218,13 +219,20 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             password_stdin,
         } => manage::delete_account(&mut session, &printer, *yes, *password_stdin).await,
         Command::Whoami => commands::whoami(&session, &printer).await,
-        Command::Send(args) if args.username.starts_with('#') => {
-            match input::message(args.text.clone()) {
-                Ok(text) => v2::send(&session, &printer, &args.username, &text).await,
-                Err(err) => Err(err),
+        Command::Send(args) => match input::message(args.text.clone()) {
+            Ok(text) if args.username.starts_with('#') => {
+                v2::send(&session, &printer, &args.username, &text).await
             }
-        }
-        Command::Send(args) => commands::send(&session, &printer, args).await,
+            Ok(text) if !args.v1 && !args.wait_delivered => {
+                match direct::send(&session, &printer, &args.username, &text).await {
+                    Ok(Some(code)) => Ok(code),
+                    Ok(None) => commands::send(&session, &printer, args, text).await,
+                    Err(err) => Err(err),
+                }
+            }
+            Ok(text) => commands::send(&session, &printer, args, text).await,
+            Err(err) => Err(err),
+        },
         Command::Inbox(args) => {
             let poll_interval = Duration::from_secs(cli.poll_interval);
             let result = commands::inbox(&session, &printer, args, poll_interval).await;
@@ -238,16 +246,38 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::History(args) if args.username.starts_with('#') => {
             v2::history(&session, &printer, &args.username, args.limit).await
         }
-        Command::History(args) => commands::history(&session, &printer, args).await,
+        Command::History(args) => {
+            match direct::history(&session, &printer, &args.username, args.limit).await {
+                Ok(Some(code)) => Ok(code),
+                Ok(None) => commands::history(&session, &printer, args).await,
+                Err(err) => Err(err),
+            }
+        }
         Command::Device(command) => v2::device(&session, &printer, command).await,
         Command::Group(command) => v2::group(&session, &printer, command).await,
         Command::Contacts => commands::contacts(&session, &printer).await,
         Command::Fingerprint { username } => {
-            commands::fingerprint(&session, &printer, username.as_deref()).await
+            let code = commands::fingerprint(&session, &printer, username.as_deref()).await;
+            match (code, username) {
+                (Ok(code), Some(user)) => direct::fingerprint(&session, &printer, user)
+                    .await
+                    .map(|()| code),
+                (other, _) => other,
+            }
         }
         Command::Trust { username, compared } => {
             let compared = (!compared.is_empty()).then(|| compared.join(" "));
-            commands::trust(&session, &printer, username, compared.as_deref()).await
+            let v2 = match compared.as_deref() {
+                Some(text) => direct::trust(&session, &printer, username, text).await,
+                None => Ok(None),
+            };
+            match v2 {
+                Ok(Some(code)) => Ok(code),
+                Ok(None) => {
+                    commands::trust(&session, &printer, username, compared.as_deref()).await
+                }
+                Err(err) => Err(err),
+            }
         }
         Command::Config(args::ConfigCommand::Legacy(args)) => {
             commands::legacy(&session, &printer, args).await

@@ -2,8 +2,8 @@
 //! create|add|remove|leave|rename|update|list|members`, and the `#GROUP` forms of `send`
 //! and `history`; `inbox` applies the device's queue after v1's inbox.
 //!
-//! The installation's v2 state is `mls.db` and `mls-device.key` in the
-//! profile's data directory (see `crate::mls`).
+//! The installation's v2 state is `mls.db` in the profile's data directory
+//! and the device key beside the account's secrets (see `crate::mls`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,7 +13,8 @@ use serde_json::json;
 use super::args::{DeviceCommand, GroupCommand};
 use super::exit::{self, UsageError};
 use super::output::{Printer, json_time, sanitize};
-use crate::mls::{MlsStore, device_key};
+use crate::mls::MlsStore;
+use crate::mls::device_key::{self, DeviceKeyHome};
 use crate::session::Session;
 use crate::v2::{V2Error, V2Relay, V2Session, new_signer};
 
@@ -24,8 +25,16 @@ const MAX_GROUP_NAME: usize = 40;
 const LINK_POLL: Duration = Duration::from_secs(1);
 const APPROVE_WAIT: Duration = Duration::from_secs(60);
 
-fn key_path(session: &Session) -> PathBuf {
-    session.profile().paths().data_dir.join("mls-device.key")
+/// Where this installation keeps its device key: beside the account's
+/// secrets (the OS keyring, or `mls-device.key` with a file key store).
+fn key_home(session: &Session) -> anyhow::Result<DeviceKeyHome> {
+    let (kind, account, keyring) = session.secrets_home()?;
+    Ok(DeviceKeyHome::new(
+        kind,
+        &account,
+        keyring,
+        session.profile().paths().data_dir.join("mls-device.key"),
+    ))
 }
 
 fn db_path(session: &Session) -> PathBuf {
@@ -38,14 +47,14 @@ fn relay(session: &Session) -> anyhow::Result<V2Relay> {
 }
 
 /// Whether this installation has a v2 device key.
-pub fn has_device(session: &Session) -> bool {
-    key_path(session).exists()
+pub fn has_device(session: &Session) -> anyhow::Result<bool> {
+    Ok(key_home(session)?.exists()?)
 }
 
 /// Opens this installation's device, or says how to get one.
-async fn open(session: &Session) -> anyhow::Result<V2Session> {
+pub(super) async fn open(session: &Session) -> anyhow::Result<V2Session> {
     let unlocked = session.unlock()?;
-    let Some(signer) = device_key::load(&key_path(session))? else {
+    let Some(signer) = key_home(session)?.load()? else {
         return Err(UsageError(
             "this installation is not a Kavro v2 device yet: run `kavro device link` here and approve the code on a device of the account"
                 .to_owned(),
@@ -60,7 +69,7 @@ async fn open(session: &Session) -> anyhow::Result<V2Session> {
 pub async fn register_first_device(session: &Session) -> anyhow::Result<()> {
     let unlocked = session.unlock()?;
     let signer = new_signer()?;
-    device_key::create(&key_path(session), &signer)?;
+    key_home(session)?.create(&signer)?;
     let store = MlsStore::open(&db_path(session)).await?;
     let v2 = V2Session::register_first(
         relay(session)?,
@@ -167,7 +176,7 @@ pub async fn device(
 /// `device link`: prints the code and fingerprint, waits for the approval.
 async fn link(session: &Session, printer: &Printer, timeout: Duration) -> anyhow::Result<u8> {
     let unlocked = session.unlock()?;
-    if has_device(session) {
+    if has_device(session)? {
         return Err(UsageError(
             "this installation already is a Kavro v2 device (`kavro device list`)".to_owned(),
         )
@@ -198,7 +207,7 @@ async fn link(session: &Session, printer: &Printer, timeout: Duration) -> anyhow
         .await
         {
             Ok(v2) => {
-                device_key::create(&key_path(session), &signer)?;
+                key_home(session)?.create(&signer)?;
                 let id = v2.device_id();
                 v2.close().await;
                 printer.emit(
@@ -385,29 +394,8 @@ pub async fn history(
     let result = async {
         let id = v2.find(target).await?;
         for line in v2.history(&id, limit).await? {
-            let system = line.kind == crate::mls::rows::LineKind::System;
-            let human = if system {
-                format!("{}  * {}", json_time(line.at), sanitize(&line.body))
-            } else {
-                format!(
-                    "{}  {}: {}",
-                    json_time(line.at),
-                    sanitize(&line.sender),
-                    sanitize(&line.body)
-                )
-            };
-            printer.emit(
-                &human,
-                &json!({
-                    "conversation": target,
-                    "from": line.sender,
-                    "outgoing": line.outgoing,
-                    "kind": if system { "system" } else { "text" },
-                    "text": line.body,
-                    "epoch": line.epoch,
-                    "at": json_time(line.at),
-                }),
-            )?;
+            let (human, json) = line_output(target, &line);
+            printer.emit(&human, &json)?;
         }
         anyhow::Ok(exit::OK)
     }
@@ -416,9 +404,38 @@ pub async fn history(
     result
 }
 
+/// One history line of conversation `target`, as text and JSON.
+pub(super) fn line_output(
+    target: &str,
+    line: &crate::mls::rows::MessageRow,
+) -> (String, serde_json::Value) {
+    let system = line.kind == crate::mls::rows::LineKind::System;
+    let human = if system {
+        format!("{}  * {}", json_time(line.at), sanitize(&line.body))
+    } else {
+        format!(
+            "{}  {}: {}",
+            json_time(line.at),
+            sanitize(&line.sender),
+            sanitize(&line.body)
+        )
+    };
+    let json = json!({
+        "conversation": target,
+        "from": line.sender,
+        "outgoing": line.outgoing,
+        "kind": if system { "system" } else { "text" },
+        "text": line.body,
+        "epoch": line.epoch,
+        "at": json_time(line.at),
+        "protocol": "mls",
+    });
+    (human, json)
+}
+
 /// After v1's inbox: applies the v2 queue and prints the texts that came.
 pub async fn inbox(session: &Session, printer: &Printer) -> anyhow::Result<()> {
-    if !has_device(session) {
+    if !has_device(session)? {
         return Ok(());
     }
     let mut v2 = open(session).await?;

@@ -92,6 +92,30 @@ impl KeyringStore {
     }
 }
 
+/// Entries of other secrets than the account record (the Kavro v2 device
+/// key): plain text under their own user name, same service.
+impl KeyringStore {
+    /// The text of entry `user`; `None` if there is none.
+    pub fn get_text(
+        &self,
+        user: &str,
+    ) -> Result<Option<zeroize::Zeroizing<String>>, KeystoreError> {
+        let entry = self.entry(user)?;
+        match off_thread(move || entry.get_password())? {
+            Ok(text) => Ok(Some(zeroize::Zeroizing::new(text))),
+            Err(Error::NoEntry) => Ok(None),
+            Err(err) => Err(map_err(err)),
+        }
+    }
+
+    /// Writes entry `user`.
+    pub fn set_text(&self, user: &str, text: &str) -> Result<(), KeystoreError> {
+        let entry = self.entry(user)?;
+        let text = zeroize::Zeroizing::new(text.to_owned());
+        off_thread(move || entry.set_password(&text))?.map_err(map_err)
+    }
+}
+
 /// Runs `f` on its own thread (see the module docs).
 fn off_thread<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, KeystoreError> {
     std::thread::scope(|scope| scope.spawn(f).join())

@@ -311,7 +311,8 @@ impl Keystores {
         }
     }
 
-    fn keyring_store(&self) -> KeyringStore {
+    /// The keyring backend itself (for entries beside the account record).
+    pub fn keyring_store(&self) -> KeyringStore {
         match &self.keyring {
             KeyringSource::Os => KeyringStore::os(),
             #[cfg(test)]

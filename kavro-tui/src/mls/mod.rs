@@ -28,6 +28,7 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{Row as _, Sqlite, Transaction};
 
 pub mod device_key;
+pub mod pins;
 pub mod rows;
 
 use crate::history::open_private_pool;

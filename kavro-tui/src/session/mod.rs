@@ -40,7 +40,7 @@ pub use self::inbox::SyncOptions;
 pub use self::outgoing::{DeliveryOutcome, FlushReport, SentMessage};
 use crate::config::{AccountConfig, Profile};
 use crate::history::History;
-use crate::keystore::{AccessToken, AccountKey, Keystores, SecretStore};
+use crate::keystore::{AccessToken, AccountKey, KeyStoreKind, Keystores, SecretStore};
 use crate::paths::ensure_private_dir;
 use crate::relay::{LongPoll, Relay, RelayError};
 
@@ -145,6 +145,20 @@ impl Session {
             });
         }
         Ok(self.keystores.open(account.key_store))
+    }
+
+    /// Where the account's secrets live (its backend as recorded, and the
+    /// keyring backend of this profile), for secrets kept beside them.
+    pub(crate) fn secrets_home(
+        &self,
+    ) -> Result<(KeyStoreKind, AccountKey, crate::keystore::KeyringStore), SessionError> {
+        let account = self.account()?;
+        let kind = self.store_for(account)?.kind();
+        Ok((
+            kind,
+            AccountKey::new(&account.server, &account.username),
+            self.keystores.keyring_store(),
+        ))
     }
 
     /// Loads the account's key and token, or says how to get them.

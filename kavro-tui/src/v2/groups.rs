@@ -49,7 +49,7 @@ pub struct ConversationSummary {
 }
 
 /// A membership change to commit.
-enum Change {
+pub(super) enum Change {
     Add(Vec<(MlsDeviceId, KeyPackage)>),
     Remove(Vec<(MlsDeviceId, Vec<u8>)>),
     /// A fresh leaf key for this device (post-compromise security).
@@ -81,7 +81,8 @@ impl V2Session {
     }
 
     /// Creates a conversation with `members` (usernames) and all other
-    /// devices of this account. `name` `None` makes a 1:1 chat.
+    /// devices of this account. `name` `None` with one member is the 1:1
+    /// chat ([`V2Session::direct`]).
     pub async fn create_group(
         &mut self,
         name: Option<&str>,
@@ -91,6 +92,10 @@ impl V2Session {
             && self.find_named(name).await?.is_some()
         {
             return Err(V2Error::NameTaken(name.to_owned()));
+        }
+        if let (None, [peer]) = (name, members) {
+            // One 1:1 conversation per pair (see `direct`).
+            return self.direct(peer).await;
         }
         // Claim first: a user without devices fails before anything exists.
         let mut packages = Vec::new();
@@ -103,50 +108,67 @@ impl V2Session {
         }
         let own = self.device.username.clone();
         packages.extend(self.claim(&own).await?);
+        let id = self.new_local_group(None)?;
+        if let Err(err) = self.relay.create_group(&self.token, &id).await {
+            // The group exists only in memory: forget it.
+            self.store.reload().await?;
+            return Err(err.into());
+        }
+        self.populate(&id, name, packages).await?;
+        Ok(id)
+    }
 
+    /// A new MLS group with this device as its only member, in memory (the
+    /// next local commit writes it); `id` `None` lets openmls choose one.
+    pub(crate) fn new_local_group(&self, id: Option<&GroupId>) -> Result<GroupId, V2Error> {
         let config = MlsGroupCreateConfig::builder()
             .ciphersuite(SUITE)
             .use_ratchet_tree_extension(true)
             .padding_size(PADDING)
             .max_past_epochs(MAX_PAST_EPOCHS)
             .build();
-        let group = MlsGroup::new(
-            self.store.provider(),
-            &self.signer,
-            &config,
-            credential(&self.device.username, &self.signer),
-        )
+        let credential = credential(&self.device.username, &self.signer);
+        let provider = self.store.provider();
+        let group = match id {
+            Some(id) => MlsGroup::new_with_group_id(
+                provider,
+                &self.signer,
+                &config,
+                openmls::prelude::GroupId::from_slice(id.as_bytes()),
+                credential,
+            ),
+            None => MlsGroup::new(provider, &self.signer, &config, credential),
+        }
         .map_err(|e| mls_err("creating the group")(&e))?;
-        let id = GroupId::from_bytes(group.group_id().as_slice())
-            .map_err(|e| mls_err("creating the group")(&e))?;
-        self.relay.create_group(&self.token, &id).await?;
+        GroupId::from_bytes(group.group_id().as_slice())
+            .map_err(|e| mls_err("creating the group")(&e))
+    }
+
+    /// Records a group the relay just created for this device and adds the
+    /// devices of `packages` with one commit.
+    pub(crate) async fn populate(
+        &mut self,
+        id: &GroupId,
+        name: Option<&str>,
+        packages: Vec<(MlsDeviceId, KeyPackage)>,
+    ) -> Result<(), V2Error> {
         let mut tx = self.store.begin().await?;
-        rows::add_conversation(&mut tx, &id, name, Utc::now())
+        rows::add_conversation(&mut tx, id, name, Utc::now())
             .await
             .map_err(MlsStoreError::from)?;
         self.store.commit(tx).await?;
         if !packages.is_empty() {
-            let line = format!("{own} created the conversation");
-            self.commit_change(&id, Change::Add(packages), line).await?;
+            let line = format!("{} created the conversation", self.device.username);
+            self.commit_change(id, Change::Add(packages), line).await?;
             self.send_payload(
-                &id,
+                id,
                 &Payload::new(Body::Meta {
                     name: name.map(str::to_owned),
                 }),
             )
             .await?;
         }
-        Ok(id)
-    }
-
-    /// The 1:1 conversation with `peer`, created if there is none. (The CLI
-    /// still sends `kavro send USER` over v1; see the closing note.)
-    #[cfg(test)]
-    pub async fn direct(&mut self, peer: &str) -> Result<GroupId, V2Error> {
-        if let Some(existing) = self.find_direct(peer).await? {
-            return Ok(existing);
-        }
-        self.create_group(None, &[peer.to_owned()]).await
+        Ok(())
     }
 
     /// `#name` (a group) or a username (the 1:1 chat), if it exists.
@@ -167,7 +189,7 @@ impl V2Session {
             .map(|c| c.group_id))
     }
 
-    async fn find_direct(&self, peer: &str) -> Result<Option<GroupId>, V2Error> {
+    pub(crate) async fn find_direct(&self, peer: &str) -> Result<Option<GroupId>, V2Error> {
         let peer = peer.to_ascii_lowercase();
         Ok(self
             .conversations()
@@ -256,7 +278,10 @@ impl V2Session {
             if !self.group(&group)?.is_active() {
                 continue;
             }
-            let line = format!("{own} added a device");
+            let line = format!(
+                "{own} added their device {} to the conversation",
+                super::fingerprint(packages[0].1.leaf_node().signature_key().as_slice())
+            );
             self.commit_change(&group, Change::Add(packages), line)
                 .await?;
             let name = self.conversation_name(&group).await?;
@@ -402,10 +427,14 @@ impl V2Session {
     }
 
     /// One key package per active device of `username` (not this device),
-    /// each checked: it parses, is signed, names `username`, and its key is
-    /// the one the relay lists for that device.
-    async fn claim(&self, username: &str) -> Result<Vec<(MlsDeviceId, KeyPackage)>, V2Error> {
-        let devices = self.devices(username).await?;
+    /// each checked: it parses, is signed, names `username`, and is of a
+    /// non-revoked device in `username`'s chain of device links, with that
+    /// device's key.
+    pub(crate) async fn claim(
+        &mut self,
+        username: &str,
+    ) -> Result<Vec<(MlsDeviceId, KeyPackage)>, V2Error> {
+        let chain = self.checked_devices(username).await?;
         let claimed = self.relay.claim_key_packages(&self.token, username).await?;
         let mut out = Vec::new();
         for package in claimed.key_packages {
@@ -425,13 +454,19 @@ impl V2Session {
                 .validate(self.store.provider().crypto(), ProtocolVersion::Mls10)
                 .map_err(|_| refuse("is not valid"))?;
             let leaf = key_package.leaf_node();
-            let listed = devices
-                .iter()
-                .find(|d| d.id == package.device_id && d.revoked_at.is_none())
-                .and_then(|d| base64_strict(d.signature_key.as_str()))
-                .ok_or_else(|| refuse("is not of a listed device"))?;
-            if leaf.signature_key().as_slice() != listed.as_slice() {
-                return Err(refuse("is signed by another key"));
+            // Trust failures (exit 4), unlike a malformed package.
+            let untrusted = |what: &str| V2Error::Untrusted {
+                username: username.to_owned(),
+                reason: format!(
+                    "the key package of {username}'s device {} {what}",
+                    package.device_id
+                ),
+            };
+            let listed = chain.active(package.device_id).ok_or_else(|| {
+                untrusted("is not of a device in the account's chain of device links")
+            })?;
+            if leaf.signature_key().as_slice() != listed.key.as_bytes() {
+                return Err(untrusted("is signed by another key than the device's"));
             }
             if credential_name(leaf.credential())
                 .is_none_or(|name| !name.eq_ignore_ascii_case(username))
@@ -445,7 +480,7 @@ impl V2Session {
 
     /// Applies the queue, builds the change's commit, keeps it in the outbox
     /// with the pending commit, posts it; after a `409`, starts over.
-    async fn commit_change(
+    pub(super) async fn commit_change(
         &mut self,
         group_id: &GroupId,
         change: Change,

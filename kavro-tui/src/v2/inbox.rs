@@ -34,6 +34,15 @@ enum Effect {
     Named(MessageRow, Option<String>),
 }
 
+/// What applying one entry did to a group.
+struct Step {
+    group: GroupId,
+    /// A Welcome: this device joined the group.
+    joined: bool,
+    /// A Welcome or a commit: the members may have changed.
+    membership: bool,
+}
+
 /// A text that arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
@@ -271,12 +280,19 @@ impl V2Session {
     async fn apply(&mut self, entry: &QueueEntry) -> Result<bool, V2Error> {
         let mut lines = Vec::new();
         let outcome = self.apply_mls(entry, &mut lines);
-        let group = if let Ok(group) = outcome {
-            group
-        } else {
-            // Forget whatever openmls changed before it failed.
-            self.store.reload().await?;
-            None
+        let group = match outcome {
+            Ok(Some(Step {
+                group,
+                joined,
+                membership: true,
+            })) => self.check_members(group, joined, &mut lines).await?,
+            Ok(Some(step)) => Some((step.group, step.joined)),
+            Ok(None) => None,
+            Err(_) => {
+                // Forget whatever openmls changed before it failed.
+                self.store.reload().await?;
+                None
+            }
         };
         let mut tx = self.store.begin().await?;
         if let Some((id, joined)) = &group {
@@ -319,13 +335,55 @@ impl V2Session {
         Ok(group.is_some())
     }
 
-    /// The MLS half of [`Self::apply`]: `(group, joined)` and the lines to
+    /// A group step whose membership may have changed (a Welcome or a
+    /// commit) is checked against the members' chains of device links: if a
+    /// member is outside its account's chain, the step is undone (this
+    /// device stays in the epoch before it) and a system line says why.
+    /// Returns the group and whether it was joined, `None` if refused.
+    async fn check_members(
+        &mut self,
+        group: GroupId,
+        joined: bool,
+        lines: &mut Vec<Effect>,
+    ) -> Result<Option<(GroupId, bool)>, V2Error> {
+        let outsiders = match self.outsiders(&group).await {
+            Ok(outsiders) => outsiders,
+            Err(err) => {
+                self.store.reload().await?;
+                return Err(err);
+            }
+        };
+        if outsiders.is_empty() {
+            return Ok(Some((group, joined)));
+        }
+        self.store.reload().await?;
+        lines.clear();
+        if joined {
+            // Never joined: nothing to write to.
+            return Ok(None);
+        }
+        let epoch = self.load_group(&group)?.map_or(0, |g| g.epoch().as_u64());
+        lines.push(Effect::Line(MessageRow {
+            epoch,
+            kind: LineKind::System,
+            sender: String::new(),
+            outgoing: false,
+            body: format!(
+                "refused a change that would add a device outside its account's chain ({}); this device does not follow the conversation past it",
+                outsiders.join("; ")
+            ),
+            at: Utc::now(),
+        }));
+        Ok(Some((group, false)))
+    }
+
+    /// The MLS half of [`Self::apply`]: the group step and the lines to
     /// write (with a rename), or `None` for an entry of an unknown group.
     fn apply_mls(
         &self,
         entry: &QueueEntry,
         lines: &mut Vec<Effect>,
-    ) -> Result<Option<(GroupId, bool)>, V2Error> {
+    ) -> Result<Option<Step>, V2Error> {
         let provider = self.store.provider();
         let bytes = base64_strict(entry.message.as_str())
             .ok_or_else(|| mls_err("reading the queue")(&"not base64"))?;
@@ -362,7 +420,11 @@ impl V2Session {
                     &adder,
                     format!("this device joined (added by {adder})"),
                 )));
-                return Ok(Some((id, true)));
+                return Ok(Some(Step {
+                    group: id,
+                    joined: true,
+                    membership: true,
+                }));
             }
             MlsMessageBodyIn::PrivateMessage(m) => ProtocolMessage::from(m),
             MlsMessageBodyIn::PublicMessage(m) => ProtocolMessage::from(m),
@@ -378,6 +440,7 @@ impl V2Session {
             .map_err(|e| mls_err("decrypting")(&e))?;
         let sender = credential_name(processed.credential()).unwrap_or_default();
         let epoch = processed.epoch().as_u64();
+        let mut membership = false;
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(app) => {
                 match Payload::parse(&app.into_bytes()) {
@@ -402,12 +465,15 @@ impl V2Session {
                 }
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
+                membership = true;
                 for add in staged.add_proposals() {
-                    let name =
-                        credential_name(add.add_proposal().key_package().leaf_node().credential())
-                            .unwrap_or_default();
+                    let leaf = add.add_proposal().key_package().leaf_node();
+                    let name = credential_name(leaf.credential()).unwrap_or_default();
                     let text = if name == sender {
-                        format!("{sender} added a device")
+                        format!(
+                            "{sender} added their device {} to the conversation",
+                            super::fingerprint(leaf.signature_key().as_slice())
+                        )
                     } else {
                         format!("{sender} added {name}")
                     };
@@ -450,7 +516,11 @@ impl V2Session {
             // relay queues a message for the other members only).
             _ => {}
         }
-        Ok(Some((id, false)))
+        Ok(Some(Step {
+            group: id,
+            joined: false,
+            membership,
+        }))
     }
 
     /// The last `limit` lines of a conversation, oldest first.

@@ -7,18 +7,24 @@
 //!   package top-up and the device list;
 //! - `groups`: create, add, remove, rename, each commit retried after a
 //!   `409` (re-sync, rebuild, post again);
+//! - `direct`: the one 1:1 conversation per pair of accounts;
+//! - `trust`: each account's chain of device links, pinned root, safety number;
 //! - `inbox`: sending, and applying the device's queue in order (welcomes,
 //!   commits, application messages), acknowledged only after the local
 //!   state is committed.
 //!
 //! Local state is in [`crate::mls::MlsStore`]; nothing here prints.
 
+mod direct;
 mod groups;
 mod inbox;
 pub mod payload;
 pub mod relay;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_trust;
+mod trust;
 // The relay in this process (kavro-server's own test harness).
 #[cfg(test)]
 #[allow(unused_macros, clippy::pedantic)]
@@ -46,6 +52,7 @@ use self::inbox::Received;
 #[cfg(test)]
 pub use self::inbox::SyncReport;
 pub use self::relay::{Posted, V2Relay};
+pub use self::trust::V2SafetyNumber;
 use crate::keystore::AccessToken;
 use crate::mls::rows::{self, DeviceRow};
 use crate::mls::{MlsStore, MlsStoreError};
@@ -96,6 +103,14 @@ pub enum V2Error {
     LinkNotApproved(&'static str),
     #[error("the message is too long ({0} bytes, at most {max})", max = payload::MAX_TEXT_BYTES)]
     TooLong(usize),
+    /// `username`'s account does not check against what is pinned here (its
+    /// root device changed, or the relay's device list is inconsistent).
+    #[error("{username}'s devices are refused: {reason}")]
+    Untrusted { username: String, reason: String },
+    /// Another device is creating the same 1:1 conversation and its invitation
+    /// has not arrived yet.
+    #[error("the conversation with {0} is being set up by another device; try again")]
+    DirectPending(String),
 }
 
 pub(crate) fn mls_err(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> V2Error {

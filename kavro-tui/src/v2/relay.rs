@@ -277,6 +277,16 @@ impl V2Relay {
             .await
     }
 
+    /// The group's epoch and members (member devices only).
+    pub async fn group_state(
+        &self,
+        token: &AccessToken,
+        group: &GroupId,
+    ) -> Result<GroupState, RelayError> {
+        self.call(self.request(Method::GET, &format!("/v2/groups/{group}"), token))
+            .await
+    }
+
     pub async fn post_commit(
         &self,
         token: &AccessToken,

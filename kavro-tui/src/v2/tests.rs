@@ -23,9 +23,9 @@ use crate::mls::MlsStore;
 use crate::mls::rows::LineKind;
 
 /// One installation: its session and its data directory.
-struct Device {
-    session: V2Session,
-    dir: tempfile::TempDir,
+pub(super) struct Device {
+    pub(super) session: V2Session,
+    pub(super) dir: tempfile::TempDir,
 }
 
 impl Device {
@@ -47,12 +47,12 @@ impl std::ops::DerefMut for Device {
     }
 }
 
-async fn relay() -> Option<TestServer> {
+pub(super) async fn relay() -> Option<TestServer> {
     TestServer::start(Db::Sqlite, Counters::Memory, |_| {}).await
 }
 
 /// Registers `name` and its first device.
-async fn root(s: &TestServer, name: &str) -> Device {
+pub(super) async fn root(s: &TestServer, name: &str) -> Device {
     let (token, user_id) = s.register(name).await;
     let dir = tempfile::tempdir().unwrap();
     let store = MlsStore::open(&dir.path().join("mls.db")).await.unwrap();
@@ -70,7 +70,7 @@ async fn root(s: &TestServer, name: &str) -> Device {
 }
 
 /// A second installation of `existing`'s account, linked and approved.
-async fn linked(s: &TestServer, existing: &mut Device) -> Device {
+pub(super) async fn linked(s: &TestServer, existing: &mut Device) -> Device {
     let name = existing.username().to_owned();
     let account = AccessToken::new(s.login(&name).await);
     let relay = V2Relay::for_tests(&s.base);
@@ -102,7 +102,7 @@ async fn linked(s: &TestServer, existing: &mut Device) -> Device {
     Device { session, dir }
 }
 
-fn texts(report: &super::SyncReport) -> Vec<String> {
+pub(super) fn texts(report: &super::SyncReport) -> Vec<String> {
     report
         .received
         .iter()

@@ -101,6 +101,7 @@ pub fn message_json(message: &StoredMessage, me: &str) -> Value {
         "received_at": json_time(message.received_at),
         "text": message.text,
         "state": message.state.as_str(),
+        "protocol": "v1",
     });
     let mark = message.sender_mark();
     if let Some(object) = value.as_object_mut() {
@@ -278,6 +279,7 @@ mod tests {
                 "received_at": "2026-05-28T20:26:41.000Z",
                 "text": "hi",
                 "state": "ok",
+                "protocol": "v1",
                 "authenticated": true,
                 "verified": false,
                 "trust": "pinned",

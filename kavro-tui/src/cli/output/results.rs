@@ -105,8 +105,8 @@ pub fn whoami(me: &WhoAmI) -> Shown {
 /// `send`: where the message got to.
 pub fn sent(sent: &SentMessage, state: SendState, delivered_at: Option<DateTime<Utc>>) -> Shown {
     let human = match state {
-        SendState::Delivered => format!("Sent to {} and delivered.", sent.to),
-        SendState::Stored | SendState::Expired => format!("Sent to {}.", sent.to),
+        SendState::Delivered => format!("Sent to {} and delivered (v1).", sent.to),
+        SendState::Stored | SendState::Expired => format!("Sent to {} (v1).", sent.to),
     };
     let value = json!({
         "id": sent.msg_uuid.to_string(),
@@ -115,6 +115,7 @@ pub fn sent(sent: &SentMessage, state: SendState, delivered_at: Option<DateTime<
         "sent_at": json_time(sent.sent_at),
         "state": state.as_str(),
         "delivered_at": delivered_at.map(json_time),
+        "protocol": "v1",
     });
     (human, value)
 }
@@ -224,11 +225,11 @@ mod tests {
             flushed: crate::session::FlushReport::default(),
         };
         let (human, json) = sent(&message, SendState::Stored, None);
-        assert_eq!(human, "Sent to bob.");
+        assert_eq!(human, "Sent to bob (v1).");
         assert_eq!(json["state"], "stored");
         assert_eq!(json["delivered_at"], Value::Null);
         let (human, json) = sent(&message, SendState::Delivered, Some(at));
-        assert_eq!(human, "Sent to bob and delivered.");
+        assert_eq!(human, "Sent to bob and delivered (v1).");
         assert_eq!(json["state"], "delivered");
         assert_eq!(json["delivered_at"], "2026-05-28T20:26:40.123Z");
         assert_eq!(
