@@ -13,6 +13,7 @@
 //!
 //! Local state is in [`crate::mls::MlsStore`]; nothing here prints.
 
+mod app_api;
 mod groups;
 mod inbox;
 pub mod payload;
@@ -42,6 +43,8 @@ use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::signatures::Signer as _;
 use uuid::Uuid;
 
+pub use self::app_api::QueueWatch;
+pub use self::groups::ConversationSummary;
 use self::inbox::Received;
 #[cfg(test)]
 pub use self::inbox::SyncReport;
