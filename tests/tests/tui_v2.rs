@@ -85,6 +85,9 @@ fn three_apps_create_a_group_chat_and_remove_a_member() {
     tmux.wait_for("bob", "carol is gone");
     let carol = tmux.screen("carol");
     assert!(!carol.contains("carol is gone"), "{carol}");
+    // Nor is it in carol's local history (read once her app has quit).
+    tmux.keys("carol", &["C-q"]);
+    tmux.wait_for("carol", "EXITED 0");
     let history = users[2].ok(&["history", "#team"]);
     assert!(!history.contains("carol is gone"), "{history}");
     assert!(history.contains("alice removed this device"), "{history}");
