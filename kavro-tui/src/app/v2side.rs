@@ -375,3 +375,63 @@ impl V2Side {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone as _, Utc};
+
+    use super::*;
+
+    fn row(kind: LineKind, sender: &str, outgoing: bool, body: &str) -> MessageRow {
+        MessageRow {
+            epoch: 1,
+            kind,
+            sender: sender.to_owned(),
+            outgoing,
+            body: body.to_owned(),
+            at: Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn history_rows_become_own_member_and_system_lines() {
+        let shown = views(
+            &[
+                row(
+                    LineKind::System,
+                    "alice",
+                    true,
+                    "alice created the conversation",
+                ),
+                row(LineKind::Text, "alice", true, "hello"),
+                row(LineKind::Text, "bob", false, "hi"),
+                row(LineKind::System, "bob", false, "bob added a device"),
+            ],
+            "alice",
+        );
+        let marks: Vec<_> = shown.iter().map(|v| v.mark.clone()).collect();
+        assert_eq!(
+            marks,
+            vec![Mark::System, Mark::Own, Mark::Member, Mark::System]
+        );
+        assert_eq!(shown[1].status, Some(SendStatus::Stored));
+        assert_eq!(shown[0].status, None, "a system line has no send status");
+        assert_eq!(shown[2].author, "bob");
+        assert_eq!(shown[3].id, ViewId::Line(3));
+    }
+
+    #[test]
+    fn a_one_to_one_mls_chat_never_takes_the_v1_chat_name() {
+        let summary = |name: Option<&str>, label: &str| ConversationSummary {
+            group_id: GroupId::from_bytes(b"g").unwrap(),
+            name: name.map(str::to_owned),
+            label: label.to_owned(),
+            members: vec!["alice".into(), "bob".into()],
+            devices: 2,
+            epoch: 1,
+            active: true,
+        };
+        assert_eq!(label(&summary(Some("team"), "#team")), "#team");
+        assert_eq!(label(&summary(None, "bob")), "bob (mls)");
+    }
+}
