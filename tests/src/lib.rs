@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod tmux;
+
 /// `target/<profile>/<name>`, found from the running test executable
 /// (`target/<profile>/deps/<test>`).
 ///

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crossterm::event::{KeyEvent, MouseEvent};
 use kavro_proto::MessageId;
 
-use super::state::{ContactEntry, KeysView, Me, MessageView, SendStatus};
+use super::state::{ContactEntry, KeysView, Me, MemberView, MessageView, SendStatus};
 use crate::history::LocalId;
 use crate::pinning::KeyState;
 
@@ -70,6 +70,38 @@ pub enum NetEvent {
     LoggedIn,
     /// Logging in from the form failed.
     LoginFailed(String),
+    /// From the worker's Kavro v2 side.
+    V2(V2Event),
+}
+
+/// What the worker's Kavro v2 side reports.
+#[derive(Debug, Clone)]
+pub enum V2Event {
+    /// The v2 conversations (after opening the device, a sync that changed
+    /// something, or an operation), with the time of each one's last line.
+    Conversations(Vec<ContactEntry>),
+    /// A conversation's whole local history (it replaces what is shown).
+    History {
+        label: String,
+        messages: Vec<MessageView>,
+    },
+    /// Texts that came in a sync, by conversation label.
+    Received(Vec<(String, String)>),
+    /// The answer to a send: the history with the message, or why not.
+    Sent {
+        pending: u64,
+        label: String,
+        outcome: Result<Vec<MessageView>, String>,
+    },
+    /// The members of a conversation with their devices.
+    Members {
+        group: kavro_proto::v2::GroupId,
+        members: Vec<MemberView>,
+    },
+    /// An operation from a dialog worked; what to say.
+    Done(String),
+    /// An operation from a dialog failed; why.
+    Failed(String),
 }
 
 /// How a send ended.

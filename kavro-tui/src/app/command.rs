@@ -3,6 +3,7 @@
 
 use kavro_proto::MessageId;
 use kavro_proto::crypto::IdentityPublic;
+use kavro_proto::v2::GroupId;
 
 use crate::history::LocalId;
 
@@ -38,5 +39,55 @@ pub enum Command {
         register: bool,
         /// The invite code typed when registering, if any.
         invite: Option<String>,
+    },
+    /// A Kavro v2 operation (the worker's v2 side).
+    V2(V2Command),
+    /// A message came into a conversation that is not on screen: ring the
+    /// bell (and notify the desktop where there is one).
+    Notify { title: String, body: String },
+    /// Keep the settings (in `app.toml`).
+    SaveSettings(super::state::AppSettings),
+}
+
+/// What the worker's v2 side does; each answers with a `NetEvent::V2`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum V2Command {
+    /// Send `text` to the conversation shown as `label`.
+    Send {
+        pending: u64,
+        group: GroupId,
+        label: String,
+        text: String,
+    },
+    LoadHistory {
+        group: GroupId,
+        label: String,
+    },
+    CreateGroup {
+        name: String,
+        members: Vec<String>,
+    },
+    AddMembers {
+        group: GroupId,
+        members: Vec<String>,
+    },
+    RemoveMembers {
+        group: GroupId,
+        members: Vec<String>,
+    },
+    Rename {
+        group: GroupId,
+        name: String,
+    },
+    Leave {
+        group: GroupId,
+    },
+    /// List the members' devices.
+    Members {
+        group: GroupId,
+        members: Vec<String>,
+    },
+    ApproveLink {
+        code: String,
     },
 }

@@ -19,12 +19,7 @@ pub fn t0() -> DateTime<Utc> {
 }
 
 pub fn contact(name: &str, state: KeyState) -> ContactEntry {
-    ContactEntry {
-        name: name.to_owned(),
-        key_state: Some(state),
-        unread: 0,
-        last_activity: None,
-    }
+    ContactEntry::person(name.to_owned(), Some(state))
 }
 
 pub fn received(id: i64, author: &str, text: &str, mark: Mark) -> MessageView {
@@ -92,4 +87,61 @@ pub fn type_text(state: &mut State, text: &str) {
     for c in text.chars() {
         update(state, key(KeyCode::Char(c)));
     }
+}
+
+/// The group id of `#team` in the fixtures.
+pub fn team_id() -> kavro_proto::v2::GroupId {
+    kavro_proto::v2::GroupId::from_bytes(b"team-group-id").unwrap()
+}
+
+/// `#team` (alice, bob, carol) as the worker lists it.
+pub fn team(active: bool) -> ContactEntry {
+    let mut entry = ContactEntry::person("#team".to_owned(), None);
+    entry.last_activity = Some(t0() - chrono::Duration::minutes(1));
+    entry.group = Some(super::state::GroupInfo {
+        id: team_id(),
+        members: vec!["alice".into(), "bob".into(), "carol".into()],
+        devices: 3,
+        active,
+        named: true,
+    });
+    entry
+}
+
+/// A line of a v2 conversation.
+pub fn line(index: usize, author: &str, text: &str, mark: Mark) -> MessageView {
+    MessageView {
+        id: ViewId::Line(index),
+        author: author.to_owned(),
+        sent_at: t0() - chrono::Duration::minutes(3),
+        text: Some(text.to_owned()),
+        mark,
+        status: None,
+        relay_id: None,
+    }
+}
+
+/// [`ready`], on a Kavro v2 device whose `#team` has a few lines; bob's
+/// conversation stays open.
+pub fn with_team() -> State {
+    let mut state = ready();
+    update(
+        &mut state,
+        Action::Net(NetEvent::V2(super::action::V2Event::Conversations(vec![
+            team(true),
+        ]))),
+    );
+    update(
+        &mut state,
+        Action::Net(NetEvent::V2(super::action::V2Event::History {
+            label: "#team".into(),
+            messages: vec![
+                line(0, "alice", "alice created the conversation", Mark::System),
+                line(1, "bob", "hello team", Mark::Member),
+                line(2, "carol", "hi all, lunch at noon?", Mark::Member),
+                line(3, "bob", "bob added a device", Mark::System),
+            ],
+        })),
+    );
+    state
 }

@@ -10,10 +10,14 @@ pub mod action;
 pub mod command;
 #[cfg(test)]
 pub mod fixtures;
+pub mod groups;
+pub mod notify;
+pub mod settings;
 pub mod state;
 pub mod sync;
 pub mod terminal;
 pub mod update;
+pub mod v2side;
 pub mod worker;
 
 use std::sync::Arc;
@@ -51,6 +55,7 @@ fn action_for(event: Event) -> Option<Action> {
 pub async fn run(session: Session, options: AppOptions) -> anyhow::Result<()> {
     let server = session.profile().server().as_str().to_owned();
     let logged_in = session.account().is_ok() && session.own_key().is_ok();
+    let (settings, settings_problem) = settings::load(&settings::path(session.profile().paths()));
     let session = Arc::new(RwLock::new(session));
     let (actions_tx, mut actions) = mpsc::unbounded_channel::<Action>();
     let (commands_tx, mut commands) = mpsc::unbounded_channel();
@@ -71,6 +76,10 @@ pub async fn run(session: Session, options: AppOptions) -> anyhow::Result<()> {
     let offset = Local::now().offset().fix();
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut state = State::new(server, Utc::now(), offset, color);
+    state.settings = settings;
+    if let Some(problem) = settings_problem {
+        update::update(&mut state, Action::Net(action::NetEvent::Failed(problem)));
+    }
     if !logged_in {
         state.screen = Screen::Login(Box::default());
     }
@@ -100,6 +109,9 @@ pub async fn run(session: Session, options: AppOptions) -> anyhow::Result<()> {
             _ = ticker.tick() => Action::Tick(Utc::now()),
         };
         for command in update::update(&mut state, action) {
+            if let command::Command::Notify { title, body } = &command {
+                notify::notify(guard.terminal.backend_mut(), title, body);
+            }
             let _ = commands_tx.send(command);
         }
         if state.should_quit {

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, FixedOffset, Utc};
 use kavro_proto::MessageId;
 use kavro_proto::crypto::IdentityPublic;
+use kavro_proto::v2::GroupId;
 use ratatui_textarea::TextArea;
 
+pub use super::groups::{AppSettings, DeviceView, Form, FormKind, GroupInfo, MemberView, Search};
 use crate::history::{LocalId, MessageState, OutgoingState, SenderMark, StoredMessage};
 use crate::pinning::KeyState;
 
@@ -54,6 +56,21 @@ pub struct ContactEntry {
     pub key_state: Option<KeyState>,
     pub unread: usize,
     pub last_activity: Option<DateTime<Utc>>,
+    /// Set for a Kavro v2 (MLS) conversation; `name` is then its label.
+    pub group: Option<GroupInfo>,
+}
+
+impl ContactEntry {
+    /// A 1:1 chat over the v1 box.
+    pub fn person(name: String, key_state: Option<KeyState>) -> Self {
+        Self {
+            name,
+            key_state,
+            unread: 0,
+            last_activity: None,
+            group: None,
+        }
+    }
 }
 
 /// How far a message we sent has got.
@@ -90,6 +107,10 @@ pub enum Mark {
     KeyMismatch,
     /// Could not be decrypted; the reason.
     Undecryptable(String),
+    /// From a member of a Kavro v2 conversation (MLS authenticated the device).
+    Member,
+    /// A line about the conversation itself (joins, removals, renames, devices).
+    System,
 }
 
 /// Identifies a message on screen: a row of the local history, or a send
@@ -98,6 +119,8 @@ pub enum Mark {
 pub enum ViewId {
     Local(LocalId),
     Pending(u64),
+    /// The n-th line of a Kavro v2 conversation's local history.
+    Line(usize),
 }
 
 /// One message as the conversation pane shows it.
@@ -210,6 +233,14 @@ pub enum Overlay {
         peer: String,
         view: Option<KeysView>,
     },
+    /// A Kavro v2 dialog: create a group, add, remove, rename, leave, approve a link.
+    Form(Box<Form>),
+    /// Loading, or showing, the members of a v2 conversation and their devices.
+    Members {
+        label: String,
+        group: GroupId,
+        view: Option<Vec<MemberView>>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,6 +327,11 @@ pub struct State {
     /// The terminal size, for paging.
     pub size: (u16, u16),
     pub should_quit: bool,
+    /// Whether this installation is a Kavro v2 device (group dialogs work).
+    pub v2: bool,
+    /// `/` in the open conversation.
+    pub search: Option<Search>,
+    pub settings: AppSettings,
     next_pending: u64,
 }
 
@@ -319,6 +355,9 @@ impl State {
             color,
             size: (80, 24),
             should_quit: false,
+            v2: false,
+            search: None,
+            settings: AppSettings::default(),
             next_pending: 1,
         }
     }

@@ -9,14 +9,18 @@ use tokio::sync::{RwLock, mpsc};
 
 use super::action::{Action, NetEvent, SendOutcome};
 use super::command::Command;
+use super::settings;
 use super::state::{ContactEntry, KeysView, Me, SendStatus};
 use super::sync::{self, SyncSettings, emit, report_history, retry_outbox, short_reason};
+use super::v2side::V2Side;
 use crate::session::{Compared, DeliveryOutcome, Session, SessionError};
 
 pub struct Worker {
     session: Arc<RwLock<Session>>,
     actions: mpsc::UnboundedSender<Action>,
     settings: SyncSettings,
+    /// The Kavro v2 side, once this installation's device is open.
+    v2: tokio::sync::OnceCell<Arc<V2Side>>,
 }
 
 fn lines(number: &kavro_proto::crypto::SafetyNumber) -> Vec<String> {
@@ -33,6 +37,7 @@ impl Worker {
             session,
             actions,
             settings,
+            v2: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -59,12 +64,9 @@ impl Worker {
                 .await
                 .ok()
                 .and_then(|m| m.last().map(|m| m.received_at.max(m.sent_at)));
-            contacts.push(ContactEntry {
-                last_activity: Some(last_message.unwrap_or(contact.updated_at)),
-                name: contact.username,
-                key_state: Some(contact.state),
-                unread: 0,
-            });
+            let mut entry = ContactEntry::person(contact.username, Some(contact.state));
+            entry.last_activity = Some(last_message.unwrap_or(contact.updated_at));
+            contacts.push(entry);
         }
         drop(session);
         self.emit(NetEvent::Ready { me, contacts });
@@ -73,6 +75,12 @@ impl Worker {
             self.actions.clone(),
             self.settings,
         ));
+        if self.v2.get().is_none()
+            && let Some(v2) = V2Side::open(self.session.clone(), self.actions.clone()).await
+        {
+            tokio::spawn(v2.clone().sync_loop(self.settings));
+            let _ = self.v2.set(v2);
+        }
         true
     }
 
@@ -102,6 +110,22 @@ impl Worker {
                 }
             }
             Command::LoadKeys { peer } => self.keys(&peer).await,
+            Command::V2(command) => match self.v2.get() {
+                Some(v2) => v2.handle(command).await,
+                None => self.emit(NetEvent::Failed(
+                    "this installation is not a Kavro v2 device".to_owned(),
+                )),
+            },
+            Command::SaveSettings(settings) => {
+                let path = settings::path(self.session.read().await.profile().paths());
+                let saved =
+                    tokio::task::spawn_blocking(move || settings::save(&path, settings)).await;
+                if let Ok(Err(err)) = saved {
+                    self.emit(NetEvent::Failed(format!("Settings not saved: {err}")));
+                }
+            }
+            // The app's own loop rings the bell (it owns the terminal).
+            Command::Notify { .. } => {}
             Command::Trust { peer, key } => {
                 let session = self.session.read().await;
                 match session.trust(&peer, &Compared::Key(key)).await {

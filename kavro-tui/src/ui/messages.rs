@@ -22,7 +22,11 @@ pub fn message_lines(
     let width = usize::from(width.max(4));
     let mut lines = Vec::new();
     let mut previous_day = None;
-    for message in messages {
+    let shown = state
+        .search
+        .as_ref()
+        .and_then(crate::app::state::Search::shown);
+    for (index, message) in messages.iter().enumerate() {
         let local = message.sent_at.with_timezone(&state.offset);
         let day = local.date_naive();
         if previous_day != Some(day) {
@@ -30,11 +34,30 @@ pub fn message_lines(
             lines.push(Line::styled(label, theme.dim()).centered());
             previous_day = Some(day);
         }
+        if message.mark == Mark::System {
+            let text = format!(
+                "{} * {}",
+                time(message.sent_at, state),
+                message.text.as_deref().unwrap_or_default()
+            );
+            let body = wrap(&text, width);
+            lines.extend(body.into_iter().map(|l| Line::styled(l, theme.dim())));
+            continue;
+        }
         lines.extend(header(message, state, theme, width));
+        // The search's match shown is marked without colour too (NO_COLOR).
+        let (lead, style) = if shown == Some(index) {
+            ("» ", theme.selected())
+        } else {
+            ("  ", theme.plain())
+        };
         match &message.text {
             Some(text) => {
                 let body = wrap(text, width.saturating_sub(2));
-                lines.extend(body.into_iter().map(|l| Line::raw(format!("  {l}"))));
+                lines.extend(
+                    body.into_iter()
+                        .map(|l| Line::styled(format!("{lead}{l}"), style)),
+                );
             }
             None => lines.push(Line::styled("  (no readable text)", theme.dim())),
         }
@@ -117,7 +140,7 @@ fn header_parts(message: &MessageView, theme: &Theme) -> (Span<'static>, Span<'s
             Mark::Undecryptable(reason) => {
                 Span::styled(format!("✗ could not decrypt: {reason}"), theme.danger())
             }
-            Mark::Own => Span::raw(""),
+            Mark::Own | Mark::Member | Mark::System => Span::raw(""),
         };
         (Span::styled(message.author.clone(), theme.them()), mark)
     }
@@ -126,6 +149,20 @@ fn header_parts(message: &MessageView, theme: &Theme) -> (Span<'static>, Span<'s
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, theme: &Theme) {
     let focused = state.focus == Focus::Messages;
     let title = match state.current() {
+        Some(contact) if contact.group.is_some() => match &contact.group {
+            Some(group) if !group.active => {
+                format!(" {} · you are no longer a member ", contact.name)
+            }
+            Some(group) => format!(
+                " {} · {} member{}, {} device{} ",
+                contact.name,
+                group.members.len(),
+                if group.members.len() == 1 { "" } else { "s" },
+                group.devices,
+                if group.devices == 1 { "" } else { "s" },
+            ),
+            None => format!(" {} ", contact.name),
+        },
         Some(contact) => match contact.key_state {
             Some(KeyState::Verified) => format!(" {} · ✔ verified ", contact.name),
             Some(KeyState::Pinned) => format!(" {} · key pinned, not verified ", contact.name),

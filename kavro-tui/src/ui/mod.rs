@@ -2,6 +2,7 @@
 //! the terminal: a contacts pane beside the conversation on wide terminals,
 //! one pane at a time on narrow ones (under 60 columns).
 
+mod dialogs;
 mod login;
 mod messages;
 mod overlays;
@@ -90,6 +91,22 @@ pub fn max_scroll(state: &State) -> usize {
         .saturating_sub(usize::from(height))
 }
 
+/// The scroll (lines up from the newest) that puts message `index` of the
+/// open conversation at the bottom of the pane.
+pub fn scroll_to(state: &State, index: usize) -> usize {
+    let (width, _) = conversation_size(state);
+    let Some(conversation) = state.current().and_then(|c| state.conversation(&c.name)) else {
+        return 0;
+    };
+    let Some(upto) = conversation.messages.get(..=index) else {
+        return 0;
+    };
+    let theme = theme::Theme::new(state.color);
+    let all = message_lines(&conversation.messages, width, state, &theme).len();
+    let before = message_lines(upto, width, state, &theme).len();
+    all.saturating_sub(before).min(max_scroll(state))
+}
+
 /// The conversation pane's inner size (inside its border), for scrolling.
 pub fn conversation_size(state: &State) -> (u16, u16) {
     let area = Rect::new(0, 0, state.size.0, state.size.1);
@@ -126,3 +143,5 @@ pub fn render(frame: &mut Frame<'_>, state: &State) {
 
 #[cfg(test)]
 mod snapshots;
+#[cfg(test)]
+mod snapshots_v2;

@@ -19,15 +19,20 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("Alt-↑ / Alt-↓", "switch conversation from anywhere"),
     ("↑ ↓ Home End (messages)", "scroll"),
     ("PgUp / PgDn, mouse wheel", "scroll the conversation"),
-    ("Ctrl-N", "new conversation (by username)"),
-    ("Ctrl-F", "safety number (v: mark verified)"),
+    ("Ctrl-N", "new conversation (username or #group)"),
+    ("Ctrl-F", "safety number / a group's members"),
+    ("Ctrl-G", "new group (name and members)"),
+    ("a r n l (members)", "add, remove, rename, leave"),
+    ("Ctrl-D", "approve a device link code"),
+    ("/ then n N", "search the conversation"),
+    ("Ctrl-O", "notifications on / off"),
     ("Ctrl-R", "retry queued or failed messages"),
     ("Esc", "close a dialog / back to contacts"),
     ("F1 or ?", "this help"),
     ("Ctrl-C / Ctrl-Q", "quit"),
 ];
 
-fn centered(area: Rect, width: u16, height: u16) -> Rect {
+pub(super) fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let width = width.min(area.width);
     let height = height.min(area.height);
     let [row] = Layout::vertical([Constraint::Length(height)])
@@ -55,6 +60,10 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, overlay: &Overla
             frame.render_widget(&*field, rect);
         }
         Overlay::Keys { peer, view } => keys(frame, area, state, peer, view.as_ref(), theme),
+        Overlay::Form(form) => super::dialogs::form(frame, area, form, theme),
+        Overlay::Members { label, view, .. } => {
+            super::dialogs::members(frame, area, state, label, view.as_deref(), theme);
+        }
     }
 }
 

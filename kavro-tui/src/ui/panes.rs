@@ -28,11 +28,12 @@ pub fn contacts(frame: &mut Frame<'_>, area: Rect, state: &State, theme: &Theme)
         .contacts
         .iter()
         .map(|contact| {
-            let (mark, style) = match contact.key_state {
-                Some(KeyState::Verified) => ("✔", theme.ok()),
-                Some(KeyState::Pinned) => ("·", theme.dim()),
-                Some(KeyState::Changed) => ("⚠", theme.danger()),
-                None => ("?", theme.warn()),
+            let (mark, style) = match (&contact.group, contact.key_state) {
+                (Some(_), _) => ("≡", theme.accent()),
+                (None, Some(KeyState::Verified)) => ("✔", theme.ok()),
+                (None, Some(KeyState::Pinned)) => ("·", theme.dim()),
+                (None, Some(KeyState::Changed)) => ("⚠", theme.danger()),
+                (None, None) => ("?", theme.warn()),
             };
             let mut spans = vec![Span::styled(mark, style), Span::raw(" ")];
             let name_style = if contact.unread > 0 {
@@ -41,6 +42,16 @@ pub fn contacts(frame: &mut Frame<'_>, area: Rect, state: &State, theme: &Theme)
                 theme.plain()
             };
             spans.push(Span::styled(contact.name.clone(), name_style));
+            match &contact.group {
+                Some(group) if !group.active => spans.push(Span::styled(" left", theme.dim())),
+                Some(group) if group.named => {
+                    spans.push(Span::styled(
+                        format!(" {}", group.members.len()),
+                        theme.dim(),
+                    ));
+                }
+                _ => {}
+            }
             if contact.unread > 0 {
                 spans.push(Span::styled(
                     format!(" ({})", contact.unread),
@@ -133,15 +144,16 @@ pub fn status_bar(frame: &mut Frame<'_>, area: Rect, state: &State, theme: &Them
         Some(me) => format!("{} @ {}", me.username, short_server(&me.server)),
         None => short_server(&state.server).to_owned(),
     };
-    let tail = match &state.notice {
-        Some(notice) => Span::styled(
+    let tail = match (&state.notice, &state.search) {
+        (None, Some(search)) => Span::styled(search_status(search), theme.accent()),
+        (Some(notice), _) => Span::styled(
             notice.text.clone(),
             match notice.kind {
                 NoticeKind::Info => theme.accent(),
                 NoticeKind::Error => theme.danger(),
             },
         ),
-        None => Span::styled("F1 help", theme.dim()),
+        (None, None) => Span::styled("F1 help", theme.dim()),
     };
     // Most important first; what does not fit is left out, the notice last of all.
     let mut segments = vec![Span::styled(connection, style)];
@@ -168,6 +180,20 @@ pub fn status_bar(frame: &mut Frame<'_>, area: Rect, state: &State, theme: &Them
         Paragraph::new(Line::from(spans)).style(theme.status_bar()),
         area,
     );
+}
+
+/// The search as the status bar shows it: the query, which match, the keys.
+fn search_status(search: &crate::app::state::Search) -> String {
+    let position = match (search.current, search.matches.len()) {
+        (_, 0) => "no match".to_owned(),
+        (Some(i), n) => format!("{}/{n}", n - i),
+        (None, n) => format!("{n} matches"),
+    };
+    if search.typing {
+        format!("/{}▏ {position}", search.text())
+    } else {
+        format!("/{} {position} · n older · N newer · Esc", search.text())
+    }
 }
 
 /// `host:port` of a relay URL.

@@ -15,6 +15,7 @@
 //!
 //! Local state is in [`crate::mls::MlsStore`]; nothing here prints.
 
+mod app_api;
 mod direct;
 mod groups;
 mod inbox;
@@ -48,6 +49,8 @@ use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::signatures::Signer as _;
 use uuid::Uuid;
 
+pub use self::app_api::QueueWatch;
+pub use self::groups::ConversationSummary;
 use self::inbox::Received;
 #[cfg(test)]
 pub use self::inbox::SyncReport;

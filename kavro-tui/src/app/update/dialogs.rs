@@ -3,7 +3,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::{notice, select};
+use super::{groups, notice, select};
 use crate::app::command::Command;
 use crate::app::state::{Focus, LoginField, NoticeKind, Overlay, Screen, State};
 
@@ -36,14 +36,23 @@ pub(super) fn on_overlay_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
                 if name.is_empty() {
                     return Vec::new();
                 }
-                if let Err(reason) = kavro_proto::validate::username(&name) {
+                if name.starts_with('#') && state.contact_index(&name).is_none() {
+                    notice(
+                        state,
+                        NoticeKind::Error,
+                        format!("No group {name}: Ctrl-G creates one"),
+                    );
+                    return Vec::new();
+                }
+                if !name.starts_with('#')
+                    && let Err(reason) = kavro_proto::validate::username(&name)
+                {
                     notice(state, NoticeKind::Error, format!("{name:?}: {reason}"));
                     return Vec::new();
                 }
                 if let Some(index) = state.contact_index(&name) {
-                    let mut commands = select(state, index);
+                    let commands = select(state, index);
                     state.focus = Focus::Input;
-                    commands.retain(|c| matches!(c, Command::LoadHistory { .. }));
                     return commands;
                 }
                 notice(state, NoticeKind::Info, format!("Looking up {name}…"));
@@ -74,6 +83,8 @@ pub(super) fn on_overlay_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
             }
             _ => Vec::new(),
         },
+        Overlay::Form(_) => groups::on_form_key(state, key),
+        Overlay::Members { .. } => groups::on_members_key(state, key),
     }
 }
 

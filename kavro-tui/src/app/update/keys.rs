@@ -4,9 +4,9 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 
 use super::dialogs::{on_login_key, on_overlay_key};
-use super::{open_keys, retry, select, select_relative, send};
+use super::{groups, open_keys, retry, search, select, select_relative, send};
 use crate::app::command::Command;
-use crate::app::state::{Focus, LoginField, Overlay, Screen, State};
+use crate::app::state::{Focus, FormKind, LoginField, Overlay, Screen, State};
 
 /// Lines one mouse-wheel step scrolls.
 const WHEEL_LINES: usize = 3;
@@ -21,6 +21,9 @@ pub(super) fn on_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
     }
     if state.overlay.is_some() {
         return on_overlay_key(state, key);
+    }
+    if let Some(commands) = search::on_key(state, key) {
+        return commands;
     }
     // Keys that work in every pane.
     match key.code {
@@ -62,6 +65,15 @@ pub(super) fn on_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
     if is_ctrl(&key, 'r') {
         return retry(state);
     }
+    if is_ctrl(&key, 'g') {
+        return groups::open_form(state, FormKind::CreateGroup);
+    }
+    if is_ctrl(&key, 'd') {
+        return groups::open_form(state, FormKind::ApproveLink);
+    }
+    if is_ctrl(&key, 'o') {
+        return groups::toggle_notifications(state);
+    }
     match state.focus {
         Focus::Contacts => on_contacts_key(state, key),
         Focus::Messages => on_messages_key(state, key),
@@ -102,6 +114,7 @@ fn on_contacts_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
         }
         KeyCode::Char('f') => open_keys(state),
         KeyCode::Char('r') => retry(state),
+        KeyCode::Char('/') => search::start(state),
         KeyCode::Char('?') => {
             state.overlay = Some(Overlay::Help { scroll: 0 });
             Vec::new()
@@ -128,6 +141,7 @@ fn on_messages_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
         KeyCode::Enter => state.focus = Focus::Input,
         KeyCode::Char('f') => return open_keys(state),
         KeyCode::Char('r') => return retry(state),
+        KeyCode::Char('/') => return search::start(state),
         KeyCode::Char('n') => {
             state.overlay = Some(Overlay::NewConversation(Box::default()));
         }
@@ -194,6 +208,11 @@ pub(super) fn on_paste(state: &mut State, text: &str) {
         },
         (Screen::Chat, Some(Overlay::NewConversation(field))) => {
             field.insert_str(text.replace(['\r', '\n'], ""));
+        }
+        (Screen::Chat, Some(Overlay::Form(form))) => {
+            if let Some(input) = form.inputs.get_mut(form.field) {
+                input.insert_str(text.replace(['\r', '\n'], ""));
+            }
         }
         (Screen::Chat, None) => {
             state.focus = Focus::Input;

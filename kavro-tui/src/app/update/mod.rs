@@ -5,15 +5,17 @@
 //! clock); what they share is here.
 
 mod dialogs;
+mod groups;
 mod keys;
 mod net;
+mod search;
 
 use chrono::{DateTime, Utc};
 use crossterm::event::KeyEventKind;
 use ratatui_textarea::TextArea;
 
 use super::action::Action;
-use super::command::Command;
+use super::command::{Command, V2Command};
 use super::state::{
     ContactEntry, Mark, MessageView, Notice, NoticeKind, Overlay, SendStatus, State, ViewId,
 };
@@ -69,6 +71,18 @@ fn send(state: &mut State) -> Vec<Command> {
         );
         return Vec::new();
     };
+    if state
+        .current()
+        .and_then(|c| c.group.as_ref())
+        .is_some_and(|g| !g.active)
+    {
+        notice(
+            state,
+            NoticeKind::Error,
+            format!("Not sent: you are no longer a member of {peer}"),
+        );
+        return Vec::new();
+    }
     if state.current_key_changed() {
         notice(
             state,
@@ -110,10 +124,21 @@ fn queue_send(state: &mut State, peer: &str, text: String) -> Command {
     });
     conversation.scroll = 0;
     touch(state, peer, now);
-    Command::Send {
-        pending,
-        peer: peer.to_owned(),
-        text,
+    match state
+        .contact_index(peer)
+        .and_then(|i| state.contacts[i].group.as_ref())
+    {
+        Some(group) => Command::V2(V2Command::Send {
+            pending,
+            group: group.id.clone(),
+            label: peer.to_owned(),
+            text,
+        }),
+        None => Command::Send {
+            pending,
+            peer: peer.to_owned(),
+            text,
+        },
     }
 }
 
@@ -133,19 +158,53 @@ fn select(state: &mut State, index: usize) -> Vec<Command> {
     };
     contact.unread = 0;
     let name = contact.name.clone();
+    let group = contact.group.as_ref().map(|g| g.id.clone());
     state.selected = index;
+    state.search = None;
     if state.conversation(&name).is_some_and(|c| c.loaded) {
-        Vec::new()
-    } else {
-        vec![Command::LoadHistory { peer: name }]
+        return Vec::new();
+    }
+    match group {
+        Some(group) => vec![Command::V2(V2Command::LoadHistory { group, label: name })],
+        None => vec![Command::LoadHistory { peer: name }],
     }
 }
 
+/// Loads the open conversation when it is not loaded yet (the first
+/// conversations may come after the list was shown empty).
+fn ensure_visible_selection(state: &mut State) -> Vec<Command> {
+    let Some(name) = state.current().map(|c| c.name.clone()) else {
+        return Vec::new();
+    };
+    if state.conversation(&name).is_some_and(|c| c.loaded) {
+        return Vec::new();
+    }
+    select(state, state.selected)
+}
+
+/// A conversation's history as read from the local store: it replaces what
+/// is shown, except sends still on their way.
+fn history_in(state: &mut State, peer: &str, messages: Vec<MessageView>) {
+    let conversation = state.conversation_mut(peer);
+    let in_flight: Vec<MessageView> = conversation
+        .messages
+        .drain(..)
+        .filter(|m| matches!(m.id, ViewId::Pending(_)))
+        .collect();
+    conversation.messages = messages;
+    conversation.messages.extend(in_flight);
+    conversation.loaded = true;
+}
+
+/// Ctrl-F: a person's safety number, or a group's member list.
 fn open_keys(state: &mut State) -> Vec<Command> {
     let Some(peer) = state.current().map(|c| c.name.clone()) else {
         notice(state, NoticeKind::Error, "No conversation open");
         return Vec::new();
     };
+    if state.current().is_some_and(|c| c.group.is_some()) {
+        return groups::open_members(state);
+    }
     state.overlay = Some(Overlay::Keys {
         peer: peer.clone(),
         view: None,
@@ -214,15 +273,14 @@ fn ensure_contact(state: &mut State, peer: &str, key_state: Option<KeyState>) ->
         }
         return index;
     }
-    state.contacts.push(ContactEntry {
-        name: peer.to_owned(),
-        key_state,
-        unread: 0,
-        last_activity: None,
-    });
+    state
+        .contacts
+        .push(ContactEntry::person(peer.to_owned(), key_state));
     sort_contacts(state);
     state.contact_index(peer).unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;

@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{ensure_contact, notice, select, sort_contacts, touch};
+use super::{ensure_contact, groups, history_in, notice, select, sort_contacts, touch};
 use crate::app::action::{NetEvent, SendOutcome};
 use crate::app::command::Command;
 use crate::app::state::{
-    Connection, Focus, MessageView, NoticeKind, Overlay, Screen, SendStatus, State, ViewId,
+    Connection, Focus, NoticeKind, Overlay, Screen, SendStatus, State, ViewId,
 };
 use crate::pinning::KeyState;
 
@@ -29,35 +29,29 @@ pub(super) fn on_net(state: &mut State, event: NetEvent) -> Vec<Command> {
             select(state, 0)
         }
         NetEvent::History { peer, messages } => {
-            let conversation = state.conversation_mut(&peer);
-            // Sends still on their way stay; everything else comes from the history.
-            let in_flight: Vec<MessageView> = conversation
-                .messages
-                .drain(..)
-                .filter(|m| matches!(m.id, ViewId::Pending(_)))
-                .collect();
-            conversation.messages = messages;
-            conversation.messages.extend(in_flight);
-            conversation.loaded = true;
+            history_in(state, &peer, messages);
             Vec::new()
         }
         NetEvent::Synced { at, received } => {
             state.connection = Connection::Online;
             state.last_sync = Some(at);
+            let mut commands = Vec::new();
             for (peer, message) in received {
-                let index = ensure_contact(state, &peer, None);
-                let is_open = index == state.selected;
+                ensure_contact(state, &peer, None);
+                let on_screen = groups::on_screen(state, &peer);
                 let sent_at = message.sent_at;
+                let author = message.author.clone();
                 let conversation = state.conversation_mut(&peer);
                 if !conversation.messages.iter().any(|m| m.id == message.id) {
                     conversation.messages.push(message);
-                    if !is_open && let Some(index) = state.contact_index(&peer) {
+                    if !on_screen && let Some(index) = state.contact_index(&peer) {
                         state.contacts[index].unread += 1;
                     }
+                    commands.extend(groups::notify(state, &peer, &author));
                 }
                 touch(state, &peer, sent_at.max(at));
             }
-            Vec::new()
+            commands
         }
         NetEvent::SyncFailed {
             reason,
@@ -134,6 +128,7 @@ pub(super) fn on_net(state: &mut State, event: NetEvent) -> Vec<Command> {
             Vec::new()
         }
         NetEvent::LoggedIn => Vec::new(),
+        NetEvent::V2(event) => groups::on_v2(state, event),
         NetEvent::LoginFailed(reason) => {
             if let Screen::Login(form) = &mut state.screen {
                 form.busy = false;

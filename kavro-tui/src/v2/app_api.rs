@@ -1,0 +1,85 @@
+//! What the chat app needs from the v2 core beyond the CLI's calls: opening
+//! the installation's device from a [`Session`] (or learning there is none),
+//! and waiting for the device's queue *without* holding the session, so a
+//! long-poll never blocks a send typed meanwhile.
+
+use std::path::PathBuf;
+
+use kavro_proto::v2::{MlsDeviceId, QueueSeq};
+
+use super::{V2Error, V2Relay, V2Session};
+use crate::keystore::AccessToken;
+use crate::mls::{MlsStore, device_key};
+use crate::relay::RelayError;
+use crate::session::Session;
+
+/// The device key and MLS state of a profile (the paths `cli/v2.rs` uses).
+fn paths(session: &Session) -> (PathBuf, PathBuf) {
+    let data = &session.profile().paths().data_dir;
+    (data.join("mls-device.key"), data.join("mls.db"))
+}
+
+/// Why the app could not open the installation's v2 device.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
+    #[error(transparent)]
+    V2(#[from] V2Error),
+    #[error("cannot read this installation's device key: {0}")]
+    Key(String),
+}
+
+impl V2Session {
+    /// Opens this installation's device; `Ok(None)` when it has none (a
+    /// profile from before v2, or a relay without `/v2`): the app then
+    /// stays v1-only without a word.
+    pub async fn open_for_app(session: &Session) -> Result<Option<Self>, OpenError> {
+        let (key, db) = paths(session);
+        if !key.exists() {
+            return Ok(None);
+        }
+        let unlocked = session.unlock()?;
+        let Some(signer) = device_key::load(&key).map_err(|e| OpenError::Key(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let relay = V2Relay::new(session.profile().server(), crate::cli::extra_roots())
+            .map_err(V2Error::from)?;
+        let store = MlsStore::open(&db).await.map_err(V2Error::from)?;
+        Ok(Some(
+            Self::open(relay, store, signer, &unlocked.token).await?,
+        ))
+    }
+
+    /// A handle that waits for this device's queue on its own.
+    pub fn queue_watch(&self) -> QueueWatch {
+        QueueWatch {
+            relay: self.relay.clone(),
+            token: AccessToken::new(self.token.expose().to_owned()),
+            device: self.device.device_id,
+            after: self.device.queue_after,
+        }
+    }
+}
+
+/// Waits for entries past what the device applied when the watch was made.
+pub struct QueueWatch {
+    relay: V2Relay,
+    token: AccessToken,
+    device: MlsDeviceId,
+    after: QueueSeq,
+}
+
+impl QueueWatch {
+    /// Holds one request up to `wait` seconds (the relay answers at once
+    /// when something is queued); `true` when entries are waiting. It reads
+    /// without acknowledging: [`V2Session::sync`] applies them.
+    pub async fn wait(&self, wait: u32) -> Result<bool, RelayError> {
+        let page = self
+            .relay
+            .queue(&self.token, self.device, self.after, 1, wait)
+            .await?;
+        Ok(!page.messages.is_empty())
+    }
+}

@@ -1,0 +1,94 @@
+//! Kavro v2 in the chat app for real: three people registered with the real
+//! `kavro` against a real `kavro-server`, three apps in tmux. Alice creates
+//! a group from the app's dialog, the three exchange messages (each sees the
+//! others' lines), alice removes carol from the member list, carol's app
+//! shows the removal and does not get the next message.
+
+use kavro_e2e::tmux::Tmux;
+use kavro_e2e::{Server, User, skip_unless};
+
+fn registered(server: &Server, name: &str) -> User {
+    let user = User::new(name, &server.url);
+    user.ok(&["register", name]);
+    user
+}
+
+/// Opens `#team` in `name`'s app (Ctrl-N takes a group's name too) and sends `text`.
+fn say(tmux: &Tmux, name: &str, text: &str) {
+    tmux.keys(name, &["C-n"]);
+    tmux.wait_for(name, "New conversation");
+    tmux.type_text(name, "#team");
+    tmux.keys(name, &["Enter"]);
+    tmux.wait_for(name, "#team · ");
+    tmux.type_text(name, text);
+    tmux.keys(name, &["Enter"]);
+}
+
+#[test]
+fn three_apps_create_a_group_chat_and_remove_a_member() {
+    if skip_unless(Tmux::available(), "tmux") {
+        return;
+    }
+    let server = Server::start();
+    let people = ["alice", "bob", "carol"];
+    let users: Vec<User> = people.iter().map(|n| registered(&server, n)).collect();
+
+    let tmux = Tmux::new("v2");
+    for (name, user) in people.iter().zip(&users) {
+        tmux.start(name, user);
+    }
+    for name in people {
+        tmux.wait_for(name, "online");
+    }
+
+    // Alice creates #team from the dialog (Ctrl-G: name, Tab, members, Enter).
+    tmux.keys("alice", &["C-g"]);
+    tmux.wait_for("alice", "New group");
+    tmux.type_text("alice", "team");
+    tmux.keys("alice", &["Tab"]);
+    tmux.type_text("alice", "bob carol");
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "Created #team");
+    // The others' apps join it on their own, with the system line.
+    for name in ["bob", "carol"] {
+        tmux.wait_for(name, "#team 3");
+        tmux.wait_for(name, "this device joined (added by alice)");
+    }
+
+    // Everyone writes; everyone sees the others' lines.
+    say(&tmux, "alice", "hello from alice");
+    say(&tmux, "bob", "bob is here");
+    say(&tmux, "carol", "carol says hi");
+    for name in people {
+        for text in ["hello from alice", "bob is here", "carol says hi"] {
+            tmux.wait_for(name, text);
+        }
+    }
+
+    // Alice removes carol from the member list (Ctrl-F, r, the name).
+    tmux.keys("alice", &["C-f"]);
+    tmux.wait_for("alice", "Members of #team");
+    let members = tmux.wait_for("alice", "(this one)");
+    assert!(members.contains("carol"), "{members}");
+    tmux.keys("alice", &["r"]);
+    tmux.wait_for("alice", "Remove from #team");
+    tmux.type_text("alice", "carol");
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "Removed carol");
+    tmux.wait_for("carol", "alice removed this device");
+    tmux.wait_for("carol", "no longer a member");
+    tmux.wait_for("bob", "alice removed carol");
+
+    // The next message reaches bob, never carol.
+    tmux.type_text("alice", "carol is gone");
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("bob", "carol is gone");
+    let carol = tmux.screen("carol");
+    assert!(!carol.contains("carol is gone"), "{carol}");
+    // Nor is it in carol's local history (read once her app has quit).
+    tmux.keys("carol", &["C-q"]);
+    tmux.wait_for("carol", "EXITED 0");
+    let history = users[2].ok(&["history", "#team"]);
+    assert!(!history.contains("carol is gone"), "{history}");
+    assert!(history.contains("alice removed this device"), "{history}");
+}
