@@ -12,8 +12,8 @@ use kavro_proto::v2::{GroupId, MlsDeviceId};
 use kavro_proto::validate::{base64_encode, base64_strict};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
-    KeyPackage, KeyPackageIn, LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsGroupCreateConfig,
-    MlsGroupJoinConfig, Proposal, ProtocolVersion,
+    Ciphersuite, KeyPackage, KeyPackageIn, LeafNodeIndex, LeafNodeParameters, MlsGroup,
+    MlsGroupCreateConfig, MlsGroupJoinConfig, Proposal, ProtocolVersion,
 };
 use openmls_traits::OpenMlsProvider as _;
 use uuid::Uuid;
@@ -87,6 +87,17 @@ impl V2Session {
         name: Option<&str>,
         members: &[String],
     ) -> Result<GroupId, V2Error> {
+        self.create_group_in(SUITE, name, members).await
+    }
+
+    /// [`Self::create_group`] in `suite` ([`SUITE`], or [`super::PQ_SUITE`]
+    /// for `--pq`): every member joins with a key package of that suite.
+    pub async fn create_group_in(
+        &mut self,
+        suite: Ciphersuite,
+        name: Option<&str>,
+        members: &[String],
+    ) -> Result<GroupId, V2Error> {
         if let Some(name) = name
             && self.find_named(name).await?.is_some()
         {
@@ -95,17 +106,18 @@ impl V2Session {
         // Claim first: a user without devices fails before anything exists.
         let mut packages = Vec::new();
         for member in members {
-            let claimed = self.claim(member).await?;
+            let claimed = self.claim(member, suite).await?;
             if claimed.is_empty() {
                 return Err(V2Error::NoDevices(member.clone()));
             }
             packages.extend(claimed);
         }
         let own = self.device.username.clone();
-        packages.extend(self.claim(&own).await?);
+        packages.extend(self.claim(&own, suite).await?);
 
         let config = MlsGroupCreateConfig::builder()
-            .ciphersuite(SUITE)
+            .ciphersuite(suite)
+            .capabilities(super::capabilities(false))
             .use_ratchet_tree_extension(true)
             .padding_size(PADDING)
             .max_past_epochs(MAX_PAST_EPOCHS)
@@ -216,15 +228,21 @@ impl V2Session {
         Ok(out)
     }
 
+    /// Whether the conversation runs on the post-quantum ciphersuite.
+    pub fn is_post_quantum(&self, group: &GroupId) -> Result<bool, V2Error> {
+        Ok(self.group(group)?.ciphersuite() == super::PQ_SUITE)
+    }
+
     /// Adds every device of `usernames` to the conversation.
     pub async fn add_members(
         &mut self,
         group: &GroupId,
         usernames: &[String],
     ) -> Result<(), V2Error> {
+        let suite = self.group(group)?.ciphersuite();
         let mut packages = Vec::new();
         for user in usernames {
-            let claimed = self.claim(user).await?;
+            let claimed = self.claim(user, suite).await?;
             if claimed.is_empty() {
                 return Err(V2Error::NoDevices(user.clone()));
             }
@@ -244,17 +262,18 @@ impl V2Session {
         let mut added = 0;
         for group in self.conversation_ids().await? {
             let own = self.device.username.clone();
+            let mls = self.group(&group)?;
+            if !mls.is_active() {
+                continue;
+            }
             let packages: Vec<_> = self
-                .claim(&own)
+                .claim(&own, mls.ciphersuite())
                 .await?
                 .into_iter()
                 .filter(|(id, _)| *id == device)
                 .collect();
             if packages.is_empty() {
                 return Err(V2Error::NoDevices(own));
-            }
-            if !self.group(&group)?.is_active() {
-                continue;
             }
             let line = format!("{own} added a device");
             self.commit_change(&group, Change::Add(packages), line)
@@ -404,9 +423,16 @@ impl V2Session {
     /// One key package per active device of `username` (not this device),
     /// each checked: it parses, is signed, names `username`, and its key is
     /// the one the relay lists for that device.
-    async fn claim(&self, username: &str) -> Result<Vec<(MlsDeviceId, KeyPackage)>, V2Error> {
+    async fn claim(
+        &self,
+        username: &str,
+        suite: Ciphersuite,
+    ) -> Result<Vec<(MlsDeviceId, KeyPackage)>, V2Error> {
         let devices = self.devices(username).await?;
-        let claimed = self.relay.claim_key_packages(&self.token, username).await?;
+        let claimed = self
+            .relay
+            .claim_key_packages(&self.token, username, u16::from(suite))
+            .await?;
         let mut out = Vec::new();
         for package in claimed.key_packages {
             if package.device_id == self.device.device_id {
@@ -424,6 +450,9 @@ impl V2Session {
                 .map_err(|_| refuse("does not parse"))?
                 .validate(self.store.provider().crypto(), ProtocolVersion::Mls10)
                 .map_err(|_| refuse("is not valid"))?;
+            if key_package.ciphersuite() != suite {
+                return Err(refuse("is of another ciphersuite than the conversation's"));
+            }
             let leaf = key_package.leaf_node();
             let listed = devices
                 .iter()

@@ -23,13 +23,13 @@ use crate::mls::MlsStore;
 use crate::mls::rows::LineKind;
 
 /// One installation: its session and its data directory.
-struct Device {
-    session: V2Session,
-    dir: tempfile::TempDir,
+pub(super) struct Device {
+    pub(super) session: V2Session,
+    pub(super) dir: tempfile::TempDir,
 }
 
 impl Device {
-    fn db(&self) -> PathBuf {
+    pub(super) fn db(&self) -> PathBuf {
         self.dir.path().join("mls.db")
     }
 }
@@ -47,12 +47,12 @@ impl std::ops::DerefMut for Device {
     }
 }
 
-async fn relay() -> Option<TestServer> {
+pub(super) async fn relay() -> Option<TestServer> {
     TestServer::start(Db::Sqlite, Counters::Memory, |_| {}).await
 }
 
 /// Registers `name` and its first device.
-async fn root(s: &TestServer, name: &str) -> Device {
+pub(super) async fn root(s: &TestServer, name: &str) -> Device {
     let (token, user_id) = s.register(name).await;
     let dir = tempfile::tempdir().unwrap();
     let store = MlsStore::open(&dir.path().join("mls.db")).await.unwrap();
@@ -70,7 +70,7 @@ async fn root(s: &TestServer, name: &str) -> Device {
 }
 
 /// A second installation of `existing`'s account, linked and approved.
-async fn linked(s: &TestServer, existing: &mut Device) -> Device {
+pub(super) async fn linked(s: &TestServer, existing: &mut Device) -> Device {
     let name = existing.username().to_owned();
     let account = AccessToken::new(s.login(&name).await);
     let relay = V2Relay::for_tests(&s.base);
@@ -102,7 +102,7 @@ async fn linked(s: &TestServer, existing: &mut Device) -> Device {
     Device { session, dir }
 }
 
-fn texts(report: &super::SyncReport) -> Vec<String> {
+pub(super) fn texts(report: &super::SyncReport) -> Vec<String> {
     report
         .received
         .iter()
@@ -112,7 +112,7 @@ fn texts(report: &super::SyncReport) -> Vec<String> {
 
 /// The raw queue of a device, without acknowledging: what an eavesdropper
 /// on the relay (or the relay itself) captures.
-async fn capture(s: &TestServer, device: &Device) -> Vec<Vec<u8>> {
+pub(super) async fn capture(s: &TestServer, device: &Device) -> Vec<Vec<u8>> {
     let (status, page) = s
         .get(
             &format!(
@@ -133,7 +133,7 @@ async fn capture(s: &TestServer, device: &Device) -> Vec<Vec<u8>> {
 }
 
 /// Copies a device's whole state (database and WAL) as an attacker would.
-fn steal(db: &Path, to: &Path) -> PathBuf {
+pub(super) fn steal(db: &Path, to: &Path) -> PathBuf {
     let copy = to.join("stolen.db");
     std::fs::copy(db, &copy).unwrap();
     let mut wal = db.as_os_str().to_owned();
@@ -149,7 +149,7 @@ fn steal(db: &Path, to: &Path) -> PathBuf {
 /// Whether the state in `store` reads any application message among the
 /// captured messages of `group`, processed in order (commits it can process
 /// are merged, as an attacker holding the state would).
-fn decrypts_any(store: &MlsStore, group: &GroupId, captured: &[Vec<u8>]) -> bool {
+pub(super) fn decrypts_any(store: &MlsStore, group: &GroupId, captured: &[Vec<u8>]) -> bool {
     let provider = store.provider();
     let mut mls = MlsGroup::load(
         openmls_traits::OpenMlsProvider::storage(provider),
