@@ -144,18 +144,21 @@ pub struct DeviceToken {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 pub struct UploadKeyPackages {
-    /// TLS-serialised `KeyPackage`s; at most 100 outstanding per device.
+    /// TLS-serialised `KeyPackage`s, all of one ciphersuite (0x0001, or
+    /// 0x004F for post-quantum groups); at most 100 outstanding per device
+    /// and ciphersuite.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", oai(default))]
     pub key_packages: Vec<MlsBytes>,
-    /// Replaces the device's last-resort package (handed out only when no
-    /// other is left, and never consumed).
+    /// Replaces the device's last-resort package of its ciphersuite (handed
+    /// out only when no other is left, and never consumed); the same
+    /// ciphersuite as `key_packages`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", oai(nullable))]
     pub last_resort: Option<MlsBytes>,
 }
 
-/// How many key packages of a device remain on the relay.
+/// How many key packages of a device remain on the relay, in one ciphersuite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 pub struct KeyPackageCount {
@@ -163,6 +166,15 @@ pub struct KeyPackageCount {
     pub remaining: u32,
     /// Whether a last-resort package is stored.
     pub last_resort: bool,
+    /// The ciphersuite counted (absent from relays before post-quantum
+    /// groups, which only had 0x0001).
+    #[serde(default = "classic_suite")]
+    #[cfg_attr(feature = "openapi", oai(default = "classic_suite"))]
+    pub ciphersuite: u16,
+}
+
+fn classic_suite() -> u16 {
+    super::suites::CLASSIC
 }
 
 /// One claimed key package.

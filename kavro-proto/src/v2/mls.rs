@@ -81,6 +81,8 @@ pub struct CheckedKeyPackage {
     pub last_resort: bool,
     /// Unix seconds after which it is no longer valid.
     pub not_after: u64,
+    /// Its ciphersuite (one of [`super::suites::ALL`]).
+    pub ciphersuite: u16,
 }
 
 /// Why a key package was refused.
@@ -88,7 +90,7 @@ pub struct CheckedKeyPackage {
 pub enum KeyPackageError {
     #[error("not a well-formed KeyPackage")]
     Malformed,
-    #[error("the ciphersuite does not sign with Ed25519")]
+    #[error("the ciphersuite is not one Kavro speaks (0x0001, or 0x004F for post-quantum groups)")]
     UnsupportedCiphersuite,
     #[error("signed by another key than the device's")]
     WrongKey,
@@ -99,7 +101,7 @@ pub enum KeyPackageError {
 }
 
 /// Checks a TLS-serialised `KeyPackage` (not wrapped in an `MLSMessage`):
-/// it parses exactly, uses an Ed25519 ciphersuite, its leaf's signature key
+/// it parses exactly, uses one of Kavro's ciphersuites, its leaf's signature key
 /// is `device_key`, its leaf node and package signatures verify (openmls'
 /// `KeyPackageIn::validate`, which also checks the protocol version and that
 /// the init and encryption keys differ), and `now` (Unix seconds, the
@@ -126,7 +128,10 @@ pub fn check_key_package(
             }
             _ => KeyPackageError::Malformed,
         })?;
-    if package.ciphersuite().signature_algorithm() != SignatureScheme::ED25519 {
+    let ciphersuite = u16::from(package.ciphersuite());
+    if !super::suites::is_supported(ciphersuite)
+        || package.ciphersuite().signature_algorithm() != SignatureScheme::ED25519
+    {
         return Err(KeyPackageError::UnsupportedCiphersuite);
     }
     let lifetime = package.life_time();
@@ -136,6 +141,7 @@ pub fn check_key_package(
     Ok(CheckedKeyPackage {
         last_resort: package.last_resort(),
         not_after: lifetime.not_after(),
+        ciphersuite,
     })
 }
 
@@ -176,6 +182,10 @@ mod tests {
     }
 
     fn key_package(c: &Client, last_resort: bool) -> KeyPackage {
+        key_package_in(c, last_resort, SUITE)
+    }
+
+    fn key_package_in(c: &Client, last_resort: bool, suite: Ciphersuite) -> KeyPackage {
         let mut builder = KeyPackage::builder().key_package_lifetime(Lifetime::new(3600));
         if last_resort {
             // The leaf must announce the extension it carries.
@@ -186,7 +196,7 @@ mod tests {
             );
         }
         builder
-            .build(SUITE, &c.provider, &c.signer, c.credential.clone())
+            .build(suite, &c.provider, &c.signer, c.credential.clone())
             .unwrap()
             .key_package()
             .clone()
@@ -252,6 +262,40 @@ mod tests {
                 Err(KeyPackageError::Malformed)
             );
         }
+    }
+
+    #[test]
+    fn post_quantum_key_packages_are_checked_and_other_suites_refused() {
+        let alice = client("alice");
+        let pq = key_package_in(
+            &alice,
+            false,
+            Ciphersuite::MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519,
+        )
+        .tls_serialize_detached()
+        .unwrap();
+        let checked = check_key_package(&pq, &device_key(&alice), now()).unwrap();
+        assert_eq!(checked.ciphersuite, crate::v2::suites::POST_QUANTUM);
+        assert!(pq.len() <= crate::v2::limits::MAX_KEY_PACKAGE_BYTES);
+        let classic = key_package(&alice, false).tls_serialize_detached().unwrap();
+        assert_eq!(
+            check_key_package(&classic, &device_key(&alice), now())
+                .unwrap()
+                .ciphersuite,
+            crate::v2::suites::CLASSIC
+        );
+        // An Ed25519 suite Kavro does not speak.
+        let other = key_package_in(
+            &alice,
+            false,
+            Ciphersuite::MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519,
+        )
+        .tls_serialize_detached()
+        .unwrap();
+        assert_eq!(
+            check_key_package(&other, &device_key(&alice), now()),
+            Err(KeyPackageError::UnsupportedCiphersuite)
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!   from its (pinned) root device;
 //! - [`link`]: the exact bytes a device signs to link another device or to
 //!   open a session, and their verification (Ed25519);
+//! - [`suites`]: the MLS ciphersuites Kavro speaks (classic and post-quantum);
 //! - [`mls`] (feature `mls`): what a Delivery Service reads of an MLS message
 //!   (group id, epoch, content type) and the key package checks, on openmls.
 //!
@@ -20,6 +21,7 @@ pub mod link;
 #[cfg(feature = "mls")]
 pub mod mls;
 mod strings;
+pub mod suites;
 
 pub use ids::{GroupId, MlsDeviceId, QueueSeq, V2MessageId};
 pub use strings::{GroupIdText, MlsBytes, SignatureB64, SignatureKeyB64};

@@ -261,11 +261,13 @@ pub trait V2Store: Send + Sync + 'static {
         max_failures: u32,
     ) -> Result<MlsDeviceId, V2Error>;
 
-    /// Stores key packages (and replaces the last-resort one) unless the
-    /// device would then have more than `max` outstanding.
+    /// Stores key packages of one ciphersuite (and replaces the device's
+    /// last-resort one of that suite) unless the device would then have
+    /// more than `max` outstanding in that suite.
     async fn add_key_packages(
         &self,
         device: MlsDeviceId,
+        suite: u16,
         packages: &[NewKeyPackage],
         last_resort: Option<&NewKeyPackage>,
         max: u32,
@@ -274,14 +276,17 @@ pub trait V2Store: Send + Sync + 'static {
     async fn key_package_tally(
         &self,
         device: MlsDeviceId,
+        suite: u16,
         now: DateTime<Utc>,
     ) -> Result<KeyPackageTally, V2Error>;
-    /// One unexpired package per active device of `user`, consumed in the
-    /// same transaction (the last-resort one only when no other is left, and
-    /// kept). Never hands a package out twice, whatever the concurrency.
+    /// One unexpired package of `suite` per active device of `user`,
+    /// consumed in the same transaction (the last-resort one only when no
+    /// other is left, and kept). Never hands a package out twice, whatever
+    /// the concurrency.
     async fn claim_key_packages(
         &self,
         user: UserId,
+        suite: u16,
         now: DateTime<Utc>,
     ) -> Result<Claimed, V2Error>;
 

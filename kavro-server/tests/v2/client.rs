@@ -180,6 +180,10 @@ impl Client {
     }
 
     pub fn key_package(&self, last_resort: bool) -> Vec<u8> {
+        self.key_package_in(SUITE, last_resort)
+    }
+
+    pub fn key_package_in(&self, suite: Ciphersuite, last_resort: bool) -> Vec<u8> {
         let mut builder = KeyPackage::builder().key_package_lifetime(Lifetime::new(24 * 3600));
         if last_resort {
             builder = builder.mark_as_last_resort().leaf_node_capabilities(
@@ -189,7 +193,7 @@ impl Client {
             );
         }
         builder
-            .build(SUITE, &self.provider, &self.signer, self.credential.clone())
+            .build(suite, &self.provider, &self.signer, self.credential.clone())
             .unwrap()
             .key_package()
             .tls_serialize_detached()

@@ -1,7 +1,8 @@
 //! Kavro v2 (MLS) on the relay, over HTTP: every `/v2` route and its
 //! refusals on SQLite and PostgreSQL (`routes`, `links`), three openmls
 //! clients through the relay (`three_clients`), and two relay instances on
-//! one PostgreSQL and Redis under concurrent committers (`scaleout`).
+//! one PostgreSQL and Redis under concurrent committers (`scaleout`), and
+//! key packages per ciphersuite for post-quantum groups (`suites`).
 
 // Scenario helpers outside #[test] fns unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -13,4 +14,5 @@ mod client;
 mod links;
 mod routes;
 mod scaleout;
+mod suites;
 mod three_clients;

@@ -279,6 +279,10 @@ pub enum GroupCommand {
         /// A member's username (repeat for more)
         #[arg(long = "member", value_name = "USER", required = true)]
         members: Vec<String>,
+        /// Post-quantum hybrid key exchange (X-Wing: ML-KEM-768 + X25519; a draft
+        /// MLS ciphersuite): every member's devices need a recent kavro
+        #[arg(long)]
+        pq: bool,
     },
     /// Add people (all their devices) to a group
     Add {

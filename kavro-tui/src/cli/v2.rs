@@ -16,7 +16,7 @@ use super::output::{Printer, json_time, sanitize};
 use crate::mls::MlsStore;
 use crate::mls::device_key::{self, DeviceKeyHome};
 use crate::session::Session;
-use crate::v2::{V2Error, V2Relay, V2Session, new_signer};
+use crate::v2::{PQ_SUITE, SUITE, V2Error, V2Relay, V2Session, new_signer};
 
 /// Longest group name, in characters.
 const MAX_GROUP_NAME: usize = 40;
@@ -274,13 +274,23 @@ async fn group_inner(
 ) -> anyhow::Result<u8> {
     v2.sync().await?;
     match command {
-        GroupCommand::Create { name, members } => {
+        GroupCommand::Create { name, members, pq } => {
             let name = group_name(name)?;
             check_users(members)?;
-            let id = v2.create_group(Some(&name), members).await?;
+            let suite = if *pq { PQ_SUITE } else { SUITE };
+            let id = v2.create_group_in(suite, Some(&name), members).await?;
             printer.emit(
-                &format!("created #{name} with {}", members.join(", ")),
-                &json!({"group": format!("#{name}"), "group_id": id.to_text(), "members": members}),
+                &format!(
+                    "created #{name} with {}{}",
+                    members.join(", "),
+                    if *pq { " (post-quantum)" } else { "" }
+                ),
+                &json!({
+                    "group": format!("#{name}"),
+                    "group_id": id.to_text(),
+                    "members": members,
+                    "post_quantum": pq,
+                }),
             )?;
         }
         GroupCommand::Add { group, members } => {
@@ -325,12 +335,14 @@ async fn group_inner(
         }
         GroupCommand::List => {
             for c in v2.conversations().await? {
+                let pq = v2.is_post_quantum(&c.group_id)?;
                 printer.emit(
                     &format!(
-                        "{}  {} member(s), {} device(s){}",
+                        "{}  {} member(s), {} device(s){}{}",
                         sanitize(&c.label),
                         c.members.len(),
                         c.devices,
+                        if pq { ", post-quantum" } else { "" },
                         if c.active { "" } else { "  (removed)" }
                     ),
                     &json!({
@@ -340,6 +352,7 @@ async fn group_inner(
                         "devices": c.devices,
                         "epoch": c.epoch,
                         "active": c.active,
+                        "post_quantum": pq,
                     }),
                 )?;
             }

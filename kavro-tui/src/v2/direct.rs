@@ -22,7 +22,7 @@ use kavro_proto::UserId;
 use kavro_proto::v2::GroupId;
 use sha2::Digest as _;
 
-use super::{V2Error, V2Session};
+use super::{SUITE, V2Error, V2Session};
 use crate::relay::RelayError;
 
 /// The context of a 1:1 group id.
@@ -73,13 +73,13 @@ impl V2Session {
             }
             Err(err) => return Err(err.into()),
         }
-        let mut packages = self.claim(peer).await?;
+        let mut packages = self.claim(peer, SUITE).await?;
         if packages.is_empty() {
             return Err(V2Error::NoDevices(peer.to_owned()));
         }
         let own = self.device.username.clone();
-        packages.extend(self.claim(&own).await?);
-        self.new_local_group(Some(&id))?;
+        packages.extend(self.claim(&own, SUITE).await?);
+        self.new_local_group(Some(&id), SUITE)?;
         self.populate(&id, None, packages).await?;
         Ok(id)
     }

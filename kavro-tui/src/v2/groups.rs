@@ -12,8 +12,8 @@ use kavro_proto::v2::{GroupId, MlsDeviceId};
 use kavro_proto::validate::{base64_encode, base64_strict};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
-    KeyPackage, KeyPackageIn, LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsGroupCreateConfig,
-    MlsGroupJoinConfig, Proposal, ProtocolVersion,
+    Ciphersuite, KeyPackage, KeyPackageIn, LeafNodeIndex, LeafNodeParameters, MlsGroup,
+    MlsGroupCreateConfig, MlsGroupJoinConfig, Proposal, ProtocolVersion,
 };
 use openmls_traits::OpenMlsProvider as _;
 use uuid::Uuid;
@@ -88,6 +88,18 @@ impl V2Session {
         name: Option<&str>,
         members: &[String],
     ) -> Result<GroupId, V2Error> {
+        self.create_group_in(SUITE, name, members).await
+    }
+
+    /// [`Self::create_group`] in `suite` ([`SUITE`], or [`super::PQ_SUITE`]
+    /// for `--pq`): every member joins with a key package of that suite. A
+    /// 1:1 chat is always classic ([`V2Session::direct`]).
+    pub async fn create_group_in(
+        &mut self,
+        suite: Ciphersuite,
+        name: Option<&str>,
+        members: &[String],
+    ) -> Result<GroupId, V2Error> {
         if let Some(name) = name
             && self.find_named(name).await?.is_some()
         {
@@ -100,15 +112,15 @@ impl V2Session {
         // Claim first: a user without devices fails before anything exists.
         let mut packages = Vec::new();
         for member in members {
-            let claimed = self.claim(member).await?;
+            let claimed = self.claim(member, suite).await?;
             if claimed.is_empty() {
                 return Err(V2Error::NoDevices(member.clone()));
             }
             packages.extend(claimed);
         }
         let own = self.device.username.clone();
-        packages.extend(self.claim(&own).await?);
-        let id = self.new_local_group(None)?;
+        packages.extend(self.claim(&own, suite).await?);
+        let id = self.new_local_group(None, suite)?;
         if let Err(err) = self.relay.create_group(&self.token, &id).await {
             // The group exists only in memory: forget it.
             self.store.reload().await?;
@@ -120,9 +132,14 @@ impl V2Session {
 
     /// A new MLS group with this device as its only member, in memory (the
     /// next local commit writes it); `id` `None` lets openmls choose one.
-    pub(crate) fn new_local_group(&self, id: Option<&GroupId>) -> Result<GroupId, V2Error> {
+    pub(crate) fn new_local_group(
+        &self,
+        id: Option<&GroupId>,
+        suite: Ciphersuite,
+    ) -> Result<GroupId, V2Error> {
         let config = MlsGroupCreateConfig::builder()
-            .ciphersuite(SUITE)
+            .ciphersuite(suite)
+            .capabilities(super::capabilities(false))
             .use_ratchet_tree_extension(true)
             .padding_size(PADDING)
             .max_past_epochs(MAX_PAST_EPOCHS)
@@ -238,15 +255,21 @@ impl V2Session {
         Ok(out)
     }
 
+    /// Whether the conversation runs on the post-quantum ciphersuite.
+    pub fn is_post_quantum(&self, group: &GroupId) -> Result<bool, V2Error> {
+        Ok(self.group(group)?.ciphersuite() == super::PQ_SUITE)
+    }
+
     /// Adds every device of `usernames` to the conversation.
     pub async fn add_members(
         &mut self,
         group: &GroupId,
         usernames: &[String],
     ) -> Result<(), V2Error> {
+        let suite = self.group(group)?.ciphersuite();
         let mut packages = Vec::new();
         for user in usernames {
-            let claimed = self.claim(user).await?;
+            let claimed = self.claim(user, suite).await?;
             if claimed.is_empty() {
                 return Err(V2Error::NoDevices(user.clone()));
             }
@@ -266,17 +289,18 @@ impl V2Session {
         let mut added = 0;
         for group in self.conversation_ids().await? {
             let own = self.device.username.clone();
+            let mls = self.group(&group)?;
+            if !mls.is_active() {
+                continue;
+            }
             let packages: Vec<_> = self
-                .claim(&own)
+                .claim(&own, mls.ciphersuite())
                 .await?
                 .into_iter()
                 .filter(|(id, _)| *id == device)
                 .collect();
             if packages.is_empty() {
                 return Err(V2Error::NoDevices(own));
-            }
-            if !self.group(&group)?.is_active() {
-                continue;
             }
             let line = format!(
                 "{own} added their device {} to the conversation",
@@ -430,12 +454,17 @@ impl V2Session {
     /// each checked: it parses, is signed, names `username`, and is of a
     /// non-revoked device in `username`'s chain of device links, with that
     /// device's key.
+    /// Each is of `suite`, the conversation's.
     pub(crate) async fn claim(
         &mut self,
         username: &str,
+        suite: Ciphersuite,
     ) -> Result<Vec<(MlsDeviceId, KeyPackage)>, V2Error> {
         let chain = self.checked_devices(username).await?;
-        let claimed = self.relay.claim_key_packages(&self.token, username).await?;
+        let claimed = self
+            .relay
+            .claim_key_packages(&self.token, username, u16::from(suite))
+            .await?;
         let mut out = Vec::new();
         for package in claimed.key_packages {
             if package.device_id == self.device.device_id {
@@ -453,6 +482,9 @@ impl V2Session {
                 .map_err(|_| refuse("does not parse"))?
                 .validate(self.store.provider().crypto(), ProtocolVersion::Mls10)
                 .map_err(|_| refuse("is not valid"))?;
+            if key_package.ciphersuite() != suite {
+                return Err(refuse("is of another ciphersuite than the conversation's"));
+            }
             let leaf = key_package.leaf_node();
             // Trust failures (exit 4), unlike a malformed package.
             let untrusted = |what: &str| V2Error::Untrusted {

@@ -24,6 +24,8 @@ pub mod relay;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_pq;
+#[cfg(test)]
 mod tests_trust;
 mod trust;
 // The relay in this process (kavro-server's own test harness).
@@ -61,8 +63,14 @@ use crate::mls::rows::{self, DeviceRow};
 use crate::mls::{MlsStore, MlsStoreError};
 use crate::relay::RelayError;
 
-/// The ciphersuite of every Kavro v2 group.
+/// The ciphersuite of every Kavro v2 group not created post-quantum.
 pub const SUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+/// `kavro group create --pq`: HPKE over X-Wing (ML-KEM-768 + X25519), the
+/// same AES-128-GCM, SHA-256 and Ed25519 device keys (draft-ietf-mls-pq-ciphersuites).
+pub const PQ_SUITE: Ciphersuite = Ciphersuite::MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519;
+/// Every ciphersuite a device keeps key packages for on the relay, so it
+/// can be added to classic and to post-quantum groups.
+pub const SUITES: [Ciphersuite; 2] = [SUITE, PQ_SUITE];
 /// Top up when fewer key packages than this remain on the relay ...
 const KEY_PACKAGE_LOW: u32 = 10;
 /// ... to this many.
@@ -156,6 +164,19 @@ pub fn fingerprint(key: &[u8]) -> String {
 }
 
 /// A new device signature key (Ed25519).
+/// What this client's leaves announce: both Kavro ciphersuites (openmls'
+/// default list names the post-quantum ones only with its own feature, which
+/// the workspace cannot turn on: Cargo.toml), and the last-resort extension
+/// on a last-resort package.
+pub fn capabilities(last_resort: bool) -> Capabilities {
+    let builder = Capabilities::builder().ciphersuites(SUITES.to_vec());
+    if last_resort {
+        builder.extensions(vec![ExtensionType::LastResort]).build()
+    } else {
+        builder.build()
+    }
+}
+
 pub fn new_signer() -> Result<SignatureKeyPair, V2Error> {
     SignatureKeyPair::new(SUITE.signature_algorithm())
         .map_err(|e| mls_err("key generation")(&format!("{e:?}")))
@@ -359,55 +380,61 @@ impl V2Session {
         self.store.close().await;
     }
 
-    /// Uploads key packages when fewer than 10 remain (and a last-resort
-    /// package if none is stored). Returns how many were uploaded.
+    /// Uploads key packages, per ciphersuite, when fewer than 10 remain
+    /// (and a last-resort package if none is stored). Returns how many were
+    /// uploaded. A relay that predates post-quantum groups answers the
+    /// count for 0x0001 whatever was asked; it gets classic packages only.
     pub async fn top_up_key_packages(&mut self) -> Result<u32, V2Error> {
-        let count = self
-            .relay
-            .key_package_count(&self.token, self.device.device_id)
-            .await?;
-        if count.remaining >= KEY_PACKAGE_LOW && count.last_resort {
-            return Ok(0);
+        let mut uploaded = 0;
+        for suite in SUITES {
+            let suite_id = u16::from(suite);
+            let count = self
+                .relay
+                .key_package_count(&self.token, self.device.device_id, suite_id)
+                .await?;
+            if count.ciphersuite != suite_id
+                || (count.remaining >= KEY_PACKAGE_LOW && count.last_resort)
+            {
+                continue;
+            }
+            let wanted = KEY_PACKAGE_TARGET.saturating_sub(count.remaining);
+            let mut packages = Vec::with_capacity(wanted as usize);
+            for _ in 0..wanted {
+                packages.push(base64_encode(&self.key_package(suite, false)?).into());
+            }
+            let last_resort = if count.last_resort {
+                None
+            } else {
+                Some(base64_encode(&self.key_package(suite, true)?).into())
+            };
+            // The private halves must be durable before anyone can use the packages.
+            let tx = self.store.begin().await?;
+            self.store.commit(tx).await?;
+            self.relay
+                .upload_key_packages(
+                    &self.token,
+                    self.device.device_id,
+                    &UploadKeyPackages {
+                        key_packages: packages,
+                        last_resort,
+                    },
+                )
+                .await?;
+            uploaded += wanted;
         }
-        let wanted = KEY_PACKAGE_TARGET.saturating_sub(count.remaining);
-        let mut packages = Vec::with_capacity(wanted as usize);
-        for _ in 0..wanted {
-            packages.push(base64_encode(&self.key_package(false)?).into());
-        }
-        let last_resort = if count.last_resort {
-            None
-        } else {
-            Some(base64_encode(&self.key_package(true)?).into())
-        };
-        // The private halves must be durable before anyone can use the packages.
-        let tx = self.store.begin().await?;
-        self.store.commit(tx).await?;
-        self.relay
-            .upload_key_packages(
-                &self.token,
-                self.device.device_id,
-                &UploadKeyPackages {
-                    key_packages: packages,
-                    last_resort,
-                },
-            )
-            .await?;
-        Ok(wanted)
+        Ok(uploaded)
     }
 
-    fn key_package(&self, last_resort: bool) -> Result<Vec<u8>, V2Error> {
-        let mut builder =
-            KeyPackage::builder().key_package_lifetime(Lifetime::new(KEY_PACKAGE_LIFETIME_SECS));
+    fn key_package(&self, suite: Ciphersuite, last_resort: bool) -> Result<Vec<u8>, V2Error> {
+        let mut builder = KeyPackage::builder()
+            .key_package_lifetime(Lifetime::new(KEY_PACKAGE_LIFETIME_SECS))
+            .leaf_node_capabilities(capabilities(last_resort));
         if last_resort {
-            builder = builder.mark_as_last_resort().leaf_node_capabilities(
-                Capabilities::builder()
-                    .extensions(vec![ExtensionType::LastResort])
-                    .build(),
-            );
+            builder = builder.mark_as_last_resort();
         }
         let bundle = builder
             .build(
-                SUITE,
+                suite,
                 self.store.provider(),
                 &self.signer,
                 credential(&self.device.username, &self.signer),

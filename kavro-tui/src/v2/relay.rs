@@ -237,14 +237,17 @@ impl V2Relay {
         .await
     }
 
+    /// The device's packages left in `suite` (an older relay ignores the
+    /// suite and answers for 0x0001, which its answer then says).
     pub async fn key_package_count(
         &self,
         token: &AccessToken,
         device: MlsDeviceId,
+        suite: u16,
     ) -> Result<KeyPackageCount, RelayError> {
         self.call(self.request(
             Method::GET,
-            &format!("/v2/devices/{device}/key-packages"),
+            &format!("/v2/devices/{device}/key-packages?ciphersuite={suite}"),
             token,
         ))
         .await
@@ -254,10 +257,11 @@ impl V2Relay {
         &self,
         token: &AccessToken,
         username: &str,
+        suite: u16,
     ) -> Result<ClaimedKeyPackages, RelayError> {
         self.call(self.request(
             Method::POST,
-            &format!("/v2/users/{username}/key-packages/claim"),
+            &format!("/v2/users/{username}/key-packages/claim?ciphersuite={suite}"),
             token,
         ))
         .await

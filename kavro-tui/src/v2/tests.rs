@@ -29,7 +29,7 @@ pub(super) struct Device {
 }
 
 impl Device {
-    fn db(&self) -> PathBuf {
+    pub(super) fn db(&self) -> PathBuf {
         self.dir.path().join("mls.db")
     }
 }
@@ -112,7 +112,7 @@ pub(super) fn texts(report: &super::SyncReport) -> Vec<String> {
 
 /// The raw queue of a device, without acknowledging: what an eavesdropper
 /// on the relay (or the relay itself) captures.
-async fn capture(s: &TestServer, device: &Device) -> Vec<Vec<u8>> {
+pub(super) async fn capture(s: &TestServer, device: &Device) -> Vec<Vec<u8>> {
     let (status, page) = s
         .get(
             &format!(
@@ -133,7 +133,7 @@ async fn capture(s: &TestServer, device: &Device) -> Vec<Vec<u8>> {
 }
 
 /// Copies a device's whole state (database and WAL) as an attacker would.
-fn steal(db: &Path, to: &Path) -> PathBuf {
+pub(super) fn steal(db: &Path, to: &Path) -> PathBuf {
     let copy = to.join("stolen.db");
     std::fs::copy(db, &copy).unwrap();
     let mut wal = db.as_os_str().to_owned();
@@ -149,7 +149,7 @@ fn steal(db: &Path, to: &Path) -> PathBuf {
 /// Whether the state in `store` reads any application message among the
 /// captured messages of `group`, processed in order (commits it can process
 /// are merged, as an attacker holding the state would).
-fn decrypts_any(store: &MlsStore, group: &GroupId, captured: &[Vec<u8>]) -> bool {
+pub(super) fn decrypts_any(store: &MlsStore, group: &GroupId, captured: &[Vec<u8>]) -> bool {
     let provider = store.provider();
     let mut mls = MlsGroup::load(
         openmls_traits::OpenMlsProvider::storage(provider),

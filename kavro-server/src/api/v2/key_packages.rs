@@ -13,8 +13,9 @@ use kavro_proto::v2::api::{
 use kavro_proto::v2::limits::MAX_KEY_PACKAGES_PER_DEVICE;
 use kavro_proto::v2::link::SignatureKey;
 use kavro_proto::v2::mls::{KeyPackageError, check_key_package};
+use kavro_proto::v2::suites;
 use kavro_proto::validate;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
@@ -53,25 +54,47 @@ enum ClaimAnswer {
     Ok(Json<ClaimedKeyPackages>),
 }
 
-fn count(tally: KeyPackageTally) -> KeyPackageCount {
+fn count(tally: KeyPackageTally, suite: u16) -> KeyPackageCount {
     KeyPackageCount {
         remaining: tally.remaining,
         last_resort: tally.last_resort,
+        ciphersuite: suite,
     }
 }
 
-/// Checks every package against `key` at `now`; the field of the first bad one is named.
+/// The `ciphersuite` query parameter: one Kavro speaks, 0x0001 when absent.
+fn suite_param(suite: Option<u16>) -> Result<u16, ApiError> {
+    let suite = suite.unwrap_or(suites::CLASSIC);
+    if suites::is_supported(suite) {
+        Ok(suite)
+    } else {
+        Err(ApiError::invalid_field(
+            "ciphersuite",
+            format!("not a ciphersuite Kavro speaks (one of {:?})", suites::ALL),
+        ))
+    }
+}
+
+/// Checks every package against `key` at `now`, and that all share one
+/// ciphersuite (returned); the field of the first bad one is named.
 fn check_all(
     packages: Vec<(String, Vec<u8>, bool)>,
     key: SignatureKey,
     now: DateTime<Utc>,
-) -> Result<Vec<(NewKeyPackage, bool)>, ApiError> {
+) -> Result<(u16, Vec<(NewKeyPackage, bool)>), ApiError> {
     let now_secs = u64::try_from(now.timestamp()).unwrap_or_default();
-    packages
+    let mut suite = None;
+    let checked = packages
         .into_iter()
         .map(|(field, bytes, want_last_resort)| {
             let checked = check_key_package(&bytes, &key, now_secs)
                 .map_err(|e: KeyPackageError| ApiError::invalid_field(&field, e.to_string()))?;
+            if *suite.get_or_insert(checked.ciphersuite) != checked.ciphersuite {
+                return Err(ApiError::invalid_field(
+                    &field,
+                    "every package of one upload must have the same ciphersuite",
+                ));
+            }
             if checked.last_resort != want_last_resort {
                 return Err(ApiError::invalid_field(
                     &field,
@@ -88,7 +111,8 @@ fn check_all(
                 .unwrap_or(DateTime::<Utc>::MAX_UTC);
             Ok((NewKeyPackage { bytes, not_after }, checked.last_resort))
         })
-        .collect()
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok((suite.unwrap_or(suites::CLASSIC), checked))
 }
 
 #[OpenApi(tag = "V2Tags::V2KeyPackages")]
@@ -96,9 +120,11 @@ impl KeyPackagesApi {
     /// Upload key packages
     ///
     /// With the device's token. TLS-serialised `KeyPackage`s signed by the
-    /// device's key, with a lifetime covering now; at most 100 outstanding
-    /// (`409` past it, nothing stored). `last_resort` replaces the device's
-    /// last-resort package.
+    /// device's key, with a lifetime covering now, all of one ciphersuite
+    /// Kavro speaks (0x0001, or 0x004F for post-quantum groups); at most 100
+    /// outstanding per ciphersuite (`409` past it, nothing stored).
+    /// `last_resort` replaces the device's last-resort package of that
+    /// ciphersuite.
     #[oai(
         path = "/v2/devices/:id/key-packages",
         method = "post",
@@ -145,7 +171,7 @@ impl KeyPackagesApi {
         let key =
             SignatureKey::from_bytes(&device.signature_key).map_err(|e| ApiError::internal(&e))?;
         let now = state.clock.now();
-        let checked = tokio::task::spawn_blocking(move || check_all(raw, key, now))
+        let (suite, checked) = tokio::task::spawn_blocking(move || check_all(raw, key, now))
             .await
             .map_err(|e| ApiError::internal(&e))??;
         let (last, packages): (Vec<_>, Vec<_>) = checked.into_iter().partition(|(_, last)| *last);
@@ -156,6 +182,7 @@ impl KeyPackagesApi {
             .store
             .add_key_packages(
                 device.device_id,
+                suite,
                 &packages,
                 last.as_ref(),
                 MAX_KEY_PACKAGES_PER_DEVICE,
@@ -163,10 +190,12 @@ impl KeyPackagesApi {
             )
             .await
             .map_err(v2_error)?;
-        Ok(Uploaded::Created(Json(count(tally))))
+        Ok(Uploaded::Created(Json(count(tally, suite))))
     }
 
     /// How many key packages remain
+    ///
+    /// In one ciphersuite (`ciphersuite`, 0x0001 when absent).
     #[oai(
         path = "/v2/devices/:id/key-packages",
         method = "get",
@@ -176,9 +205,11 @@ impl KeyPackagesApi {
         &self,
         auth: V2Auth,
         #[oai(name = "id")] id: Path<i64>,
+        ciphersuite: Query<Option<u16>>,
     ) -> Result<CountAnswer, ApiError> {
         let state = &self.state;
         let device = auth.0.device_is(id.0)?;
+        let suite = suite_param(ciphersuite.0)?;
         state
             .limiter
             .check(Route::Lookup, &device_subject(device.device_id))
@@ -186,15 +217,16 @@ impl KeyPackagesApi {
         let tally = state
             .v2
             .store
-            .key_package_tally(device.device_id, state.clock.now())
+            .key_package_tally(device.device_id, suite, state.clock.now())
             .await
             .map_err(v2_error)?;
-        Ok(CountAnswer::Ok(Json(count(tally))))
+        Ok(CountAnswer::Ok(Json(count(tally, suite))))
     }
 
     /// Claim a key package of each of a user's devices
     ///
-    /// One per active device, consumed at once: a package is never handed out
+    /// One per active device, of the ciphersuite asked for (`ciphersuite`,
+    /// 0x0001 when absent), consumed at once: a package is never handed out
     /// twice. A device with none left gives its last-resort package (kept);
     /// devices with nothing at all are listed in `missing`.
     #[oai(
@@ -206,14 +238,16 @@ impl KeyPackagesApi {
         &self,
         auth: V2Auth,
         #[oai(name = "username")] username: Path<String>,
+        ciphersuite: Query<Option<u16>>,
     ) -> Result<ClaimAnswer, ApiError> {
         let state = &self.state;
+        let suite = suite_param(ciphersuite.0)?;
         auth.0.spend(state, Route::Lookup).await?;
         let user = user_named(state, &username.0).await?;
         let claimed = state
             .v2
             .store
-            .claim_key_packages(user.id, state.clock.now())
+            .claim_key_packages(user.id, suite, state.clock.now())
             .await
             .map_err(v2_error)?;
         Ok(ClaimAnswer::Ok(Json(ClaimedKeyPackages {

@@ -280,15 +280,17 @@ async fn ack_in(
 async fn tally(
     conn: &mut PgConnection,
     device: MlsDeviceId,
+    suite: u16,
     now: DateTime<Utc>,
 ) -> Result<KeyPackageTally, sqlx::Error> {
     let row = sqlx::query(
         "SELECT count(*) FILTER (WHERE NOT last_resort) AS remaining,
                 count(*) FILTER (WHERE last_resort) AS last_resort
-         FROM v2_key_packages WHERE device_id = $1 AND not_after > $2",
+         FROM v2_key_packages WHERE device_id = $1 AND not_after > $2 AND ciphersuite = $3",
     )
     .bind(device.0)
     .bind(now)
+    .bind(i32::from(suite))
     .fetch_one(&mut *conn)
     .await?;
     let remaining: i64 = row.try_get("remaining")?;
@@ -534,6 +536,7 @@ impl V2Store for PgStore {
     async fn add_key_packages(
         &self,
         device: MlsDeviceId,
+        suite: u16,
         packages: &[NewKeyPackage],
         last_resort: Option<&NewKeyPackage>,
         max: u32,
@@ -551,9 +554,11 @@ impl V2Store for PgStore {
             .execute(&mut *tx)
             .await?;
         let have: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM v2_key_packages WHERE device_id = $1 AND NOT last_resort",
+            "SELECT count(*) FROM v2_key_packages
+             WHERE device_id = $1 AND ciphersuite = $2 AND NOT last_resort",
         )
         .bind(device.0)
+        .bind(i32::from(suite))
         .fetch_one(&mut *tx)
         .await?;
         let have = u32::try_from(have).unwrap_or(u32::MAX);
@@ -564,33 +569,41 @@ impl V2Store for PgStore {
             let bytes: Vec<&[u8]> = packages.iter().map(|p| p.bytes.as_slice()).collect();
             let not_after: Vec<DateTime<Utc>> = packages.iter().map(|p| p.not_after).collect();
             sqlx::query(
-                "INSERT INTO v2_key_packages (device_id, key_package, last_resort, not_after, created_at)
-                 SELECT $1, t.k, false, t.a, $4 FROM unnest($2::bytea[], $3::timestamptz[]) AS t(k, a)",
+                "INSERT INTO v2_key_packages
+                     (device_id, key_package, last_resort, not_after, created_at, ciphersuite)
+                 SELECT $1, t.k, false, t.a, $4, $5
+                 FROM unnest($2::bytea[], $3::timestamptz[]) AS t(k, a)",
             )
             .bind(device.0)
             .bind(&bytes)
             .bind(&not_after)
             .bind(now)
+            .bind(i32::from(suite))
             .execute(&mut *tx)
             .await?;
         }
         if let Some(package) = last_resort {
-            sqlx::query("DELETE FROM v2_key_packages WHERE device_id = $1 AND last_resort")
-                .bind(device.0)
+            sqlx::query(
+                "DELETE FROM v2_key_packages WHERE device_id = $1 AND ciphersuite = $2 AND last_resort",
+            )
+            .bind(device.0)
+            .bind(i32::from(suite))
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
-                "INSERT INTO v2_key_packages (device_id, key_package, last_resort, not_after, created_at)
-                 VALUES ($1, $2, true, $3, $4)",
+                "INSERT INTO v2_key_packages
+                     (device_id, key_package, last_resort, not_after, created_at, ciphersuite)
+                 VALUES ($1, $2, true, $3, $4, $5)",
             )
             .bind(device.0)
             .bind(&package.bytes)
             .bind(package.not_after)
             .bind(now)
+            .bind(i32::from(suite))
             .execute(&mut *tx)
             .await?;
         }
-        let tally = tally(&mut tx, device, now).await?;
+        let tally = tally(&mut tx, device, suite, now).await?;
         tx.commit().await?;
         Ok(tally)
     }
@@ -598,15 +611,17 @@ impl V2Store for PgStore {
     async fn key_package_tally(
         &self,
         device: MlsDeviceId,
+        suite: u16,
         now: DateTime<Utc>,
     ) -> Result<KeyPackageTally, V2Error> {
         let mut conn = self.primary.acquire().await?;
-        Ok(tally(&mut conn, device, now).await?)
+        Ok(tally(&mut conn, device, suite, now).await?)
     }
 
     async fn claim_key_packages(
         &self,
         user: UserId,
+        suite: u16,
         now: DateTime<Utc>,
     ) -> Result<Claimed, V2Error> {
         let mut tx = self.primary.begin().await?;
@@ -623,11 +638,12 @@ impl V2Store for PgStore {
             let taken: Option<Vec<u8>> = sqlx::query_scalar(
                 "DELETE FROM v2_key_packages WHERE id = (
                      SELECT id FROM v2_key_packages WHERE device_id = $1 AND NOT last_resort
-                     AND not_after > $2 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     AND not_after > $2 AND ciphersuite = $3 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
                  RETURNING key_package",
             )
             .bind(device)
             .bind(now)
+            .bind(i32::from(suite))
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(package) = taken {
@@ -636,10 +652,11 @@ impl V2Store for PgStore {
             }
             let last: Option<Vec<u8>> = sqlx::query_scalar(
                 "SELECT key_package FROM v2_key_packages
-                 WHERE device_id = $1 AND last_resort AND not_after > $2",
+                 WHERE device_id = $1 AND last_resort AND not_after > $2 AND ciphersuite = $3",
             )
             .bind(device)
             .bind(now)
+            .bind(i32::from(suite))
             .fetch_optional(&mut *tx)
             .await?;
             match last {

@@ -649,6 +649,7 @@ impl V2Store for SqliteStore {
     async fn add_key_packages(
         &self,
         device: MlsDeviceId,
+        suite: u16,
         packages: &[NewKeyPackage],
         last_resort: Option<&NewKeyPackage>,
         max: u32,
@@ -661,9 +662,11 @@ impl V2Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let have: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM v2_key_packages WHERE device_id = $1 AND last_resort = 0",
+            "SELECT count(*) FROM v2_key_packages
+             WHERE device_id = $1 AND ciphersuite = $2 AND last_resort = 0",
         )
         .bind(device.0)
+        .bind(i32::from(suite))
         .fetch_one(&mut *tx)
         .await?;
         let have = u32::try_from(have).unwrap_or(u32::MAX);
@@ -672,33 +675,40 @@ impl V2Store for SqliteStore {
         }
         for package in packages {
             sqlx::query(
-                "INSERT INTO v2_key_packages (device_id, key_package, last_resort, not_after, created_at)
-                 VALUES ($1, $2, 0, $3, $4)",
+                "INSERT INTO v2_key_packages
+                     (device_id, key_package, last_resort, not_after, created_at, ciphersuite)
+                 VALUES ($1, $2, 0, $3, $4, $5)",
             )
             .bind(device.0)
             .bind(&package.bytes)
             .bind(ms(package.not_after))
             .bind(ms(now))
+            .bind(i32::from(suite))
             .execute(&mut *tx)
             .await?;
         }
         if let Some(package) = last_resort {
-            sqlx::query("DELETE FROM v2_key_packages WHERE device_id = $1 AND last_resort = 1")
-                .bind(device.0)
+            sqlx::query(
+                "DELETE FROM v2_key_packages WHERE device_id = $1 AND ciphersuite = $2 AND last_resort = 1",
+            )
+            .bind(device.0)
+            .bind(i32::from(suite))
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
-                "INSERT INTO v2_key_packages (device_id, key_package, last_resort, not_after, created_at)
-                 VALUES ($1, $2, 1, $3, $4)",
+                "INSERT INTO v2_key_packages
+                     (device_id, key_package, last_resort, not_after, created_at, ciphersuite)
+                 VALUES ($1, $2, 1, $3, $4, $5)",
             )
             .bind(device.0)
             .bind(&package.bytes)
             .bind(ms(package.not_after))
             .bind(ms(now))
+            .bind(i32::from(suite))
             .execute(&mut *tx)
             .await?;
         }
-        let tally = tally(&mut tx, device, now).await?;
+        let tally = tally(&mut tx, device, suite, now).await?;
         tx.commit().await?;
         Ok(tally)
     }
@@ -706,15 +716,17 @@ impl V2Store for SqliteStore {
     async fn key_package_tally(
         &self,
         device: MlsDeviceId,
+        suite: u16,
         now: DateTime<Utc>,
     ) -> Result<KeyPackageTally, V2Error> {
         let mut conn = self.reader.acquire().await?;
-        Ok(tally(&mut conn, device, now).await?)
+        Ok(tally(&mut conn, device, suite, now).await?)
     }
 
     async fn claim_key_packages(
         &self,
         user: UserId,
+        suite: u16,
         now: DateTime<Utc>,
     ) -> Result<Claimed, V2Error> {
         let mut tx = self.writer.begin().await?;
@@ -729,11 +741,12 @@ impl V2Store for SqliteStore {
             let taken: Option<Vec<u8>> = sqlx::query_scalar(
                 "DELETE FROM v2_key_packages WHERE id = (
                      SELECT id FROM v2_key_packages WHERE device_id = $1 AND last_resort = 0
-                     AND not_after > $2 ORDER BY id LIMIT 1)
+                     AND not_after > $2 AND ciphersuite = $3 ORDER BY id LIMIT 1)
                  RETURNING key_package",
             )
             .bind(device)
             .bind(ms(now))
+            .bind(i32::from(suite))
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(package) = taken {
@@ -742,10 +755,11 @@ impl V2Store for SqliteStore {
             }
             let last: Option<Vec<u8>> = sqlx::query_scalar(
                 "SELECT key_package FROM v2_key_packages
-                 WHERE device_id = $1 AND last_resort = 1 AND not_after > $2",
+                 WHERE device_id = $1 AND last_resort = 1 AND not_after > $2 AND ciphersuite = $3",
             )
             .bind(device)
             .bind(ms(now))
+            .bind(i32::from(suite))
             .fetch_optional(&mut *tx)
             .await?;
             match last {
@@ -1001,15 +1015,17 @@ impl V2Store for SqliteStore {
 async fn tally(
     conn: &mut SqliteConnection,
     device: MlsDeviceId,
+    suite: u16,
     now: DateTime<Utc>,
 ) -> Result<KeyPackageTally, sqlx::Error> {
     let row = sqlx::query(
         "SELECT count(*) FILTER (WHERE last_resort = 0) AS remaining,
                 count(*) FILTER (WHERE last_resort = 1) AS last_resort
-         FROM v2_key_packages WHERE device_id = $1 AND not_after > $2",
+         FROM v2_key_packages WHERE device_id = $1 AND not_after > $2 AND ciphersuite = $3",
     )
     .bind(device.0)
     .bind(ms(now))
+    .bind(i32::from(suite))
     .fetch_one(&mut *conn)
     .await?;
     let remaining: i64 = row.try_get("remaining")?;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kavro_proto::UserId;
 use kavro_proto::v2::api::QueueKind;
+use kavro_proto::v2::suites::{CLASSIC, POST_QUANTUM};
 use kavro_proto::v2::{GroupId, MlsDeviceId, QueueSeq};
 use uuid::Uuid;
 
@@ -269,6 +270,7 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
     let tally = v2
         .add_key_packages(
             a1,
+            CLASSIC,
             &[kp(1, far), kp(2, far), kp(3, at(10))],
             Some(&kp(0, far)),
             4,
@@ -278,36 +280,69 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
         .unwrap();
     assert_eq!((tally.remaining, tally.last_resort), (3, true));
     assert!(matches!(
-        v2.add_key_packages(a1, &[kp(4, far), kp(5, far)], None, 4, t0)
+        v2.add_key_packages(a1, CLASSIC, &[kp(4, far), kp(5, far)], None, 4, t0)
             .await,
         Err(V2Error::TooManyKeyPackages { have: 3, max: 4 })
     ));
     assert_eq!(
-        v2.key_package_tally(a1, t0).await.unwrap().remaining,
+        v2.key_package_tally(a1, CLASSIC, t0)
+            .await
+            .unwrap()
+            .remaining,
         3,
         "nothing half-stored"
     );
-    v2.add_key_packages(a2, &[kp(21, far)], None, 4, t0)
+    v2.add_key_packages(a2, CLASSIC, &[kp(21, far)], None, 4, t0)
         .await
         .unwrap();
-    let claimed = v2.claim_key_packages(alice, at(20)).await.unwrap();
+    let claimed = v2.claim_key_packages(alice, CLASSIC, at(20)).await.unwrap();
     assert_eq!(
         claimed.packages,
         vec![(a1, vec![1; 40], false), (a2, vec![21; 40], false)]
     );
     assert_eq!(claimed.missing, vec![a3]);
     // kp 3 expired at 10 s: skipped; then a1 is down to its last resort.
-    let claimed = v2.claim_key_packages(alice, at(20)).await.unwrap();
+    let claimed = v2.claim_key_packages(alice, CLASSIC, at(20)).await.unwrap();
     assert_eq!(claimed.packages, vec![(a1, vec![2; 40], false)]);
     assert_eq!(claimed.missing, vec![a2, a3]);
     for _ in 0..2 {
-        let claimed = v2.claim_key_packages(alice, at(20)).await.unwrap();
+        let claimed = v2.claim_key_packages(alice, CLASSIC, at(20)).await.unwrap();
         assert_eq!(claimed.packages, vec![(a1, vec![0; 40], true)]);
     }
-    let tally = v2.key_package_tally(a1, at(20)).await.unwrap();
+    let tally = v2.key_package_tally(a1, CLASSIC, at(20)).await.unwrap();
     assert_eq!((tally.remaining, tally.last_resort), (0, true));
+    // Post-quantum packages are a separate stock: counted, bounded, claimed
+    // and kept as last resort per ciphersuite.
+    let tally = v2
+        .add_key_packages(a1, POST_QUANTUM, &[kp(31, far)], Some(&kp(30, far)), 4, t0)
+        .await
+        .unwrap();
+    assert_eq!((tally.remaining, tally.last_resort), (1, true));
+    let tally = v2.key_package_tally(a1, CLASSIC, at(20)).await.unwrap();
+    assert_eq!(
+        (tally.remaining, tally.last_resort),
+        (0, true),
+        "classic untouched"
+    );
+    let claimed = v2
+        .claim_key_packages(alice, POST_QUANTUM, at(20))
+        .await
+        .unwrap();
+    assert_eq!(claimed.packages, vec![(a1, vec![31; 40], false)]);
+    assert_eq!(claimed.missing, vec![a2, a3]);
+    let claimed = v2
+        .claim_key_packages(alice, POST_QUANTUM, at(20))
+        .await
+        .unwrap();
+    assert_eq!(claimed.packages, vec![(a1, vec![30; 40], true)]);
+    let claimed = v2.claim_key_packages(alice, CLASSIC, at(20)).await.unwrap();
+    assert_eq!(
+        claimed.packages,
+        vec![(a1, vec![0; 40], true)],
+        "classic last resort kept"
+    );
     assert!(
-        v2.claim_key_packages(UserId(i64::MAX), t0)
+        v2.claim_key_packages(UserId(i64::MAX), CLASSIC, t0)
             .await
             .unwrap()
             .packages
@@ -537,7 +572,13 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
         .await
         .unwrap();
     assert_eq!(posted.recipients, 0, "a revoked member is skipped");
-    assert_eq!(v2.key_package_tally(a2, at(7)).await.unwrap().remaining, 0);
+    assert_eq!(
+        v2.key_package_tally(a2, CLASSIC, at(7))
+            .await
+            .unwrap()
+            .remaining,
+        0
+    );
 
     // Retention: expired messages go, with their entries; the device's acked
     // position moves past them, so its pending count (the quota) drops.
@@ -638,14 +679,14 @@ pub async fn concurrent_claims(v2: Arc<dyn V2Store>, store: &dyn Store) {
     let device = root(v2.as_ref(), owner, 200, now).await;
     let far = after(now, Duration::from_secs(86_400));
     let packages: Vec<NewKeyPackage> = (0..40u8).map(|i| kp(i, far)).collect();
-    v2.add_key_packages(device, &packages, Some(&kp(255, far)), 100, now)
+    v2.add_key_packages(device, CLASSIC, &packages, Some(&kp(255, far)), 100, now)
         .await
         .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..60 {
         let v2 = v2.clone();
         tasks.push(tokio::spawn(async move {
-            v2.claim_key_packages(owner, now).await
+            v2.claim_key_packages(owner, CLASSIC, now).await
         }));
     }
     let mut seen = BTreeSet::new();
