@@ -11,11 +11,12 @@ use poem::listener::Acceptor as _;
 use tracing_subscriber::EnvFilter;
 
 mod admin_cli;
+mod allocator;
 
 /// mimalloc instead of glibc malloc: glibc kept the freed 19 MiB Argon2
 /// buffers in per-thread arenas (RSS grew past 2 GiB after a few hundred
 /// logins) and its malloc/free were ~12 % of the relay's CPU under load.
-/// Figures in docs/BENCHMARKS.md.
+/// Figures in docs/BENCHMARKS.md. Its settings: [`allocator`].
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -115,6 +116,7 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    allocator::apply();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref(), &cli.overrides()) {
         Ok(config) => config,
