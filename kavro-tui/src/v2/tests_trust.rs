@@ -62,6 +62,7 @@ async fn plant_package(s: &TestServer, device: MlsDeviceId, bytes: Vec<u8>) {
         .store
         .add_key_packages(
             device,
+            kavro_proto::v2::suites::CLASSIC,
             &[NewKeyPackage {
                 bytes,
                 not_after: Utc::now() + chrono::Duration::days(1),
