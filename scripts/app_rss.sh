@@ -62,9 +62,9 @@ for g in $(seq "$groups"); do
   done
 done
 for c in $(seq "$chats"); do
-  as "p$c" register "p$c" >/dev/null
+  as "peer$c" register "peer$c" >/dev/null
   for l in $(seq "$lines"); do
-    as "p$c" send alice "line $l from p$c: some ordinary chat text" >/dev/null
+    as "peer$c" send alice "line $l from peer$c: some ordinary chat text" >/dev/null
   done
 done
 # Alice reads her inbox once, so the 1:1 chats are in her history.
