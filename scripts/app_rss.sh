@@ -54,21 +54,23 @@ as() {
 
 as alice register alice >/dev/null
 as bob register bob >/dev/null
-echo "seeding $groups groups and $chats 1:1 chats, $lines lines each..." >&2
+echo "seeding $chats 1:1 chats and $groups groups, $lines lines each..." >&2
+for c in $(seq "$chats"); do
+  as "peer$c" register "peer$c" >/dev/null
+  for l in $(seq "$lines"); do
+    as "peer$c" send alice "line $l from peer$c: some ordinary chat text" >/dev/null
+  done
+done
+# Alice reads her inbox, so the 1:1 chats are in her history; the groups come
+# after it: newest first, they top the list, so seeing one listed means the
+# v2 side has loaded.
+as alice inbox >/dev/null
 for g in $(seq "$groups"); do
   as alice group create "g$g" --member bob >/dev/null
   for l in $(seq "$lines"); do
     as alice send "#g$g" "line $l of group $g: some ordinary chat text" >/dev/null
   done
 done
-for c in $(seq "$chats"); do
-  as "p$c" register "p$c" >/dev/null
-  for l in $(seq "$lines"); do
-    as "p$c" send alice "line $l from p$c: some ordinary chat text" >/dev/null
-  done
-done
-# Alice reads her inbox once, so the 1:1 chats are in her history.
-as alice inbox >/dev/null
 
 tmux -L "$socket" new-session -d -s alice -x 100 -y 30 \
   "env -i PATH='$PATH' HOME='$work/alice/data' KAVRO_SERVER='$url' \

@@ -84,6 +84,7 @@ pub async fn run(session: Session, options: AppOptions) -> anyhow::Result<()> {
         state.screen = Screen::Login(Box::default());
     }
 
+    let desktop = notify::desktop_session();
     let mut guard = terminal::init()?;
     let size = guard.terminal.size()?;
     state.size = (size.width, size.height);
@@ -110,7 +111,7 @@ pub async fn run(session: Session, options: AppOptions) -> anyhow::Result<()> {
         };
         for command in update::update(&mut state, action) {
             if let command::Command::Notify { title, body } = &command {
-                notify::notify(guard.terminal.backend_mut(), title, body);
+                notify::notify(guard.terminal.backend_mut(), title, body, desktop);
             }
             let _ = commands_tx.send(command);
         }
