@@ -40,17 +40,17 @@ client() { # client USER ARGS...: the release client in USER's own profile
 
 members=()
 for i in $(seq 1 "$devices"); do
-  client "u$i" register "u$i" >/dev/null
-  if [ "$i" -gt 1 ]; then members+=(--member "u$i"); fi
+  client "user$i" register "user$i" >/dev/null
+  if [ "$i" -gt 1 ]; then members+=(--member "user$i"); fi
 done
-client u1 group create bench "${members[@]}" >/dev/null
-client u1 send '#bench' warm-up >/dev/null
-devices_in_group=$(client u1 --json group list | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["devices"])')
+client user1 group create bench "${members[@]}" >/dev/null
+client user1 send '#bench' warm-up >/dev/null
+devices_in_group=$(client user1 --json group list | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["devices"])')
 
 times="$work/times"
 for i in $(seq 1 "$runs"); do
   start=$(date +%s%N)
-  client u1 send '#bench' "message $i of the benchmark, about sixty bytes long..." >/dev/null
+  client user1 send '#bench' "message $i of the benchmark, about sixty bytes long..." >/dev/null
   end=$(date +%s%N)
   echo $(( (end - start) / 1000 )) >>"$times"
 done

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::exit;
 use super::output::{self, Printer, sanitize};
-use super::v2::{has_device, line_output, open};
+use super::v2::{has_device, line_output, open, open_local};
 use crate::relay::RelayError;
 use crate::session::Session;
 use crate::v2::{V2Error, V2Session};
@@ -79,9 +79,10 @@ pub async fn history(
     limit: u32,
 ) -> anyhow::Result<Option<u8>> {
     crate::session::check_username(username)?;
-    let Some(v2) = open_if_device(session).await? else {
+    if !has_device(session)? {
         return Ok(None);
-    };
+    }
+    let v2 = open_local(session).await?;
     let lines = async {
         let Ok(id) = v2.find(username).await else {
             return anyhow::Ok(None);

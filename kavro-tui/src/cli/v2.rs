@@ -65,6 +65,15 @@ pub(super) async fn open(session: &Session) -> anyhow::Result<V2Session> {
     Ok(V2Session::open(relay(session)?, store, signer, &unlocked.token).await?)
 }
 
+/// Opens this installation's device for local reads (offline too).
+pub(super) async fn open_local(session: &Session) -> anyhow::Result<V2Session> {
+    let Some(signer) = key_home(session)?.load()? else {
+        return Err(V2Error::NoDevice.into());
+    };
+    let store = MlsStore::open(&db_path(session)).await?;
+    Ok(V2Session::open_local(relay(session)?, store, signer).await?)
+}
+
 /// After `kavro register`: this installation becomes the account's first device.
 pub async fn register_first_device(session: &Session) -> anyhow::Result<()> {
     let unlocked = session.unlock()?;
@@ -403,7 +412,7 @@ pub async fn history(
     target: &str,
     limit: u32,
 ) -> anyhow::Result<u8> {
-    let v2 = open(session).await?;
+    let v2 = open_local(session).await?;
     let result = async {
         let id = v2.find(target).await?;
         for line in v2.history(&id, limit).await? {

@@ -368,6 +368,33 @@ impl V2Session {
         })
     }
 
+    /// Opens the device for local reads only (history, conversation list)
+    /// without a device session: works offline; anything that talks to the
+    /// relay fails as unauthorized.
+    pub async fn open_local(
+        relay: V2Relay,
+        store: MlsStore,
+        signer: SignatureKeyPair,
+    ) -> Result<Self, V2Error> {
+        let device = rows::device(&mut *store.begin().await?)
+            .await
+            .map_err(MlsStoreError::from)?
+            .ok_or(V2Error::NoDevice)?;
+        if device.signature_key != signer.public() {
+            return Err(V2Error::Refused(
+                "the device key does not match this installation's MLS state".to_owned(),
+            ));
+        }
+        Ok(Self {
+            relay,
+            store,
+            signer,
+            device,
+            token: AccessToken::new(String::new()),
+            unread: Vec::new(),
+        })
+    }
+
     pub fn device_id(&self) -> MlsDeviceId {
         self.device.device_id
     }
