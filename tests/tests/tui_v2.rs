@@ -92,3 +92,27 @@ fn three_apps_create_a_group_chat_and_remove_a_member() {
     assert!(!history.contains("carol is gone"), "{history}");
     assert!(history.contains("alice removed this device"), "{history}");
 }
+
+/// An account created in the app's login form (F2) becomes the account's
+/// Kavro v2 device too, as `kavro register` makes it.
+#[test]
+fn an_account_registered_in_the_app_is_a_v2_device() {
+    if skip_unless(Tmux::available(), "tmux") {
+        return;
+    }
+    let server = Server::start();
+    let dave = User::new("dave", &server.url);
+    let tmux = Tmux::new("appreg");
+    tmux.start("dave", &dave);
+    tmux.wait_for("dave", "Press F2 to create an account");
+    tmux.keys("dave", &["F2"]);
+    tmux.type_text("dave", "dave");
+    tmux.keys("dave", &["Tab"]);
+    tmux.type_text("dave", &dave.password);
+    tmux.keys("dave", &["Enter"]);
+    tmux.wait_for("dave", "No conversations yet");
+    tmux.keys("dave", &["C-q"]);
+    tmux.wait_for("dave", "EXITED 0");
+    let devices = dave.ok(&["device", "list"]);
+    assert!(devices.contains("this device"), "{devices}");
+}

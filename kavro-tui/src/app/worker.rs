@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kavro_proto::strings::Password;
 use tokio::sync::{RwLock, mpsc};
 
-use super::action::{Action, NetEvent, SendOutcome};
+use super::action::{Action, NetEvent, SendOutcome, V2Event};
 use super::command::Command;
 use super::settings;
 use super::state::{ContactEntry, KeysView, Me, SendStatus};
@@ -190,6 +190,16 @@ impl Worker {
         };
         match result {
             Ok(()) => {
+                if register {
+                    // As `kavro register` does: this installation becomes the
+                    // account's first Kavro v2 device (the account works without).
+                    let session = self.session.read().await;
+                    if let Err(err) = crate::cli::v2::register_first_device(&session).await {
+                        self.emit(NetEvent::V2(V2Event::Failed(format!(
+                            "the account works, but this installation could not become its Kavro v2 device: {err:#}"
+                        ))));
+                    }
+                }
                 self.emit(NetEvent::LoggedIn);
                 self.start().await;
             }

@@ -11,7 +11,7 @@ pub mod exit;
 pub mod input;
 mod manage;
 pub mod output;
-mod v2;
+pub(crate) mod v2;
 
 use std::process::ExitCode;
 use std::sync::Arc;

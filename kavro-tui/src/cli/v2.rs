@@ -28,17 +28,11 @@ const APPROVE_WAIT: Duration = Duration::from_secs(60);
 /// Where this installation keeps its device key: beside the account's
 /// secrets (the OS keyring, or `mls-device.key` with a file key store).
 fn key_home(session: &Session) -> anyhow::Result<DeviceKeyHome> {
-    let (kind, account, keyring) = session.secrets_home()?;
-    Ok(DeviceKeyHome::new(
-        kind,
-        &account,
-        keyring,
-        session.profile().paths().data_dir.join("mls-device.key"),
-    ))
+    Ok(crate::v2::profile::device_key_home(session)?)
 }
 
 fn db_path(session: &Session) -> PathBuf {
-    session.profile().paths().data_dir.join("mls.db")
+    crate::v2::profile::mls_db_path(session)
 }
 
 fn relay(session: &Session) -> anyhow::Result<V2Relay> {

@@ -3,21 +3,13 @@
 //! and waiting for the device's queue *without* holding the session, so a
 //! long-poll never blocks a send typed meanwhile.
 
-use std::path::PathBuf;
-
 use kavro_proto::v2::{MlsDeviceId, QueueSeq};
 
 use super::{V2Error, V2Relay, V2Session};
 use crate::keystore::AccessToken;
-use crate::mls::{MlsStore, device_key};
+use crate::mls::MlsStore;
 use crate::relay::RelayError;
 use crate::session::Session;
-
-/// The device key and MLS state of a profile (the paths `cli/v2.rs` uses).
-fn paths(session: &Session) -> (PathBuf, PathBuf) {
-    let data = &session.profile().paths().data_dir;
-    (data.join("mls-device.key"), data.join("mls.db"))
-}
 
 /// Why the app could not open the installation's v2 device.
 #[derive(Debug, thiserror::Error)]
@@ -35,15 +27,17 @@ impl V2Session {
     /// profile from before v2, or a relay without `/v2`): the app then
     /// stays v1-only without a word.
     pub async fn open_for_app(session: &Session) -> Result<Option<Self>, OpenError> {
-        let (key, db) = paths(session);
-        if !key.exists() {
+        // The same home as the CLI's: the OS keyring when the account's
+        // secrets are there (a key file of an older client moves in on load).
+        let home = super::profile::device_key_home(session)?;
+        if !home.exists().map_err(|e| OpenError::Key(e.to_string()))? {
             return Ok(None);
         }
         let unlocked = session.unlock()?;
-        let Some(signer) = device_key::load(&key).map_err(|e| OpenError::Key(e.to_string()))?
-        else {
+        let Some(signer) = home.load().map_err(|e| OpenError::Key(e.to_string()))? else {
             return Ok(None);
         };
+        let db = super::profile::mls_db_path(session);
         let relay = V2Relay::new(session.profile().server(), crate::cli::extra_roots())
             .map_err(V2Error::from)?;
         let store = MlsStore::open(&db).await.map_err(V2Error::from)?;

@@ -20,6 +20,7 @@ mod direct;
 mod groups;
 mod inbox;
 pub mod payload;
+pub mod profile;
 pub mod relay;
 #[cfg(test)]
 mod tests;
