@@ -102,7 +102,7 @@ fn the_outer_layer_of_kavro_send_opens_with_pynacl() {
     let server = Server::start();
     let (alice, alice_me) = registered(&server, "alice");
     let (bob, _) = registered(&server, "bob");
-    alice.ok(&["send", "bob", "for libsodium"]);
+    alice.ok(&["send", "--v1", "bob", "for libsodium"]);
 
     // Bob's secret key, read from his key file (KAVRO_KEY_STORE=file).
     let opened = peer(&[
