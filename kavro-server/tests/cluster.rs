@@ -158,6 +158,11 @@ async fn two_relays_share_a_cluster() {
 /// One sender's load: each message gets its own `client_msg_id` and is
 /// retried with it after a `503` (as a client does), so a message is either
 /// stored once or still being retried. Returns client id → message id.
+///
+/// Paced (one accepted send per 25 ms per sender): the load must last through
+/// the outage and the recovery, however long the cluster takes to notice the
+/// dead master (an unpaced sender once used up its whole budget during the
+/// failure detection, and "sends flow again" then waited for nothing).
 async fn send_until_stopped(
     relays: [Arc<TestServer>; 2],
     token: String,
@@ -167,8 +172,9 @@ async fn send_until_stopped(
     accepted: Arc<AtomicUsize>,
 ) -> HashMap<String, i64> {
     let mut stored = HashMap::new();
-    // Bounded: at most 400 messages (under the per-sender pending quota).
-    for n in 0..400 {
+    // Bounded: at most 900 messages (under the per-sender pending quota of
+    // 1,000), so at least 22 s of load at the pace below.
+    for n in 0..900 {
         if stop.load(Ordering::Relaxed) {
             break;
         }
@@ -192,6 +198,7 @@ async fn send_until_stopped(
         };
         stored.insert(client_id, id);
         accepted.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
     stored
 }
