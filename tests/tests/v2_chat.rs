@@ -83,6 +83,22 @@ fn story(server: &Server) {
     let got = dave.json(&["inbox"]);
     assert_eq!(got[0]["text"], "v1 still works");
     assert_eq!(got[0]["protocol"], "v1");
+    // The reply comes over v1 too; alice's device (v2) marks it in text,
+    // dave's installation (v1 only) has nothing to tell apart.
+    let replied = dave.json(&["send", "alice", "v1 reply"]);
+    assert_eq!(replied[0]["protocol"], "v1");
+    let shown = alice.ok(&["inbox"]);
+    let reply = shown
+        .lines()
+        .find(|l| l.contains("v1 reply"))
+        .unwrap_or_else(|| panic!("the reply in alice's inbox: {shown}"));
+    assert!(reply.starts_with("[v1] "), "{reply}");
+    alice.json(&["send", "dave", "second v1 line"]);
+    let unmarked = dave.ok(&["inbox"]);
+    assert!(
+        unmarked.contains("second v1 line") && !unmarked.contains("[v1]"),
+        "{unmarked}"
+    );
 
     // A group of three.
     alice.json(&[

@@ -56,6 +56,7 @@ pub async fn account(
 }
 
 pub async fn logout(session: &mut Session, printer: &Printer) -> anyhow::Result<u8> {
+    crate::v2::profile::forget_device_session_at_logout(session).await;
     let outcome = session.logout().await?;
     let (human, json) = results::logout(&outcome);
     printer.emit(&human, &json)?;
@@ -163,6 +164,13 @@ pub async fn inbox(
     poll_interval: Duration,
 ) -> anyhow::Result<u8> {
     let me = session.account()?.username.clone();
+    // On a v2 device the v1 lines are marked, as `history` marks them: the
+    // MLS texts `kavro inbox` prints after them are the unmarked ones.
+    let v1_mark = if super::v2::has_device(session).unwrap_or(false) {
+        "[v1] "
+    } else {
+        ""
+    };
     // Sends that did not get through earlier go out first.
     match session.flush_outbox().await {
         Ok(report) => report_flush(&report),
@@ -171,11 +179,11 @@ pub async fn inbox(
     }
     if args.watch {
         tokio::select! {
-            result = inbox_loop(session, printer, args, &me, poll_interval) => result?,
+            result = inbox_loop(session, printer, args, &me, v1_mark, poll_interval) => result?,
             _ = tokio::signal::ctrl_c() => {}
         }
     } else {
-        inbox_loop(session, printer, args, &me, poll_interval).await?;
+        inbox_loop(session, printer, args, &me, v1_mark, poll_interval).await?;
     }
     warn_changed(session).await?;
     Ok(exit::OK)
@@ -186,6 +194,7 @@ async fn inbox_loop(
     printer: &Printer,
     args: &InboxArgs,
     me: &str,
+    v1_mark: &str,
     poll_interval: Duration,
 ) -> anyhow::Result<()> {
     // What the relay holds a request for; a relay without long-poll is
@@ -220,7 +229,7 @@ async fn inbox_loop(
         for received in &batch.messages {
             let message = &received.message;
             printer.emit(
-                &output::message_line(message),
+                &format!("{v1_mark}{}", output::message_line(message)),
                 &output::message_json(message, me),
             )?;
             shown += 1;

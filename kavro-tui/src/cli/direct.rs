@@ -17,7 +17,7 @@ use crate::v2::{V2Error, V2Session};
 
 /// Whether `username` has a device that is not revoked (`false` for an
 /// unknown user: v1 reports that in its own words).
-async fn has_v2_devices(v2: &V2Session, username: &str) -> Result<bool, V2Error> {
+async fn has_v2_devices(v2: &mut V2Session, username: &str) -> Result<bool, V2Error> {
     match v2.devices(username).await {
         Ok(devices) => Ok(devices.iter().any(|d| d.revoked_at.is_none())),
         Err(V2Error::Relay(RelayError::NotFound(_))) => Ok(false),
@@ -46,7 +46,7 @@ pub async fn send(
         return Ok(None);
     };
     let result = async {
-        if !has_v2_devices(&v2, username).await? {
+        if !has_v2_devices(&mut v2, username).await? {
             return anyhow::Ok(None);
         }
         v2.sync().await?;
@@ -126,7 +126,7 @@ pub async fn fingerprint(
         return Ok(());
     };
     let result = async {
-        if !has_v2_devices(&v2, username).await? {
+        if !has_v2_devices(&mut v2, username).await? {
             return anyhow::Ok(());
         }
         let number = v2.safety_number(username).await?;
@@ -184,7 +184,7 @@ pub async fn trust(
         return Ok(None);
     };
     let result = async {
-        if !has_v2_devices(&v2, username).await? {
+        if !has_v2_devices(&mut v2, username).await? {
             return anyhow::Ok(None);
         }
         let Ok(trusted) = v2.trust_root(username, &number).await? else {

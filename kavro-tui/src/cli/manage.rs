@@ -74,6 +74,7 @@ fn two_lines(reader: &mut impl std::io::BufRead) -> anyhow::Result<(Password, Pa
 
 /// `logout --everywhere`.
 pub async fn logout_everywhere(session: &mut Session, printer: &Printer) -> anyhow::Result<u8> {
+    crate::v2::profile::forget_device_session_at_logout(session).await;
     let username = session.logout_everywhere().await?;
     printer.emit(
         &format!("Logged out {username} everywhere: every session of the account is revoked."),

@@ -121,7 +121,7 @@ pub async fn device(
             Ok(exit::OK)
         }
         DeviceCommand::List { username } => {
-            let v2 = open(session).await?;
+            let mut v2 = open(session).await?;
             let user = username.clone().unwrap_or_else(|| v2.username().to_owned());
             let devices = v2.devices(&user).await?;
             let own = v2.device_id();

@@ -30,6 +30,7 @@ use sqlx::{Row as _, Sqlite, Transaction};
 pub mod device_key;
 pub mod pins;
 pub mod rows;
+pub mod session_cache;
 
 use crate::history::open_private_pool;
 

@@ -591,10 +591,16 @@ impl V2Session {
                         let Some(name) = credential_name(&member.credential) else {
                             continue;
                         };
-                        let device = self.devices(&name).await?.into_iter().find(|d| {
-                            base64_strict(d.signature_key.as_str()).as_deref()
-                                == Some(member.signature_key.as_slice())
-                        });
+                        let device = self
+                            .relay
+                            .devices(&self.token, &name)
+                            .await?
+                            .devices
+                            .into_iter()
+                            .find(|d| {
+                                base64_strict(d.signature_key.as_str()).as_deref()
+                                    == Some(member.signature_key.as_slice())
+                            });
                         if let Some(device) = device {
                             removed.push(device.id);
                         }

@@ -6,7 +6,7 @@
 
 use chrono::Utc;
 use kavro_proto::v2::GroupId;
-use kavro_proto::v2::api::{PostCommit, PostGroupMessage, QueueEntry};
+use kavro_proto::v2::api::{PostCommit, PostGroupMessage, QueueEntry, QueueKind};
 use kavro_proto::validate::{base64_encode, base64_strict};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
@@ -215,6 +215,15 @@ impl V2Session {
     /// Posts what the outbox still holds (after a crash or a failed post),
     /// applies the queue, and tops up key packages.
     pub async fn sync(&mut self) -> Result<SyncReport, V2Error> {
+        match self.sync_once().await {
+            Err(err) if self.renewed_after(&err).await? => self.sync_once().await,
+            done => done,
+        }
+    }
+
+    /// [`V2Session::sync`] with the device token at hand (every step can be
+    /// run again: the outbox and the queue position are durable).
+    async fn sync_once(&mut self) -> Result<SyncReport, V2Error> {
         let pending = {
             let mut conn = self.store.begin().await?;
             rows::outbox(&mut conn).await.map_err(MlsStoreError::from)?
@@ -235,7 +244,7 @@ impl V2Session {
         report
             .received
             .append(&mut std::mem::take(&mut self.unread));
-        self.top_up_key_packages().await?;
+        self.top_up_when_due().await?;
         Ok(report)
     }
 
@@ -261,6 +270,9 @@ impl V2Session {
                 // Applied before a crash that came before the ack.
                 if entry.seq <= self.device.queue_after {
                     continue;
+                }
+                if entry.kind == QueueKind::Welcome {
+                    self.welcomes_since_count += 1;
                 }
                 if self.apply(entry).await? {
                     report.applied += 1;

@@ -27,6 +27,8 @@ mod tests;
 #[cfg(test)]
 mod tests_pq;
 #[cfg(test)]
+mod tests_session_cache;
+#[cfg(test)]
 mod tests_trust;
 mod trust;
 // The relay in this process (kavro-server's own test harness).
@@ -61,6 +63,7 @@ pub use self::relay::{Posted, V2Relay};
 pub use self::trust::V2SafetyNumber;
 use crate::keystore::AccessToken;
 use crate::mls::rows::{self, DeviceRow};
+use crate::mls::session_cache::{self, CachedToken};
 use crate::mls::{MlsStore, MlsStoreError};
 use crate::relay::RelayError;
 
@@ -78,6 +81,13 @@ const KEY_PACKAGE_LOW: u32 = 10;
 const KEY_PACKAGE_TARGET: u32 = 30;
 /// Lifetime of an uploaded key package.
 const KEY_PACKAGE_LIFETIME_SECS: u64 = 28 * 24 * 3600;
+/// A sync counts the key packages left on the relay when it applied a
+/// Welcome (someone claimed one of this device's packages to add it), and
+/// otherwise at most this often (claims that led to no Welcome; the
+/// last-resort package covers the time between).
+const KEY_PACKAGE_RECOUNT: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+/// A cached device token is used only while it has at least this long left.
+const TOKEN_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// A v2 operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +158,13 @@ pub struct V2Session {
     signer: SignatureKeyPair,
     device: DeviceRow,
     token: AccessToken,
+    /// The account token, to open a new device session when the relay
+    /// refuses a cached one (`None` for a local-only session).
+    account: Option<AccessToken>,
+    /// `token` came from the session cache and the relay has not used it yet.
+    token_from_cache: bool,
+    /// Welcomes applied since the key packages were last counted.
+    welcomes_since_count: usize,
     /// Texts applied from the queue and not yet reported by [`V2Session::sync`].
     unread: Vec<Received>,
 }
@@ -196,8 +213,11 @@ pub(crate) fn credential_name(credential: &Credential) -> Option<String> {
     String::from_utf8(basic.identity().to_vec()).ok()
 }
 
+/// Opens a device session on the relay and keeps its token in the session
+/// cache for the next command.
 async fn device_token(
     relay: &V2Relay,
+    store: &MlsStore,
     account: &AccessToken,
     user: UserId,
     device: MlsDeviceId,
@@ -217,7 +237,17 @@ async fn device_token(
             },
         )
         .await?;
-    Ok(AccessToken::new(token.access_token))
+    let cached = CachedToken {
+        device_id: device,
+        token: token.access_token,
+        expires_at: token.expires_at,
+    };
+    let mut conn = store.begin().await?;
+    session_cache::save_device_token(&mut conn, &cached)
+        .await
+        .map_err(MlsStoreError::from)?;
+    conn.commit().await.map_err(MlsStoreError::from)?;
+    Ok(AccessToken::new(cached.token))
 }
 
 impl V2Session {
@@ -320,7 +350,7 @@ impl V2Session {
         user_id: UserId,
         device_id: MlsDeviceId,
     ) -> Result<Partial, V2Error> {
-        let token = device_token(&relay, account, user_id, device_id, &signer).await?;
+        let token = device_token(&relay, store, account, user_id, device_id, &signer).await?;
         let device = DeviceRow {
             user_id,
             username: username.to_owned(),
@@ -338,6 +368,7 @@ impl V2Session {
             signer,
             device,
             token,
+            account: account.duplicate(),
         })
     }
 
@@ -357,14 +388,36 @@ impl V2Session {
                 "the device key does not match this installation's MLS state".to_owned(),
             ));
         }
-        let token =
-            device_token(&relay, account, device.user_id, device.device_id, &signer).await?;
+        let cached = session_cache::device_token(&mut *store.begin().await?)
+            .await
+            .map_err(MlsStoreError::from)?
+            .filter(|c| {
+                c.device_id == device.device_id && c.expires_at > Utc::now() + TOKEN_MARGIN
+            });
+        let token_from_cache = cached.is_some();
+        let token = match cached {
+            Some(cached) => AccessToken::new(cached.token),
+            None => {
+                device_token(
+                    &relay,
+                    &store,
+                    account,
+                    device.user_id,
+                    device.device_id,
+                    &signer,
+                )
+                .await?
+            }
+        };
         Ok(Self {
             relay,
             store,
             signer,
             device,
             token,
+            account: Some(account.duplicate()),
+            token_from_cache,
+            welcomes_since_count: 0,
             unread: Vec::new(),
         })
     }
@@ -392,6 +445,9 @@ impl V2Session {
             signer,
             device,
             token: AccessToken::new(String::new()),
+            account: None,
+            token_from_cache: false,
+            welcomes_since_count: 0,
             unread: Vec::new(),
         })
     }
@@ -406,6 +462,23 @@ impl V2Session {
 
     pub async fn close(self) {
         self.store.close().await;
+    }
+
+    /// Counts (and tops up) the key packages on the relay when a Welcome was
+    /// applied since the last count, or the last count is older than
+    /// [`KEY_PACKAGE_RECOUNT`]; otherwise does nothing (no round trip).
+    pub(crate) async fn top_up_when_due(&mut self) -> Result<(), V2Error> {
+        if self.welcomes_since_count == 0 {
+            let counted_at =
+                session_cache::key_packages_counted_at(&mut *self.store.begin().await?)
+                    .await
+                    .map_err(MlsStoreError::from)?;
+            if counted_at.is_some_and(|at| Utc::now() - at < KEY_PACKAGE_RECOUNT) {
+                return Ok(());
+            }
+        }
+        self.top_up_key_packages().await?;
+        Ok(())
     }
 
     /// Uploads key packages, per ciphersuite, when fewer than 10 remain
@@ -450,6 +523,12 @@ impl V2Session {
                 .await?;
             uploaded += wanted;
         }
+        let mut conn = self.store.begin().await?;
+        session_cache::set_key_packages_counted_at(&mut conn, Utc::now())
+            .await
+            .map_err(MlsStoreError::from)?;
+        conn.commit().await.map_err(MlsStoreError::from)?;
+        self.welcomes_since_count = 0;
         Ok(uploaded)
     }
 
@@ -475,8 +554,44 @@ impl V2Session {
     }
 
     /// Every device of `username` (revoked ones included), oldest first.
-    pub async fn devices(&self, username: &str) -> Result<Vec<MlsDevice>, V2Error> {
-        Ok(self.relay.devices(&self.token, username).await?.devices)
+    pub async fn devices(&mut self, username: &str) -> Result<Vec<MlsDevice>, V2Error> {
+        match self.relay.devices(&self.token, username).await {
+            Ok(list) => Ok(list.devices),
+            Err(err) => {
+                let err = V2Error::from(err);
+                if self.renewed_after(&err).await? {
+                    Ok(self.relay.devices(&self.token, username).await?.devices)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// After `err` from the relay: if it refused a device token that came
+    /// from the session cache (the relay's keys changed, the device session
+    /// was ended), opens a new session, once, and says so: the caller then
+    /// retries what failed. Any other error is left to the caller.
+    pub(crate) async fn renewed_after(&mut self, err: &V2Error) -> Result<bool, V2Error> {
+        let unauthorized = matches!(err, V2Error::Relay(RelayError::Unauthorized(_)));
+        let Some(account) = self
+            .account
+            .as_ref()
+            .filter(|_| unauthorized && self.token_from_cache)
+        else {
+            return Ok(false);
+        };
+        self.token_from_cache = false;
+        self.token = device_token(
+            &self.relay,
+            &self.store,
+            account,
+            self.device.user_id,
+            self.device.device_id,
+            &self.signer,
+        )
+        .await?;
+        Ok(true)
     }
 
     /// Approves a link code typed on this device: checks the request is for
@@ -536,6 +651,7 @@ struct Partial {
     signer: SignatureKeyPair,
     device: DeviceRow,
     token: AccessToken,
+    account: AccessToken,
 }
 
 impl Partial {
@@ -546,6 +662,9 @@ impl Partial {
             signer: self.signer,
             device: self.device,
             token: self.token,
+            account: Some(self.account),
+            token_from_cache: false,
+            welcomes_since_count: 0,
             unread: Vec::new(),
         }
     }
