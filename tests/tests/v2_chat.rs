@@ -84,10 +84,12 @@ fn story(server: &Server) {
     assert_eq!(got[0]["text"], "v1 still works");
     assert_eq!(got[0]["protocol"], "v1");
     // The reply comes over v1 too; alice's device (v2) marks it in text,
-    // dave's installation (v1 only) has nothing to tell apart.
+    // dave's installation (v1 only) has nothing to tell apart. (v1 has one
+    // identity key per account: the one alice's laptop published when it
+    // logged in last, so the laptop reads it.)
     let replied = dave.json(&["send", "alice", "v1 reply"]);
     assert_eq!(replied[0]["protocol"], "v1");
-    let shown = alice.ok(&["inbox"]);
+    let shown = alice2.ok(&["inbox"]);
     let reply = shown
         .lines()
         .find(|l| l.contains("v1 reply"))
