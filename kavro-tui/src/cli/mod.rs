@@ -24,9 +24,10 @@ use self::args::{Cli, Command};
 use self::exit::UsageError;
 use self::output::Printer;
 use crate::config::Profile;
+use crate::config::ServerUrl;
 use crate::keystore::{ENV_KEY_STORE, KeyStoreKind, Keystores};
 use crate::paths::Dirs;
-use crate::relay::HttpRelay;
+use crate::relay::{HttpRelay, RelayError, http_client};
 use crate::session::{Session, SessionError};
 
 /// Runs `kavro` with the process's arguments and environment.
@@ -154,13 +155,21 @@ fn ca_roots(file: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>>
     }
 }
 
-/// The certificates `--ca-cert` / `KAVRO_CA_CERT` added to the platform's
-/// roots for this process, set once when the session opens.
-static EXTRA_ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
+/// The one HTTP client of this process (v1 and v2 relay calls alike),
+/// built when the session opens with the platform's roots and those of
+/// `--ca-cert` / `KAVRO_CA_CERT`. One, because building a client reads and
+/// parses every root certificate of the platform: done twice, it was a
+/// tenth of a `kavro send`.
+static HTTP_CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
 
-/// What [`EXTRA_ROOTS`] holds (none before a session was opened).
-pub(crate) fn extra_roots() -> &'static [reqwest::Certificate] {
-    EXTRA_ROOTS.get().map_or(&[], Vec::as_slice)
+/// [`HTTP_CLIENT`], or (no session opened in this process) a client with the
+/// platform's roots only, kept for the next call.
+pub(crate) fn relay_client(server: &ServerUrl) -> Result<reqwest::Client, RelayError> {
+    if let Some(client) = HTTP_CLIENT.get() {
+        return Ok(client.clone());
+    }
+    let client = http_client(server.as_str(), &[])?;
+    Ok(HTTP_CLIENT.get_or_init(|| client).clone())
 }
 
 async fn open_session(cli: &Cli) -> anyhow::Result<Session> {
@@ -170,10 +179,12 @@ async fn open_session(cli: &Cli) -> anyhow::Result<Session> {
         Some(file) => ca_roots(file)?,
         None => Vec::new(),
     };
-    let relay =
-        HttpRelay::new(profile.server(), &roots).map_err(|e| SessionError::from_relay(e, None))?;
-    // The v2 client (cli/v2.rs) reaches the same relay: it trusts the same roots.
-    let _ = EXTRA_ROOTS.set(roots);
+    let client = http_client(profile.server().as_str(), &roots)
+        .map_err(|e| SessionError::from_relay(e, None))?;
+    // The v2 client (cli/v2.rs) reaches the same relay over the same client
+    // (set once per process, as the roots are).
+    let _ = HTTP_CLIENT.set(client.clone());
+    let relay = HttpRelay::with_client(profile.server(), client);
     let keystores = Keystores::new(profile.paths().secrets_file(), explicit_key_store()?);
     Ok(Session::open(profile, Arc::new(relay), keystores).await?)
 }

@@ -36,7 +36,9 @@ fn db_path(session: &Session) -> PathBuf {
 }
 
 fn relay(session: &Session) -> anyhow::Result<V2Relay> {
-    V2Relay::new(session.profile().server(), super::extra_roots())
+    let server = session.profile().server();
+    super::relay_client(server)
+        .map(|client| V2Relay::with_client(server, client))
         .map_err(|e| session.relay_error(e).into())
 }
 

@@ -55,18 +55,13 @@ pub struct HttpRelay {
 }
 
 impl HttpRelay {
-    /// A client for `server` that trusts the platform's roots and, added to
-    /// them, the certificates in `extra_roots` (`--ca-cert`: a relay with its
-    /// own certificate authority).
-    pub fn new(
-        server: &ServerUrl,
-        extra_roots: &[reqwest::Certificate],
-    ) -> Result<Self, RelayError> {
-        let client = http_client(server.as_str(), extra_roots)?;
-        Ok(Self {
+    /// A relay client over an [`http_client`] built before (one per
+    /// process: building one reads and parses every platform root).
+    pub fn with_client(server: &ServerUrl, client: reqwest::Client) -> Self {
+        Self {
             client,
             base: server.as_str().to_owned(),
-        })
+        }
     }
 
     fn request(&self, method: Method, path: &str, token: Option<&AccessToken>) -> RequestBuilder {
@@ -396,7 +391,7 @@ mod tests {
             .unwrap()
             .port();
         let server = ServerUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-        let relay = HttpRelay::new(&server, &[]).unwrap();
+        let relay = HttpRelay::with_client(&server, http_client(server.as_str(), &[]).unwrap());
         let err = relay.long_poll().await.unwrap_err();
         match &err {
             RelayError::Unreachable { server: s, detail } => {

@@ -38,8 +38,11 @@ impl V2Session {
             return Ok(None);
         };
         let db = super::profile::mls_db_path(session);
-        let relay = V2Relay::new(session.profile().server(), crate::cli::extra_roots())
-            .map_err(V2Error::from)?;
+        let server = session.profile().server();
+        let relay = V2Relay::with_client(
+            server,
+            crate::cli::relay_client(server).map_err(V2Error::from)?,
+        );
         let store = MlsStore::open(&db).await.map_err(V2Error::from)?;
         Ok(Some(
             Self::open(relay, store, signer, &unlocked.token).await?,

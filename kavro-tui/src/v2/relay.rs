@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::config::ServerUrl;
 use crate::keystore::AccessToken;
-use crate::relay::{RelayError, error_from, http_client, innermost};
+use crate::relay::{RelayError, error_from, innermost};
 
 /// Added to a long-poll's `wait` for the request timeout.
 const LONG_POLL_GRACE: Duration = Duration::from_secs(15);
@@ -41,17 +41,19 @@ pub struct V2Relay {
 }
 
 impl V2Relay {
-    /// A client for `server` trusting the platform's roots and
-    /// `extra_roots` (`--ca-cert`), like the v1 relay client.
-    pub fn new(
-        server: &ServerUrl,
-        extra_roots: &[reqwest::Certificate],
-    ) -> Result<Self, RelayError> {
-        Self::with_base(server.as_str(), extra_roots)
+    /// The `/v2` routes of `server` over `client`, the process's one
+    /// [`crate::relay::http_client`] (the v1 relay client's: same roots,
+    /// same timeouts).
+    pub fn with_client(server: &ServerUrl, client: reqwest::Client) -> Self {
+        Self {
+            client,
+            base: server.as_str().trim_end_matches('/').to_owned(),
+        }
     }
 
+    #[cfg(test)]
     fn with_base(base: &str, extra_roots: &[reqwest::Certificate]) -> Result<Self, RelayError> {
-        let client = http_client(base, extra_roots)?;
+        let client = crate::relay::http_client(base, extra_roots)?;
         Ok(Self {
             client,
             base: base.trim_end_matches('/').to_owned(),
