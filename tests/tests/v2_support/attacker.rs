@@ -181,7 +181,8 @@ pub fn history_count(user: &User, conversation: &str, text: &str) -> usize {
         .count()
 }
 
-/// The conversation's epoch on this installation (`group list`).
+/// The conversation's epoch on this installation (`group list`, which
+/// applies the device's queue first: call it when nothing captured waits).
 pub fn epoch(user: &User, conversation: &str) -> u64 {
     user.json(&["group", "list"])
         .iter()
