@@ -16,6 +16,10 @@ use tokio::sync::{Mutex, RwLock, mpsc};
 
 use super::action::{Action, NetEvent, V2Event};
 use super::command::V2Command;
+mod direct;
+
+use chrono::{DateTime, Utc};
+
 use super::state::{
     ContactEntry, DeviceView, GroupInfo, Mark, MemberView, MessageView, SendStatus, ViewId,
 };
@@ -37,13 +41,40 @@ pub struct V2Side {
     me: String,
 }
 
-/// How a conversation is listed: `#name` for a group; a 1:1 chat over MLS
-/// gets a suffix, so it never takes the name of the v1 chat with the same person.
-pub fn label(summary: &ConversationSummary) -> String {
-    match summary.name {
-        Some(_) => summary.label.clone(),
-        None => format!("{} (mls)", summary.label),
+/// The conversations the list shows: a 1:1 this device was removed from is
+/// left out when a live 1:1 with the same person exists (the person's entry
+/// shows one MLS conversation, the one a send goes to).
+pub fn listed(summaries: Vec<ConversationSummary>) -> Vec<ConversationSummary> {
+    let live: Vec<String> = summaries
+        .iter()
+        .filter(|s| s.name.is_none() && s.active)
+        .map(|s| s.label.clone())
+        .collect();
+    summaries
+        .into_iter()
+        .filter(|s| s.name.is_some() || s.active || !live.contains(&s.label))
+        .collect()
+}
+
+/// A conversation as the contact list takes it: a named group is an entry
+/// of its own (`#name`); a 1:1 goes into the person's entry (its label is
+/// the username), so there is one entry per person.
+pub fn entry(summary: &ConversationSummary, last: Option<DateTime<Utc>>) -> ContactEntry {
+    let info = GroupInfo {
+        id: summary.group_id.clone(),
+        members: summary.members.clone(),
+        devices: summary.devices,
+        active: summary.active,
+        named: summary.name.is_some(),
+    };
+    let mut entry = ContactEntry::person(summary.label.clone(), None);
+    entry.last_activity = last;
+    if info.named {
+        entry.group = Some(info);
+    } else {
+        entry.direct = Some(info);
     }
+    entry
 }
 
 /// A conversation's local history as the conversation pane shows it.
@@ -115,29 +146,17 @@ impl V2Side {
 
     /// The conversation list, then the history of each of `changed`.
     async fn publish(&self, v2: &V2Session, changed: &[GroupId]) -> Result<(), V2Error> {
-        let summaries = v2.conversations().await?;
+        let summaries = listed(v2.conversations().await?);
         let mut entries = Vec::with_capacity(summaries.len());
         for summary in &summaries {
             let last = v2.history(&summary.group_id, 1).await?;
-            entries.push(ContactEntry {
-                name: label(summary),
-                key_state: None,
-                unread: 0,
-                last_activity: last.last().map(|l| l.at),
-                group: Some(GroupInfo {
-                    id: summary.group_id.clone(),
-                    members: summary.members.clone(),
-                    devices: summary.devices,
-                    active: summary.active,
-                    named: summary.name.is_some(),
-                }),
-            });
+            entries.push(entry(summary, last.last().map(|l| l.at)));
         }
         self.emit(V2Event::Conversations(entries));
         for summary in summaries.iter().filter(|s| changed.contains(&s.group_id)) {
             let rows = v2.history(&summary.group_id, HISTORY_LIMIT).await?;
             self.emit(V2Event::History {
-                label: label(summary),
+                label: summary.label.clone(),
                 messages: views(&rows, &self.me),
             });
         }
@@ -317,7 +336,7 @@ impl V2Side {
             .filter(|r| !r.sender.eq_ignore_ascii_case(&self.me))
             .filter_map(|r| {
                 let summary = summaries.iter().find(|s| s.group_id == r.group_id)?;
-                Some((label(summary), r.sender.clone()))
+                Some((summary.label.clone(), r.sender.clone()))
             })
             .collect();
         if !texts.is_empty() {
@@ -420,18 +439,38 @@ mod tests {
         assert_eq!(shown[3].id, ViewId::Line(3));
     }
 
-    #[test]
-    fn a_one_to_one_mls_chat_never_takes_the_v1_chat_name() {
-        let summary = |name: Option<&str>, label: &str| ConversationSummary {
-            group_id: GroupId::from_bytes(b"g").unwrap(),
+    fn summary(name: Option<&str>, label: &str, id: &[u8], active: bool) -> ConversationSummary {
+        ConversationSummary {
+            group_id: GroupId::from_bytes(id).unwrap(),
             name: name.map(str::to_owned),
             label: label.to_owned(),
             members: vec!["alice".into(), "bob".into()],
             devices: 2,
             epoch: 1,
-            active: true,
-        };
-        assert_eq!(label(&summary(Some("team"), "#team")), "#team");
-        assert_eq!(label(&summary(None, "bob")), "bob (mls)");
+            active,
+        }
+    }
+
+    #[test]
+    fn a_one_to_one_mls_chat_goes_into_the_persons_entry() {
+        let group = entry(&summary(Some("team"), "#team", b"g", true), None);
+        assert_eq!(group.name, "#team");
+        assert!(group.group.as_ref().is_some_and(|g| g.named));
+        assert!(group.direct.is_none());
+
+        let direct = entry(&summary(None, "bob", b"d", true), None);
+        assert_eq!(direct.name, "bob", "the person's name, no suffix");
+        assert!(direct.group.is_none(), "not a group entry");
+        assert!(direct.direct.as_ref().is_some_and(|g| !g.named));
+    }
+
+    #[test]
+    fn a_left_one_to_one_is_hidden_behind_the_live_one() {
+        let old = summary(None, "bob", b"old", false);
+        let live = summary(None, "bob", b"new", true);
+        let carol = summary(None, "carol", b"c", false);
+        let team = summary(Some("team"), "#team", b"t", false);
+        let shown = listed(vec![old, live.clone(), carol.clone(), team.clone()]);
+        assert_eq!(shown, vec![live, carol, team]);
     }
 }
