@@ -333,4 +333,6 @@ fn ensure_contact(state: &mut State, peer: &str, key_state: Option<KeyState>) ->
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_direct;
+#[cfg(test)]
 mod tests_v2;
