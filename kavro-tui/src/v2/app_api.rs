@@ -88,3 +88,7 @@ impl QueueWatch {
         Ok(!page.messages.is_empty())
     }
 }
+
+#[cfg(test)]
+#[path = "tests_app_direct.rs"]
+mod tests_app_direct;

@@ -140,6 +140,22 @@ impl V2Side {
         }
     }
 
+    /// A v2 side around an open session, for tests of the worker's v2 calls.
+    #[cfg(test)]
+    pub(crate) fn for_tests(
+        session: Session,
+        v2: V2Session,
+        actions: mpsc::UnboundedSender<Action>,
+    ) -> Arc<Self> {
+        let me = v2.username().to_owned();
+        Arc::new(Self {
+            session: Arc::new(RwLock::new(session)),
+            v2: Mutex::new(v2),
+            actions,
+            me,
+        })
+    }
+
     fn emit(&self, event: V2Event) {
         emit(&self.actions, NetEvent::V2(event));
     }
