@@ -9,13 +9,17 @@ use crate::history::LocalId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Encrypt and send `text` to `peer`; answer with `NetEvent::Sent { pending, .. }`.
+    /// Send `text` to the person `peer`; the worker chooses the way, as
+    /// `kavro send` does: over their 1:1 MLS conversation (answered with
+    /// `V2Event::Sent { pending, .. }`) when this installation is a v2 device
+    /// and `peer`'s account has active v2 devices, else over the v1 box
+    /// (answered with `NetEvent::Sent { pending, .. }`).
     Send {
         pending: u64,
         peer: String,
         text: String,
     },
-    /// Read a conversation's local history.
+    /// Read a conversation's local v1 history.
     LoadHistory { peer: String },
     /// Look a user up and open a conversation with them.
     OpenConversation { name: String },

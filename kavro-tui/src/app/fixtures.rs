@@ -145,3 +145,83 @@ pub fn with_team() -> State {
     );
     state
 }
+
+/// The group id of alice's 1:1 over MLS with `name` in the fixtures.
+pub fn direct_id(name: &str) -> kavro_proto::v2::GroupId {
+    kavro_proto::v2::GroupId::from_bytes(format!("direct-{name}").as_bytes()).unwrap()
+}
+
+/// Alice's 1:1 over MLS with `name`, as the worker lists it (under the
+/// person's name, in `direct`).
+pub fn direct(name: &str) -> ContactEntry {
+    let mut entry = ContactEntry::person(name.to_owned(), None);
+    entry.last_activity = Some(t0() - chrono::Duration::minutes(2));
+    entry.direct = Some(super::state::GroupInfo {
+        id: direct_id(name),
+        members: vec!["alice".into(), name.to_owned()],
+        devices: 3,
+        active: true,
+        named: false,
+    });
+    entry
+}
+
+/// A v1 message of bob's conversation `minutes` before `t0`.
+pub fn v1_at(id: i64, author: &str, text: &str, minutes: i64) -> MessageView {
+    let mut message = received(id, author, text, Mark::Verified);
+    if author == "alice" {
+        message.mark = Mark::Own;
+        message.status = Some(super::state::SendStatus::Delivered);
+    }
+    message.sent_at = t0() - chrono::Duration::minutes(minutes);
+    message
+}
+
+/// A line of a 1:1 over MLS `minutes` before `t0`.
+pub fn mls_at(index: usize, author: &str, text: &str, minutes: i64, mark: Mark) -> MessageView {
+    let mut message = line(index, author, text, mark);
+    if message.is_own() {
+        message.status = Some(super::state::SendStatus::Stored);
+    }
+    message.sent_at = t0() - chrono::Duration::minutes(minutes);
+    message
+}
+
+/// [`ready`] on a Kavro v2 device with a 1:1 over MLS with bob, whose
+/// conversation (open) holds v1 messages and MLS lines, interleaved in time.
+pub fn with_bob_direct() -> State {
+    let mut state = ready();
+    update(
+        &mut state,
+        Action::Net(NetEvent::History {
+            peer: "bob".into(),
+            messages: vec![
+                v1_at(1, "bob", "hi alice (v1)", 30),
+                v1_at(2, "alice", "hello bob (v1)", 20),
+            ],
+        }),
+    );
+    update(
+        &mut state,
+        Action::Net(NetEvent::V2(super::action::V2Event::Conversations(vec![
+            direct("bob"),
+        ]))),
+    );
+    update(
+        &mut state,
+        Action::Net(NetEvent::V2(super::action::V2Event::History {
+            label: "bob".into(),
+            messages: vec![
+                mls_at(
+                    0,
+                    "alice",
+                    "alice created the conversation",
+                    25,
+                    Mark::System,
+                ),
+                mls_at(1, "bob", "now over MLS", 10, Mark::Member),
+            ],
+        })),
+    );
+    state
+}

@@ -56,8 +56,11 @@ pub struct ContactEntry {
     pub key_state: Option<KeyState>,
     pub unread: usize,
     pub last_activity: Option<DateTime<Utc>>,
-    /// Set for a Kavro v2 (MLS) conversation; `name` is then its label.
+    /// Set for a named Kavro v2 (MLS) group; `name` is then its label.
     pub group: Option<GroupInfo>,
+    /// A person's 1:1 MLS conversation, when there is one: it is shown in the
+    /// person's own entry, merged with the v1 messages (one entry per person).
+    pub direct: Option<GroupInfo>,
 }
 
 impl ContactEntry {
@@ -69,6 +72,7 @@ impl ContactEntry {
             unread: 0,
             last_activity: None,
             group: None,
+            direct: None,
         }
     }
 }
@@ -140,6 +144,12 @@ pub struct MessageView {
 impl MessageView {
     pub fn is_own(&self) -> bool {
         self.mark == Mark::Own
+    }
+
+    /// Whether it is a message of the v1 local history (a send on its way
+    /// is not known yet: the worker chooses v1 or MLS).
+    pub fn is_v1(&self) -> bool {
+        matches!(self.id, ViewId::Local(_))
     }
 
     /// How a message of the local history is shown; `me` is our username.

@@ -97,7 +97,17 @@ impl Worker {
                 pending,
                 peer,
                 text,
-            } => self.send(pending, peer, &text).await,
+            } => {
+                // As `kavro send USER`: over the 1:1 MLS conversation when
+                // this installation is a v2 device and USER's account has
+                // active v2 devices (the v2 side reports it), else over v1.
+                if let Some(v2) = self.v2.get()
+                    && v2.send_direct(pending, &peer, &text).await
+                {
+                    return;
+                }
+                self.send(pending, peer, &text).await;
+            }
             Command::LoadHistory { peer } => self.history(peer).await,
             Command::OpenConversation { name } => {
                 let session = self.session.read().await;

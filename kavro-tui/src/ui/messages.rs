@@ -1,5 +1,5 @@
-//! The conversation pane: each message as a header line (time, author, the
-//! verified mark or the delivery state) and its text wrapped to the pane,
+//! The conversation pane: each message as a header line (time, a `v1` tag
+//! among MLS lines, author, the verified mark or the delivery state) and its text wrapped to the pane,
 //! wide characters measured by their display width.
 
 use chrono::{DateTime, Utc};
@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
 use super::theme::Theme;
-use crate::app::state::{Focus, Mark, MessageView, SendStatus, State};
+use crate::app::state::{ContactEntry, Focus, Mark, MessageView, SendStatus, State};
 use crate::pinning::KeyState;
 
 /// Every line of a conversation at `width` columns, oldest first.
@@ -26,6 +26,10 @@ pub fn message_lines(
         .search
         .as_ref()
         .and_then(crate::app::state::Search::shown);
+    // A person's conversation with a 1:1 over MLS shows v1 messages too:
+    // those are tagged `v1` (in text, so it shows with NO_COLOR), as
+    // `kavro history USER` marks them.
+    let merged = state.current().is_some_and(|c| c.direct.is_some());
     for (index, message) in messages.iter().enumerate() {
         let local = message.sent_at.with_timezone(&state.offset);
         let day = local.date_naive();
@@ -44,7 +48,13 @@ pub fn message_lines(
             lines.extend(body.into_iter().map(|l| Line::styled(l, theme.dim())));
             continue;
         }
-        lines.extend(header(message, state, theme, width));
+        lines.extend(header(
+            message,
+            merged && message.is_v1(),
+            state,
+            theme,
+            width,
+        ));
         // The search's match shown is marked without colour too (NO_COLOR).
         let (lead, style) = if shown == Some(index) {
             ("» ", theme.selected())
@@ -89,14 +99,23 @@ fn time(at: DateTime<Utc>, state: &State) -> String {
 
 /// The header: time, author and mark on one line, or, when that does not
 /// fit, the mark wrapped on the lines below.
-fn header(message: &MessageView, state: &State, theme: &Theme, width: usize) -> Vec<Line<'static>> {
+/// `v1` tags a message of the v1 box among MLS lines.
+fn header(
+    message: &MessageView,
+    v1: bool,
+    state: &State,
+    theme: &Theme,
+    width: usize,
+) -> Vec<Line<'static>> {
     let (author, mark) = header_parts(message, theme);
-    let lead = vec![
+    let mut lead = vec![
         Span::styled(time(message.sent_at, state), theme.dim()),
         Span::raw(" "),
-        author,
-        Span::raw(" "),
     ];
+    if v1 {
+        lead.extend([Span::styled("v1", theme.dim()), Span::raw(" ")]);
+    }
+    lead.extend([author, Span::raw(" ")]);
     let lead_width: usize = lead.iter().map(Span::width).sum();
     if lead_width + mark.width() <= width {
         let mut spans = lead;
@@ -146,6 +165,21 @@ fn header_parts(message: &MessageView, theme: &Theme) -> (Span<'static>, Span<'s
     }
 }
 
+/// A person's title: the v1 key's state, and their 1:1 over MLS when there is one.
+fn person_title(contact: &ContactEntry) -> String {
+    let key = match contact.key_state {
+        Some(KeyState::Verified) => " · ✔ verified",
+        Some(KeyState::Pinned) => " · key pinned, not verified",
+        Some(KeyState::Changed) => " · ⚠ KEY CHANGED",
+        None => "",
+    };
+    let mls = contact.direct.as_ref().map_or_else(String::new, |direct| {
+        let plural = if direct.devices == 1 { "" } else { "s" };
+        format!(" · MLS, {} device{plural}", direct.devices)
+    });
+    format!(" {}{key}{mls} ", contact.name)
+}
+
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, theme: &Theme) {
     let focused = state.focus == Focus::Messages;
     let title = match state.current() {
@@ -163,12 +197,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, theme: &Theme) {
             ),
             None => format!(" {} ", contact.name),
         },
-        Some(contact) => match contact.key_state {
-            Some(KeyState::Verified) => format!(" {} · ✔ verified ", contact.name),
-            Some(KeyState::Pinned) => format!(" {} · key pinned, not verified ", contact.name),
-            Some(KeyState::Changed) => format!(" {} · ⚠ KEY CHANGED ", contact.name),
-            None => format!(" {} ", contact.name),
-        },
+        Some(contact) => person_title(contact),
         None => " Kavro ".to_owned(),
     };
     let block = Block::bordered()

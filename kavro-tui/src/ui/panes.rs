@@ -33,6 +33,8 @@ pub fn contacts(frame: &mut Frame<'_>, area: Rect, state: &State, theme: &Theme)
                 (None, Some(KeyState::Verified)) => ("✔", theme.ok()),
                 (None, Some(KeyState::Pinned)) => ("·", theme.dim()),
                 (None, Some(KeyState::Changed)) => ("⚠", theme.danger()),
+                // Known only over MLS: its devices are pinned on first use.
+                (None, None) if contact.direct.is_some() => ("·", theme.dim()),
                 (None, None) => ("?", theme.warn()),
             };
             let mut spans = vec![Span::styled(mark, style), Span::raw(" ")];

@@ -1,11 +1,12 @@
 //! Snapshots of the Kavro v2 screens (groups in the list, system lines, the
-//! group dialogs, the member list, search) at 80×24 and 40×12.
+//! group dialogs, the member list, search, a person's v1 and MLS messages in
+//! one conversation) at 80×24 and 40×12.
 
 use crossterm::event::KeyCode;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use crate::app::fixtures::{ctrl, key, type_text, with_team};
+use crate::app::fixtures::{ctrl, key, type_text, with_bob_direct, with_team};
 use crate::app::state::{DeviceView, Focus, MemberView, Overlay, State};
 use crate::app::update::update;
 
@@ -133,4 +134,18 @@ fn a_group_this_device_left() {
         group.active = false;
     }
     insta::assert_snapshot!("group_left_80x24", draw(&mut state, 80, 24));
+}
+
+/// Bob's one entry: the v1 messages (tagged `v1`, in text: the fixtures draw
+/// without colour, as with NO_COLOR) and the 1:1 over MLS, in time order.
+#[test]
+fn a_person_with_v1_and_mls_messages() {
+    let mut state = with_bob_direct();
+    state.last_sync = Some(crate::app::fixtures::t0());
+    state.connection = crate::app::state::Connection::Online;
+    let screen = draw(&mut state, 80, 24);
+    assert!(screen.contains("v1 bob"), "{screen}");
+    assert!(!screen.contains("(mls)"), "{screen}");
+    insta::assert_snapshot!("direct_merged_80x24", screen);
+    insta::assert_snapshot!("direct_merged_40x12", draw(&mut state, 40, 12));
 }

@@ -1,6 +1,6 @@
 //! What the chat app needs from the v2 core beyond the CLI's calls: opening
 //! the installation's device from a [`Session`] (or learning there is none),
-//! and waiting for the device's queue *without* holding the session, so a
+//! whether a contact's 1:1 goes over MLS, and waiting for the device's queue *without* holding the session, so a
 //! long-poll never blocks a send typed meanwhile.
 
 use kavro_proto::v2::{MlsDeviceId, QueueSeq};
@@ -49,6 +49,17 @@ impl V2Session {
         ))
     }
 
+    /// Whether `username`'s account has a device that is not revoked: a 1:1
+    /// message to them then goes over MLS, as `kavro send USER` decides it.
+    /// `false` for an unknown user (v1 reports that in its own words).
+    pub async fn has_active_devices(&mut self, username: &str) -> Result<bool, V2Error> {
+        match self.devices(username).await {
+            Ok(devices) => Ok(devices.iter().any(|d| d.revoked_at.is_none())),
+            Err(V2Error::Relay(RelayError::NotFound(_))) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
     /// A handle that waits for this device's queue on its own.
     pub fn queue_watch(&self) -> QueueWatch {
         QueueWatch {
@@ -80,3 +91,7 @@ impl QueueWatch {
         Ok(!page.messages.is_empty())
     }
 }
+
+#[cfg(test)]
+#[path = "tests_app_direct.rs"]
+mod tests_app_direct;

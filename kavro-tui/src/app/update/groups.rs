@@ -4,11 +4,11 @@
 
 use crossterm::event::{KeyCode, KeyEvent};
 
-use super::{ensure_visible_selection, history_in, notice, sort_contacts};
+use super::{Source, ensure_visible_selection, history_in, notice, sort_contacts};
 use crate::app::action::V2Event;
 use crate::app::command::{Command, V2Command};
 use crate::app::state::{
-    ContactEntry, Focus, Form, FormKind, NoticeKind, Overlay, SendStatus, State, ViewId,
+    ContactEntry, Focus, Form, FormKind, GroupInfo, NoticeKind, Overlay, SendStatus, State, ViewId,
 };
 
 /// Longest group name, in characters (as `kavro group create` allows).
@@ -22,7 +22,7 @@ pub(super) fn on_v2(state: &mut State, event: V2Event) -> Vec<Command> {
             ensure_visible_selection(state)
         }
         V2Event::History { label, messages } => {
-            history_in(state, &label, messages);
+            history_in(state, &label, messages, Source::Mls);
             Vec::new()
         }
         V2Event::Received(texts) => received(state, texts),
@@ -37,7 +37,7 @@ pub(super) fn on_v2(state: &mut State, event: V2Event) -> Vec<Command> {
                         .conversation_mut(&label)
                         .messages
                         .retain(|m| m.id != ViewId::Pending(pending));
-                    history_in(state, &label, messages);
+                    history_in(state, &label, messages, Source::Mls);
                 }
                 Err(reason) => {
                     if let Some(message) = state
@@ -79,11 +79,16 @@ pub(super) fn on_v2(state: &mut State, event: V2Event) -> Vec<Command> {
 
 /// Puts the worker's list of v2 conversations into the contact list: a
 /// known group keeps its unread count (and its messages, under its new
-/// label after a rename); one that is new is added.
+/// label after a rename); one that is new is added; a 1:1 goes into the
+/// person's entry.
 fn merge_conversations(state: &mut State, entries: Vec<ContactEntry>) {
     let selected = state.current().map(|c| c.name.clone());
     let mut renamed_selection = None;
     for entry in entries {
+        if let Some(info) = entry.direct.clone() {
+            merge_direct(state, entry, info);
+            continue;
+        }
         let Some(info) = entry.group.clone() else {
             continue;
         };
@@ -121,6 +126,30 @@ fn merge_conversations(state: &mut State, entries: Vec<ContactEntry>) {
     {
         state.selected = index;
     }
+}
+
+/// A 1:1 MLS conversation joins the person's entry (one entry per person;
+/// its messages are already keyed by the person's name); a person who is
+/// not a contact yet (they started the 1:1) gets an entry under their name.
+fn merge_direct(state: &mut State, entry: ContactEntry, info: GroupInfo) {
+    let existing = state
+        .contacts
+        .iter()
+        .position(|c| c.group.is_none() && c.name.eq_ignore_ascii_case(&entry.name));
+    let Some(index) = existing else {
+        state.contacts.push(entry);
+        return;
+    };
+    let contact = &mut state.contacts[index];
+    // A 1:1 this device was removed from never hides the live one.
+    let live = contact
+        .direct
+        .as_ref()
+        .is_some_and(|d| d.active && d.id != info.id);
+    if !live || info.active {
+        contact.direct = Some(info);
+    }
+    contact.last_activity = contact.last_activity.max(entry.last_activity);
 }
 
 /// Texts that came: unread counts, the conversation moves up, and a

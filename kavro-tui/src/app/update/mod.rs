@@ -151,7 +151,8 @@ fn select_relative(state: &mut State, delta: isize) -> Vec<Command> {
     select(state, index)
 }
 
-/// Opens contact `index`: clears its unread count, loads its history once.
+/// Opens contact `index`: clears its unread count, loads its history once
+/// (a person with a 1:1 MLS conversation: both histories).
 fn select(state: &mut State, index: usize) -> Vec<Command> {
     let Some(contact) = state.contacts.get_mut(index) else {
         return Vec::new();
@@ -159,14 +160,22 @@ fn select(state: &mut State, index: usize) -> Vec<Command> {
     contact.unread = 0;
     let name = contact.name.clone();
     let group = contact.group.as_ref().map(|g| g.id.clone());
+    let direct = contact.direct.as_ref().map(|g| g.id.clone());
     state.selected = index;
     state.search = None;
     if state.conversation(&name).is_some_and(|c| c.loaded) {
         return Vec::new();
     }
-    match group {
-        Some(group) => vec![Command::V2(V2Command::LoadHistory { group, label: name })],
-        None => vec![Command::LoadHistory { peer: name }],
+    match (group, direct) {
+        (Some(group), _) => vec![Command::V2(V2Command::LoadHistory { group, label: name })],
+        (None, Some(direct)) => vec![
+            Command::LoadHistory { peer: name.clone() },
+            Command::V2(V2Command::LoadHistory {
+                group: direct,
+                label: name,
+            }),
+        ],
+        (None, None) => vec![Command::LoadHistory { peer: name }],
     }
 }
 
@@ -182,18 +191,59 @@ fn ensure_visible_selection(state: &mut State) -> Vec<Command> {
     select(state, state.selected)
 }
 
+/// Which local history a [`history_in`] brings: a person's conversation
+/// shows both, merged by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The v1 box's history (`ViewId::Local` rows).
+    V1,
+    /// An MLS conversation's lines (`ViewId::Line`).
+    Mls,
+}
+
+impl Source {
+    fn owns(self, id: ViewId) -> bool {
+        match self {
+            Self::V1 => matches!(id, ViewId::Local(_)),
+            Self::Mls => matches!(id, ViewId::Line(_)),
+        }
+    }
+}
+
 /// A conversation's history as read from the local store: it replaces what
-/// is shown, except sends still on their way.
-fn history_in(state: &mut State, peer: &str, messages: Vec<MessageView>) {
+/// is shown from the same `source`; the other source's messages stay and
+/// the two are merged in time order (each keeping its own order); sends
+/// still on their way stay last.
+fn history_in(state: &mut State, peer: &str, messages: Vec<MessageView>, source: Source) {
     let conversation = state.conversation_mut(peer);
-    let in_flight: Vec<MessageView> = conversation
-        .messages
-        .drain(..)
-        .filter(|m| matches!(m.id, ViewId::Pending(_)))
-        .collect();
-    conversation.messages = messages;
+    let mut in_flight = Vec::new();
+    let mut other = Vec::new();
+    for message in conversation.messages.drain(..) {
+        if matches!(message.id, ViewId::Pending(_)) {
+            in_flight.push(message);
+        } else if !source.owns(message.id) {
+            other.push(message);
+        }
+    }
+    conversation.messages = merge_by_time(other, messages);
     conversation.messages.extend(in_flight);
     conversation.loaded = true;
+}
+
+/// Merges two lists, each in its own order, by `sent_at`; on equal times
+/// `a` comes first. Neither list is re-sorted: a v1 history keeps the
+/// store's order even where a sender's clock was off.
+fn merge_by_time(a: Vec<MessageView>, b: Vec<MessageView>) -> Vec<MessageView> {
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let mut b = b.into_iter().peekable();
+    for message in a {
+        while let Some(next) = b.next_if(|n| n.sent_at < message.sent_at) {
+            merged.push(next);
+        }
+        merged.push(message);
+    }
+    merged.extend(b);
+    merged
 }
 
 /// Ctrl-F: a person's safety number, or a group's member list.
@@ -282,5 +332,7 @@ fn ensure_contact(state: &mut State, peer: &str, key_state: Option<KeyState>) ->
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_direct;
 #[cfg(test)]
 mod tests_v2;

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{ensure_contact, groups, history_in, notice, select, sort_contacts, touch};
+use super::{Source, ensure_contact, groups, history_in, notice, select, sort_contacts, touch};
 use crate::app::action::{NetEvent, SendOutcome};
 use crate::app::command::Command;
 use crate::app::state::{
@@ -29,7 +29,7 @@ pub(super) fn on_net(state: &mut State, event: NetEvent) -> Vec<Command> {
             select(state, 0)
         }
         NetEvent::History { peer, messages } => {
-            history_in(state, &peer, messages);
+            history_in(state, &peer, messages, Source::V1);
             Vec::new()
         }
         NetEvent::Synced { at, received } => {

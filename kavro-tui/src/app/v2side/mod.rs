@@ -16,6 +16,10 @@ use tokio::sync::{Mutex, RwLock, mpsc};
 
 use super::action::{Action, NetEvent, V2Event};
 use super::command::V2Command;
+mod direct;
+
+use chrono::{DateTime, Utc};
+
 use super::state::{
     ContactEntry, DeviceView, GroupInfo, Mark, MemberView, MessageView, SendStatus, ViewId,
 };
@@ -37,13 +41,40 @@ pub struct V2Side {
     me: String,
 }
 
-/// How a conversation is listed: `#name` for a group; a 1:1 chat over MLS
-/// gets a suffix, so it never takes the name of the v1 chat with the same person.
-pub fn label(summary: &ConversationSummary) -> String {
-    match summary.name {
-        Some(_) => summary.label.clone(),
-        None => format!("{} (mls)", summary.label),
+/// The conversations the list shows: a 1:1 this device was removed from is
+/// left out when a live 1:1 with the same person exists (the person's entry
+/// shows one MLS conversation, the one a send goes to).
+pub fn listed(summaries: Vec<ConversationSummary>) -> Vec<ConversationSummary> {
+    let live: Vec<String> = summaries
+        .iter()
+        .filter(|s| s.name.is_none() && s.active)
+        .map(|s| s.label.clone())
+        .collect();
+    summaries
+        .into_iter()
+        .filter(|s| s.name.is_some() || s.active || !live.contains(&s.label))
+        .collect()
+}
+
+/// A conversation as the contact list takes it: a named group is an entry
+/// of its own (`#name`); a 1:1 goes into the person's entry (its label is
+/// the username), so there is one entry per person.
+pub fn entry(summary: &ConversationSummary, last: Option<DateTime<Utc>>) -> ContactEntry {
+    let info = GroupInfo {
+        id: summary.group_id.clone(),
+        members: summary.members.clone(),
+        devices: summary.devices,
+        active: summary.active,
+        named: summary.name.is_some(),
+    };
+    let mut entry = ContactEntry::person(summary.label.clone(), None);
+    entry.last_activity = last;
+    if info.named {
+        entry.group = Some(info);
+    } else {
+        entry.direct = Some(info);
     }
+    entry
 }
 
 /// A conversation's local history as the conversation pane shows it.
@@ -109,35 +140,39 @@ impl V2Side {
         }
     }
 
+    /// A v2 side around an open session, for tests of the worker's v2 calls.
+    #[cfg(test)]
+    pub(crate) fn for_tests(
+        session: Session,
+        v2: V2Session,
+        actions: mpsc::UnboundedSender<Action>,
+    ) -> Arc<Self> {
+        let me = v2.username().to_owned();
+        Arc::new(Self {
+            session: Arc::new(RwLock::new(session)),
+            v2: Mutex::new(v2),
+            actions,
+            me,
+        })
+    }
+
     fn emit(&self, event: V2Event) {
         emit(&self.actions, NetEvent::V2(event));
     }
 
     /// The conversation list, then the history of each of `changed`.
     async fn publish(&self, v2: &V2Session, changed: &[GroupId]) -> Result<(), V2Error> {
-        let summaries = v2.conversations().await?;
+        let summaries = listed(v2.conversations().await?);
         let mut entries = Vec::with_capacity(summaries.len());
         for summary in &summaries {
             let last = v2.history(&summary.group_id, 1).await?;
-            entries.push(ContactEntry {
-                name: label(summary),
-                key_state: None,
-                unread: 0,
-                last_activity: last.last().map(|l| l.at),
-                group: Some(GroupInfo {
-                    id: summary.group_id.clone(),
-                    members: summary.members.clone(),
-                    devices: summary.devices,
-                    active: summary.active,
-                    named: summary.name.is_some(),
-                }),
-            });
+            entries.push(entry(summary, last.last().map(|l| l.at)));
         }
         self.emit(V2Event::Conversations(entries));
         for summary in summaries.iter().filter(|s| changed.contains(&s.group_id)) {
             let rows = v2.history(&summary.group_id, HISTORY_LIMIT).await?;
             self.emit(V2Event::History {
-                label: label(summary),
+                label: summary.label.clone(),
                 messages: views(&rows, &self.me),
             });
         }
@@ -317,7 +352,7 @@ impl V2Side {
             .filter(|r| !r.sender.eq_ignore_ascii_case(&self.me))
             .filter_map(|r| {
                 let summary = summaries.iter().find(|s| s.group_id == r.group_id)?;
-                Some((label(summary), r.sender.clone()))
+                Some((summary.label.clone(), r.sender.clone()))
             })
             .collect();
         if !texts.is_empty() {
@@ -377,61 +412,4 @@ impl V2Side {
 }
 
 #[cfg(test)]
-mod tests {
-    use chrono::{TimeZone as _, Utc};
-
-    use super::*;
-
-    fn row(kind: LineKind, sender: &str, outgoing: bool, body: &str) -> MessageRow {
-        MessageRow {
-            epoch: 1,
-            kind,
-            sender: sender.to_owned(),
-            outgoing,
-            body: body.to_owned(),
-            at: Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap(),
-        }
-    }
-
-    #[test]
-    fn history_rows_become_own_member_and_system_lines() {
-        let shown = views(
-            &[
-                row(
-                    LineKind::System,
-                    "alice",
-                    true,
-                    "alice created the conversation",
-                ),
-                row(LineKind::Text, "alice", true, "hello"),
-                row(LineKind::Text, "bob", false, "hi"),
-                row(LineKind::System, "bob", false, "bob added a device"),
-            ],
-            "alice",
-        );
-        let marks: Vec<_> = shown.iter().map(|v| v.mark.clone()).collect();
-        assert_eq!(
-            marks,
-            vec![Mark::System, Mark::Own, Mark::Member, Mark::System]
-        );
-        assert_eq!(shown[1].status, Some(SendStatus::Stored));
-        assert_eq!(shown[0].status, None, "a system line has no send status");
-        assert_eq!(shown[2].author, "bob");
-        assert_eq!(shown[3].id, ViewId::Line(3));
-    }
-
-    #[test]
-    fn a_one_to_one_mls_chat_never_takes_the_v1_chat_name() {
-        let summary = |name: Option<&str>, label: &str| ConversationSummary {
-            group_id: GroupId::from_bytes(b"g").unwrap(),
-            name: name.map(str::to_owned),
-            label: label.to_owned(),
-            members: vec!["alice".into(), "bob".into()],
-            devices: 2,
-            epoch: 1,
-            active: true,
-        };
-        assert_eq!(label(&summary(Some("team"), "#team")), "#team");
-        assert_eq!(label(&summary(None, "bob")), "bob (mls)");
-    }
-}
+mod tests;

@@ -1,0 +1,115 @@
+//! The chat app worker's 1:1 routing (`app::v2side::V2Side::send_direct`) against a real relay in this process: a send to
+//! an account with v2 devices goes over the 1:1 MLS conversation (the other
+//! side decrypts it), one to an account without (or an unknown user) is left
+//! to v1, and with a 1:1 here an unreachable relay fails the line instead of
+//! falling back to v1.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use kavro_proto::UserId;
+use tokio::sync::mpsc;
+
+use crate::app::action::{Action, NetEvent, V2Event};
+use crate::app::state::Mark;
+use crate::app::v2side::V2Side;
+use crate::keystore::AccessToken;
+use crate::mls::MlsStore;
+use crate::relay::MemoryRelay;
+use crate::v2::test_relay::{Counters, Db, TestServer};
+use crate::v2::{V2Relay, V2Session, new_signer};
+
+/// `name`'s account and its first v2 device.
+async fn device(s: &TestServer, name: &str) -> (V2Session, tempfile::TempDir) {
+    let (token, user_id) = s.register(name).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = MlsStore::open(&dir.path().join("mls.db")).await.unwrap();
+    let session = V2Session::register_first(
+        V2Relay::for_tests(&s.base),
+        store,
+        new_signer().unwrap(),
+        &AccessToken::new(token),
+        name,
+        UserId(user_id),
+    )
+    .await
+    .unwrap();
+    (session, dir)
+}
+
+/// The app's v2 side around `v2`, and what it reports. Its v1 session is
+/// never used by a 1:1 send (it only reopens the device after a `401`).
+async fn side(
+    v2: V2Session,
+) -> (
+    Arc<V2Side>,
+    mpsc::UnboundedReceiver<Action>,
+    tempfile::TempDir,
+) {
+    let crate::session::testing::Device { dir, session } =
+        crate::session::testing::device(&Arc::new(MemoryRelay::new())).await;
+    let (actions, reports) = mpsc::unbounded_channel();
+    (V2Side::for_tests(session, v2, actions), reports, dir)
+}
+
+/// The answer to send `pending`, skipping the list it may publish first.
+fn sent(
+    reports: &mut mpsc::UnboundedReceiver<Action>,
+) -> Option<(
+    u64,
+    String,
+    Result<Vec<crate::app::state::MessageView>, String>,
+)> {
+    while let Ok(action) = reports.try_recv() {
+        if let Action::Net(NetEvent::V2(V2Event::Sent {
+            pending,
+            label,
+            outcome,
+        })) = action
+        {
+            return Some((pending, label, outcome));
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_person_with_v2_devices_gets_mls_and_one_without_gets_v1() {
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |_| {}).await else {
+        return;
+    };
+    let (alice, _alice_dir) = device(&s, "alice").await;
+    let (mut bob, _bob_dir) = device(&s, "bob").await;
+    s.register("carol").await; // a v1-only account: no v2 device
+    let (side, mut reports, _v1) = side(alice).await;
+
+    assert!(side.send_direct(1, "bob", "hello over MLS").await);
+    let (pending, label, outcome) = sent(&mut reports).expect("a v2 answer");
+    assert_eq!((pending, label.as_str()), (1, "bob"));
+    let lines = outcome.unwrap();
+    let last = lines.last().unwrap();
+    assert_eq!(last.text.as_deref(), Some("hello over MLS"));
+    assert_eq!(last.mark, Mark::Own);
+    // Bob's device decrypts it in the 1:1 of both accounts.
+    let report = bob.sync().await.unwrap();
+    assert!(
+        report.received.iter().any(|r| r.sender == "alice"),
+        "{report:?}"
+    );
+    let chat = bob.find("alice").await.unwrap();
+    let rows = bob.history(&chat, 10).await.unwrap();
+    assert!(rows.iter().any(|r| r.body == "hello over MLS"), "{rows:?}");
+
+    // No v2 device, or no such user: left to v1, nothing reported.
+    assert!(!side.send_direct(2, "carol", "v1 for carol").await);
+    assert!(!side.send_direct(3, "nobody", "?").await);
+    assert!(sent(&mut reports).is_none());
+
+    // The relay goes away: with a 1:1 here the line fails with the reason
+    // (no quiet fallback to v1); without one, v1's outbox keeps it.
+    s.stop().await;
+    assert!(side.send_direct(4, "bob", "anyone?").await);
+    let (_, _, outcome) = sent(&mut reports).expect("a v2 answer");
+    assert_eq!(outcome.unwrap_err(), "relay unreachable");
+    assert!(!side.send_direct(5, "carol", "queued over v1").await);
+}
