@@ -93,6 +93,13 @@ pub enum V2Event {
         label: String,
         outcome: Result<Vec<MessageView>, String>,
     },
+    /// A send kept in the v2 outbox that the relay could not take now: the
+    /// next sync posts it (and its history then shows it).
+    Queued {
+        pending: u64,
+        label: String,
+        reason: String,
+    },
     /// The members of a conversation with their devices.
     Members {
         group: kavro_proto::v2::GroupId,

@@ -72,6 +72,7 @@ pub fn for_v2(err: &V2Error) -> u8 {
         V2Error::Relay(relay) if relay.is_transient() => UNAVAILABLE,
         V2Error::NoDevices(_) | V2Error::Untrusted { .. } => KEY,
         V2Error::DirectPending(_) => UNAVAILABLE,
+        V2Error::Queued(cause) => for_v2(cause),
         V2Error::NameTaken(_) | V2Error::TooLong(_) => USAGE,
         V2Error::Relay(_)
         | V2Error::Store(_)

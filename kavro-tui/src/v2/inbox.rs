@@ -104,11 +104,17 @@ impl V2Session {
                 client_msg_id: Some(client_msg_id),
             };
             let line = String::from_utf8_lossy(&payload.to_bytes()).into_owned();
-            if self
+            match self
                 .keep_and_post(group_id, OutboxKind::Message, client_msg_id, &request, line)
-                .await?
+                .await
             {
-                return Ok(());
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                // Kept in the outbox before the post: the next sync posts it.
+                Err(V2Error::Relay(err)) if err.is_transient() => {
+                    return Err(V2Error::Queued(Box::new(V2Error::Relay(err))));
+                }
+                Err(err) => return Err(err),
             }
             self.sync_queue().await?;
         }

@@ -25,6 +25,8 @@ pub mod relay;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_outbox;
+#[cfg(test)]
 mod tests_pq;
 #[cfg(test)]
 mod tests_session_cache;
@@ -129,6 +131,11 @@ pub enum V2Error {
     /// root device changed, or the relay's device list is inconsistent).
     #[error("{username}'s devices are refused: {reason}")]
     Untrusted { username: String, reason: String },
+    /// A message kept in the outbox whose post failed for a transient reason:
+    /// the next sync posts it (once: the relay drops a repeated
+    /// `client_msg_id`), so it must not be sent again.
+    #[error("{0}. The message is queued and goes out with the next sync, so do not send it again.")]
+    Queued(Box<V2Error>),
     /// Another device is creating the same 1:1 conversation and its invitation
     /// has not arrived yet.
     #[error("the conversation with {0} is being set up by another device; try again")]

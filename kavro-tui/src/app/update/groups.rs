@@ -53,6 +53,26 @@ pub(super) fn on_v2(state: &mut State, event: V2Event) -> Vec<Command> {
             }
             Vec::new()
         }
+        V2Event::Queued {
+            pending,
+            label,
+            reason,
+        } => {
+            if let Some(message) = state
+                .conversation_mut(&label)
+                .messages
+                .iter_mut()
+                .find(|m| m.id == ViewId::Pending(pending))
+            {
+                message.status = Some(SendStatus::Queued(reason.clone()));
+            }
+            notice(
+                state,
+                NoticeKind::Info,
+                format!("Queued ({reason}): it goes out with the next sync"),
+            );
+            Vec::new()
+        }
         V2Event::Members { group, members } => {
             if let Some(Overlay::Members {
                 group: shown, view, ..

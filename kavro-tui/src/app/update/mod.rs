@@ -218,9 +218,18 @@ fn history_in(state: &mut State, peer: &str, messages: Vec<MessageView>, source:
     let conversation = state.conversation_mut(peer);
     let mut in_flight = Vec::new();
     let mut other = Vec::new();
+    // Own MLS lines a queued send may have become (each used once).
+    let mut posted: Vec<&MessageView> = match source {
+        Source::Mls => messages.iter().filter(|m| m.mark == Mark::Own).collect(),
+        Source::V1 => Vec::new(),
+    };
     for message in conversation.messages.drain(..) {
         if matches!(message.id, ViewId::Pending(_)) {
-            in_flight.push(message);
+            if let Some(at) = queued_and_posted(&message, &posted) {
+                posted.remove(at);
+            } else {
+                in_flight.push(message);
+            }
         } else if !source.owns(message.id) {
             other.push(message);
         }
@@ -228,6 +237,17 @@ fn history_in(state: &mut State, peer: &str, messages: Vec<MessageView>, source:
     conversation.messages = merge_by_time(other, messages);
     conversation.messages.extend(in_flight);
     conversation.loaded = true;
+}
+
+/// A send queued in the v2 outbox shows as pending until a history holds it:
+/// the index in `posted` of an own line with its text, written no earlier.
+fn queued_and_posted(pending: &MessageView, posted: &[&MessageView]) -> Option<usize> {
+    if !matches!(pending.status, Some(SendStatus::Queued(_))) {
+        return None;
+    }
+    posted
+        .iter()
+        .position(|line| line.text == pending.text && line.sent_at >= pending.sent_at)
 }
 
 /// Merges two lists, each in its own order, by `sent_at`; on equal times

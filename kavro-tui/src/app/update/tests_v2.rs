@@ -511,3 +511,71 @@ fn a_search_scrolls_an_older_match_into_view() {
     let id = state.conversation("#team").unwrap().messages[3].id;
     assert_eq!(id, ViewId::Line(3));
 }
+
+#[test]
+fn a_queued_group_send_waits_for_its_history_line_and_is_never_resent() {
+    let mut state = team_open();
+    type_text(&mut state, "later is fine");
+    update(&mut state, key(KeyCode::Enter));
+    v2(
+        &mut state,
+        V2Event::Queued {
+            pending: 1,
+            label: "#team".into(),
+            reason: "relay unreachable".into(),
+        },
+    );
+    let pending = state
+        .conversation("#team")
+        .unwrap()
+        .messages
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        pending.status,
+        Some(SendStatus::Queued("relay unreachable".into()))
+    );
+    assert_eq!(state.notice.as_ref().unwrap().kind, NoticeKind::Info);
+    // Ctrl-R retries the outbox; a queued line is not sent a second time.
+    let commands = update(&mut state, crate::app::fixtures::ctrl('r'));
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, Command::V2(V2Command::Send { .. }))),
+        "{commands:?}"
+    );
+
+    // A history without it (the relay is still away) keeps the line.
+    let mut older = line(2, "alice", "later is fine", Mark::Own);
+    older.sent_at = pending.sent_at - chrono::Duration::minutes(5);
+    v2(
+        &mut state,
+        V2Event::History {
+            label: "#team".into(),
+            messages: vec![older.clone()],
+        },
+    );
+    let shown = &state.conversation("#team").unwrap().messages;
+    assert_eq!(
+        shown.len(),
+        2,
+        "an older line with the same text is another message"
+    );
+    assert_eq!(shown[1].id, pending.id);
+
+    // The sync that posted it brings its line: the queued one goes.
+    let mut posted = line(3, "alice", "later is fine", Mark::Own);
+    posted.sent_at = pending.sent_at + chrono::Duration::seconds(20);
+    v2(
+        &mut state,
+        V2Event::History {
+            label: "#team".into(),
+            messages: vec![older.clone(), posted.clone()],
+        },
+    );
+    assert_eq!(
+        state.conversation("#team").unwrap().messages,
+        vec![older, posted]
+    );
+}

@@ -41,6 +41,14 @@ impl V2Side {
             Err(err) if !known && unreachable(&err) => return false,
             Err(err) => Err(err),
         };
+        if let Err(V2Error::Queued(cause)) = &outcome {
+            self.emit(V2Event::Queued {
+                pending,
+                label: peer.to_owned(),
+                reason: text(cause),
+            });
+            return true;
+        }
         self.emit(V2Event::Sent {
             pending,
             label: peer.to_owned(),

@@ -210,6 +210,14 @@ impl V2Side {
                         .await
                         .map(|rows| views(&rows, &self.me))
                         .map_err(|e| text(&e)),
+                    Err(V2Error::Queued(cause)) => {
+                        self.emit(V2Event::Queued {
+                            pending,
+                            label,
+                            reason: text(&cause),
+                        });
+                        return Ok(());
+                    }
                     Err(err) => Err(text(&err)),
                 };
                 self.emit(V2Event::Sent {
