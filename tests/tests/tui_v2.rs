@@ -116,3 +116,64 @@ fn an_account_registered_in_the_app_is_a_v2_device() {
     let devices = dave.ok(&["device", "list"]);
     assert!(devices.contains("this device"), "{devices}");
 }
+
+/// A 1:1 between two Kavro v2 apps goes over MLS, in the person's one
+/// entry (no second "(mls)" chat), and both sides' histories say so.
+#[test]
+fn a_one_to_one_between_two_v2_apps_goes_over_mls_in_one_entry() {
+    if skip_unless(Tmux::available(), "tmux") {
+        return;
+    }
+    let server = Server::start();
+    let alice = registered(&server, "alice");
+    let bob = registered(&server, "bob");
+    let tmux = Tmux::new("direct");
+    tmux.start("alice", &alice);
+    tmux.start("bob", &bob);
+    tmux.wait_for("alice", "online");
+    tmux.wait_for("bob", "online");
+
+    tmux.keys("alice", &["C-n"]);
+    tmux.wait_for("alice", "New conversation");
+    tmux.type_text("alice", "bob");
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "bob · ");
+    tmux.type_text("alice", "hello over mls");
+    tmux.keys("alice", &["Enter"]);
+    let shown = tmux.wait_for("bob", "hello over mls");
+    assert!(!shown.contains("(mls)"), "{shown}");
+    // bob answers in alice's entry: one conversation on both sides.
+    tmux.keys("bob", &["C-n"]);
+    tmux.wait_for("bob", "New conversation");
+    tmux.type_text("bob", "alice");
+    tmux.keys("bob", &["Enter"]);
+    tmux.wait_for("bob", "alice · ");
+    tmux.type_text("bob", "and back");
+    tmux.keys("bob", &["Enter"]);
+    let shown = tmux.wait_for("alice", "and back");
+    assert!(!shown.contains("(mls)"), "{shown}");
+
+    for (name, user, peer) in [("alice", &alice, "bob"), ("bob", &bob, "alice")] {
+        tmux.keys(name, &["C-q"]);
+        tmux.wait_for(name, "EXITED 0");
+        let history = user.json(&["history", peer]);
+        let texts: Vec<_> = history
+            .iter()
+            .filter(|l| l["kind"] == "text")
+            .map(|l| {
+                (
+                    l["text"].as_str().unwrap_or("").to_owned(),
+                    l["protocol"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            vec![
+                ("hello over mls".to_owned(), serde_json::json!("mls")),
+                ("and back".to_owned(), serde_json::json!("mls")),
+            ],
+            "{history:?}"
+        );
+    }
+}
