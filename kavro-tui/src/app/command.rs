@@ -94,4 +94,10 @@ pub enum V2Command {
     ApproveLink {
         code: String,
     },
+    /// Mark `peer`'s Kavro v2 root as verified if `number` is still the
+    /// safety number over both roots.
+    TrustRoot {
+        peer: String,
+        number: kavro_proto::crypto::SafetyNumber,
+    },
 }

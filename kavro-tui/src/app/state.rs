@@ -229,6 +229,20 @@ pub struct KeysView {
     /// The key whose safety number this view shows as the one to compare
     /// (the new key when it changed): `v` trusts exactly this key.
     pub key_shown: IdentityPublic,
+    /// When the person's account has Kavro v2 devices (the 1:1 goes over
+    /// MLS): the v2 safety number, which the view shows and `v` trusts instead.
+    pub mls: Option<Box<MlsKeysView>>,
+}
+
+/// A Kavro v2 account's safety number with ours: over both accounts' root
+/// device keys, so one comparison covers every device of both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MlsKeysView {
+    /// The number as shown (and as `v` trusts it: exactly this one).
+    pub number: kavro_proto::crypto::SafetyNumber,
+    pub verified: bool,
+    /// Devices of the person's account in its chain, not revoked.
+    pub devices: usize,
 }
 
 /// A dialog over the chat.

@@ -270,7 +270,13 @@ impl Worker {
                 return;
             }
         };
-        match session.contact_keys(peer).await {
+        let keys = session.contact_keys(peer).await;
+        drop(session);
+        let mls = match (&keys, self.v2.get()) {
+            (Ok(_), Some(v2)) => v2.mls_keys(peer).await.map(Box::new),
+            _ => None,
+        };
+        match keys {
             Ok(keys) => {
                 let pending = keys
                     .contact
@@ -286,6 +292,7 @@ impl Worker {
                     safety_number: lines(&keys.safety_number),
                     pending,
                     key_shown: *keys.contact.key_to_trust(),
+                    mls,
                 }));
             }
             Err(err) => self.emit(NetEvent::Failed(err.to_string())),

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
 use super::theme::Theme;
-use crate::app::state::{KeysView, Overlay, State};
+use crate::app::state::{KeysView, MlsKeysView, Overlay, State};
 use crate::pinning::KeyState;
 
 /// Every key binding, as the help screen lists them.
@@ -151,6 +151,15 @@ fn keys(
         );
         return;
     };
+    if let Some(mls) = &view.mls {
+        frame.render_widget(
+            Paragraph::new(mls_lines(peer, view, mls, theme))
+                .block(block.title(" Kavro v2 (MLS) "))
+                .wrap(Wrap { trim: false }),
+            rect,
+        );
+        return;
+    }
     let me = state.me.as_ref().map_or("you", |m| m.username.as_str());
     let mut lines = Vec::new();
     let (status, style) = match view.state {
@@ -196,4 +205,44 @@ fn keys(
             .wrap(Wrap { trim: false }),
         rect,
     );
+}
+
+/// The safety number of a 1:1 over MLS: over both accounts' root device
+/// keys (one comparison covers every device of both); the v1 key's state in
+/// one line, for the messages of older clients.
+fn mls_lines<'a>(peer: &str, view: &KeysView, mls: &MlsKeysView, theme: &Theme) -> Vec<Line<'a>> {
+    let (status, style) = if mls.verified {
+        ("verified by you", theme.ok())
+    } else {
+        ("pinned on first use, not verified yet", theme.warn())
+    };
+    let plural = if mls.devices == 1 { "" } else { "s" };
+    let mut lines = vec![Line::from(vec![
+        Span::raw(format!("{peer}'s {} device{plural}: ", mls.devices)),
+        Span::styled(status, style),
+    ])];
+    lines.push(Line::raw(""));
+    for row in mls.number.lines() {
+        lines.push(Line::styled(format!("   {row}"), theme.bold()));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        "One number for every device of both accounts.",
+        theme.dim(),
+    ));
+    let v1 = match view.state {
+        KeyState::Verified => "verified",
+        KeyState::Pinned => "pinned, not verified",
+        KeyState::Changed => "CHANGED since you pinned it",
+    };
+    lines.push(Line::styled(
+        format!("v1 key (messages of older clients): {v1}"),
+        theme.dim(),
+    ));
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        format!("Compare these digits with {peer} in person or by a call. If they match, press v."),
+        theme.dim(),
+    ));
+    lines
 }

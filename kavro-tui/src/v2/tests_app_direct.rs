@@ -1,8 +1,8 @@
-//! The chat app worker's 1:1 routing (`app::v2side::V2Side::send_direct`) against a real relay in this process: a send to
+//! The chat app worker's 1:1 side (`app::v2side::V2Side`) against a real relay in this process: a send to
 //! an account with v2 devices goes over the 1:1 MLS conversation (the other
 //! side decrypts it), one to an account without (or an unknown user) is left
 //! to v1, and with a 1:1 here an unreachable relay fails the line instead of
-//! falling back to v1.
+//! falling back to v1; Ctrl-F's v2 safety number and `v` on it.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -112,4 +112,53 @@ async fn a_person_with_v2_devices_gets_mls_and_one_without_gets_v1() {
     let (_, _, outcome) = sent(&mut reports).expect("a v2 answer");
     assert_eq!(outcome.unwrap_err(), "relay unreachable");
     assert!(!side.send_direct(5, "carol", "queued over v1").await);
+}
+
+/// What the app's v2 side reported last that is a notice (done or failed).
+fn last_notice(reports: &mut mpsc::UnboundedReceiver<Action>) -> Option<Result<String, String>> {
+    let mut last = None;
+    while let Ok(action) = reports.try_recv() {
+        match action {
+            Action::Net(NetEvent::V2(V2Event::Done(text))) => last = Some(Ok(text)),
+            Action::Net(NetEvent::V2(V2Event::Failed(text))) => last = Some(Err(text)),
+            _ => {}
+        }
+    }
+    last
+}
+
+#[tokio::test]
+async fn ctrl_f_shows_the_v2_safety_number_and_v_verifies_exactly_it() {
+    let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |_| {}).await else {
+        return;
+    };
+    let (alice, _alice_dir) = device(&s, "alice").await;
+    let (_bob, _bob_dir) = device(&s, "bob").await;
+    s.register("carol").await; // v1 only: the view shows the v1 key alone
+    let (side, mut reports, _v1) = side(alice).await;
+
+    assert!(side.mls_keys("carol").await.is_none());
+    let shown = side.mls_keys("bob").await.expect("bob is a v2 account");
+    assert_eq!((shown.devices, shown.verified), (1, false));
+
+    // A number other than the one over both roots is refused.
+    let other = kavro_proto::crypto::SafetyNumber::parse(
+        "12345 67890 13579 24680 11111 22222 33333 44444 55555 66666 77777 88888",
+    )
+    .unwrap();
+    side.handle(crate::app::command::V2Command::TrustRoot {
+        peer: "bob".into(),
+        number: other,
+    })
+    .await;
+    assert!(matches!(last_notice(&mut reports), Some(Err(text)) if text.contains("Not verified")),);
+    assert!(!side.mls_keys("bob").await.unwrap().verified);
+
+    side.handle(crate::app::command::V2Command::TrustRoot {
+        peer: "bob".into(),
+        number: shown.number,
+    })
+    .await;
+    assert!(matches!(last_notice(&mut reports), Some(Ok(text)) if text.contains("verified")),);
+    assert!(side.mls_keys("bob").await.unwrap().verified);
 }

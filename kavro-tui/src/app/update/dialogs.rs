@@ -4,7 +4,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::{groups, notice, select};
-use crate::app::command::Command;
+use crate::app::command::{Command, V2Command};
 use crate::app::state::{Focus, LoginField, NoticeKind, Overlay, Screen, State};
 
 pub(super) fn on_overlay_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
@@ -69,10 +69,21 @@ pub(super) fn on_overlay_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
                 Vec::new()
             }
             KeyCode::Char('v') => {
-                let Some(key) = view.as_ref().map(|v| v.key_shown) else {
+                let Some(view) = view.as_ref() else {
                     return Vec::new();
                 };
                 let peer = peer.clone();
+                if let Some(mls) = &view.mls {
+                    let number = mls.number;
+                    state.overlay = None;
+                    notice(
+                        state,
+                        NoticeKind::Info,
+                        format!("Marking {peer}'s Kavro v2 safety number as verified…"),
+                    );
+                    return vec![Command::V2(V2Command::TrustRoot { peer, number })];
+                }
+                let key = view.key_shown;
                 state.overlay = None;
                 notice(
                     state,

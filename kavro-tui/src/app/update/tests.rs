@@ -218,6 +218,7 @@ fn a_changed_key_blocks_sending_until_trusted() {
             safety_number: vec!["1".into()],
             pending: Some(("cc".into(), vec!["2".into()])),
             key_shown: IdentityPublic::from_bytes([0xcc; 32]),
+            mls: None,
         })),
     );
     assert_eq!(

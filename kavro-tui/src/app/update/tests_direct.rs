@@ -11,7 +11,7 @@ use crate::app::command::{Command, V2Command};
 use crate::app::fixtures::{
     direct, direct_id, key, mls_at, ready, received, t0, type_text, v1_at, with_bob_direct,
 };
-use crate::app::state::{Mark, MessageView, SendStatus, State, ViewId};
+use crate::app::state::{Mark, MessageView, Overlay, SendStatus, State, ViewId};
 use crate::history::LocalId;
 
 fn v2(state: &mut State, event: V2Event) -> Vec<Command> {
@@ -341,4 +341,40 @@ fn unread_counts_and_notifications_count_each_message_once_in_the_one_entry() {
     let bob = &state.contacts[state.contact_index("bob").unwrap()];
     assert_eq!(bob.unread, 2, "one MLS text and one v1 message");
     assert_eq!(state.contacts.len(), 2);
+}
+
+#[test]
+fn v_on_a_one_to_one_over_mls_trusts_the_v2_safety_number_shown() {
+    use crate::app::state::{KeysView, MlsKeysView};
+    let number = kavro_proto::crypto::SafetyNumber::parse(
+        "12345 67890 13579 24680 11111 22222 33333 44444 55555 66666 77777 88888",
+    )
+    .expect("twelve groups");
+    let mut state = crate::app::fixtures::ready();
+    state.overlay = Some(Overlay::Keys {
+        peer: "bob".into(),
+        view: Some(KeysView {
+            peer: "bob".into(),
+            state: crate::pinning::KeyState::Pinned,
+            own_fingerprint: String::new(),
+            fingerprint: String::new(),
+            safety_number: Vec::new(),
+            pending: None,
+            key_shown: kavro_proto::crypto::IdentityPublic::from_bytes([1; 32]),
+            mls: Some(Box::new(MlsKeysView {
+                number,
+                verified: false,
+                devices: 2,
+            })),
+        }),
+    });
+    let commands = update(&mut state, key(KeyCode::Char('v')));
+    assert_eq!(
+        commands,
+        vec![Command::V2(V2Command::TrustRoot {
+            peer: "bob".into(),
+            number
+        })]
+    );
+    assert!(state.overlay.is_none());
 }

@@ -3,9 +3,11 @@
 //! account has active v2 devices, else over the v1 box (the worker's v1
 //! path). The decision needs the relay, so it is made here, not in `update`.
 
+use kavro_proto::crypto::SafetyNumber;
+
 use super::{HISTORY_LIMIT, V2Side, text, views};
 use crate::app::action::V2Event;
-use crate::app::state::MessageView;
+use crate::app::state::{MessageView, MlsKeysView};
 use crate::v2::{V2Error, V2Session};
 
 /// Why a 1:1 over MLS was not sent, as the failed line shows it.
@@ -55,6 +57,51 @@ impl V2Side {
             outcome: outcome.map_err(|err| reason(peer, &err)),
         });
         true
+    }
+
+    /// `peer`'s Kavro v2 safety number for the Ctrl-F view: `None` when the
+    /// account has no active v2 device (the view shows the v1 key alone),
+    /// or the relay cannot be asked (said in a notice).
+    pub async fn mls_keys(&self, peer: &str) -> Option<MlsKeysView> {
+        let mut v2 = self.v2.lock().await;
+        let number = match v2.has_active_devices(peer).await {
+            Ok(true) => v2.safety_number(peer).await,
+            Ok(false) => return None,
+            Err(err) => Err(err),
+        };
+        match number {
+            Ok(number) => Some(MlsKeysView {
+                number: number.safety_number,
+                verified: number.verified,
+                devices: number.devices,
+            }),
+            Err(err) => {
+                self.emit(V2Event::Failed(format!(
+                    "Kavro v2 safety number with {peer}: {}",
+                    text(&err)
+                )));
+                None
+            }
+        }
+    }
+
+    /// `v` on the v2 safety number: verified if it is still the number over
+    /// both roots (a new root since it was shown is refused).
+    pub(super) async fn trust_root(
+        &self,
+        v2: &mut V2Session,
+        peer: &str,
+        number: &SafetyNumber,
+    ) -> Result<(), V2Error> {
+        match v2.trust_root(peer, number).await? {
+            Ok(_) => self.emit(V2Event::Done(format!(
+                "{peer}'s Kavro v2 safety number is verified (every device of the account)"
+            ))),
+            Err(_) => self.emit(V2Event::Failed(format!(
+                "Not verified: {peer}'s Kavro v2 safety number changed since it was shown. Press Ctrl-F and compare the new one"
+            ))),
+        }
+        Ok(())
     }
 
     /// Finds or creates the 1:1 with `peer`, sends, and returns its history.

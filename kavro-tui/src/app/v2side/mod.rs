@@ -266,6 +266,7 @@ impl V2Side {
                     members: out,
                 });
             }
+            V2Command::TrustRoot { peer, number } => self.trust_root(v2, &peer, &number).await?,
             change => self.change(v2, change).await?,
         }
         Ok(())
@@ -299,6 +300,7 @@ impl V2Side {
             V2Command::Send { .. }
             | V2Command::LoadHistory { .. }
             | V2Command::Members { .. }
+            | V2Command::TrustRoot { .. }
             | V2Command::ApproveLink { .. } => return Ok(()),
         };
         self.publish(v2, &[group]).await?;
