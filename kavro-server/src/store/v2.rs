@@ -282,11 +282,13 @@ pub trait V2Store: Send + Sync + 'static {
     /// One unexpired package of `suite` per active device of `user`,
     /// consumed in the same transaction (the last-resort one only when no
     /// other is left, and kept). Never hands a package out twice, whatever
-    /// the concurrency.
+    /// the concurrency. `only`: that one device's package (nothing when it
+    /// is not an active device of `user`).
     async fn claim_key_packages(
         &self,
         user: UserId,
         suite: u16,
+        only: Option<MlsDeviceId>,
         now: DateTime<Utc>,
     ) -> Result<Claimed, V2Error>;
 

@@ -395,6 +395,29 @@ async fn key_packages(s: TestServer) {
         )
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
+    // One device's package: `device` names it; another user's device, or
+    // one that does not exist, is 404 (nothing claimed).
+    let (status, body) = s
+        .post(
+            &format!("/v2/users/bob/key-packages/claim?device={}", bob.device_id),
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["missing"]),
+        (StatusCode::OK, &json!([bob.device_id]))
+    );
+    for device in [alice.device_id, 987_654] {
+        let (status, body) = s
+            .post(
+                &format!("/v2/users/bob/key-packages/claim?device={device}"),
+                Some(&alice.token),
+                json!({}),
+            )
+            .await;
+        assert_error(status, &body, StatusCode::NOT_FOUND);
+    }
 
     // Expired by the relay's clock: refused on upload, skipped by claims.
     bob.upload_key_packages(&s, 1).await;

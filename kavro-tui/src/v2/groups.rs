@@ -294,7 +294,7 @@ impl V2Session {
                 continue;
             }
             let packages: Vec<_> = self
-                .claim(&own, mls.ciphersuite())
+                .claim_in(&own, mls.ciphersuite(), Some(device))
                 .await?
                 .into_iter()
                 .filter(|(id, _)| *id == device)
@@ -460,10 +460,21 @@ impl V2Session {
         username: &str,
         suite: Ciphersuite,
     ) -> Result<Vec<(MlsDeviceId, KeyPackage)>, V2Error> {
+        self.claim_in(username, suite, None).await
+    }
+
+    /// [`Self::claim`], of device `only` alone when given (adding one new
+    /// device of the account takes no package of its other devices).
+    pub(crate) async fn claim_in(
+        &mut self,
+        username: &str,
+        suite: Ciphersuite,
+        only: Option<MlsDeviceId>,
+    ) -> Result<Vec<(MlsDeviceId, KeyPackage)>, V2Error> {
         let chain = self.checked_devices(username).await?;
         let claimed = self
             .relay
-            .claim_key_packages(&self.token, username, u16::from(suite))
+            .claim_key_packages(&self.token, username, u16::from(suite), only)
             .await?;
         let mut out = Vec::new();
         for package in claimed.key_packages {

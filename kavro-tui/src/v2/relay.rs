@@ -255,15 +255,18 @@ impl V2Relay {
         .await
     }
 
+    /// One package per active device of `username`, or of device `only`.
     pub async fn claim_key_packages(
         &self,
         token: &AccessToken,
         username: &str,
         suite: u16,
+        only: Option<MlsDeviceId>,
     ) -> Result<ClaimedKeyPackages, RelayError> {
+        let device = only.map_or_else(String::new, |d| format!("&device={d}"));
         self.call(self.request(
             Method::POST,
-            &format!("/v2/users/{username}/key-packages/claim?ciphersuite={suite}"),
+            &format!("/v2/users/{username}/key-packages/claim?ciphersuite={suite}{device}"),
             token,
         ))
         .await

@@ -133,7 +133,7 @@ async fn drain(by: &Device, bob: &Device, left: u32) {
     while remaining(bob).await > left {
         by.session
             .relay
-            .claim_key_packages(&by.session.token, "bob", u16::from(SUITE))
+            .claim_key_packages(&by.session.token, "bob", u16::from(SUITE), None)
             .await
             .unwrap();
     }
@@ -177,4 +177,32 @@ async fn key_packages_are_counted_after_a_welcome_or_after_an_hour() {
         1,
         "and bob joined"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approving_a_new_device_takes_no_package_of_the_other_devices() {
+    let Some(s) = relay().await else { return };
+    let mut alice = root(&s, "alice").await;
+    let laptop = super::tests::linked(&s, &mut alice).await;
+    let mut bob = root(&s, "bob").await;
+    bob.create_group(Some("one"), &["alice".into()])
+        .await
+        .unwrap();
+    bob.create_group(Some("two"), &["alice".into()])
+        .await
+        .unwrap();
+    alice.sync().await.unwrap();
+    let before = (remaining(&alice).await, remaining(&laptop).await);
+
+    // A third installation, approved by alice's first device: added to both
+    // conversations with its own packages only.
+    let phone = super::tests::linked(&s, &mut alice).await;
+    assert_eq!(
+        (remaining(&alice).await, remaining(&laptop).await),
+        before,
+        "the approving device and the laptop keep their packages"
+    );
+    let mut phone = phone;
+    phone.sync().await.unwrap();
+    assert_eq!(phone.conversations().await.unwrap().len(), 2);
 }

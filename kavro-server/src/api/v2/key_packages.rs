@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use kavro_proto::v2::MlsBytes;
 use kavro_proto::v2::api::{
     ClaimedKeyPackage, ClaimedKeyPackages, KeyPackageCount, UploadKeyPackages,
 };
@@ -14,6 +13,7 @@ use kavro_proto::v2::limits::MAX_KEY_PACKAGES_PER_DEVICE;
 use kavro_proto::v2::link::SignatureKey;
 use kavro_proto::v2::mls::{KeyPackageError, check_key_package};
 use kavro_proto::v2::suites;
+use kavro_proto::v2::{MlsBytes, MlsDeviceId};
 use kavro_proto::validate;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -228,7 +228,9 @@ impl KeyPackagesApi {
     /// One per active device, of the ciphersuite asked for (`ciphersuite`,
     /// 0x0001 when absent), consumed at once: a package is never handed out
     /// twice. A device with none left gives its last-resort package (kept);
-    /// devices with nothing at all are listed in `missing`.
+    /// devices with nothing at all are listed in `missing`. With `device`,
+    /// only that device's package (`404` when it is not an active device of
+    /// the user): adding one new device needs no package of the others.
     #[oai(
         path = "/v2/users/:username/key-packages/claim",
         method = "post",
@@ -239,17 +241,28 @@ impl KeyPackagesApi {
         auth: V2Auth,
         #[oai(name = "username")] username: Path<String>,
         ciphersuite: Query<Option<u16>>,
+        device: Query<Option<i64>>,
     ) -> Result<ClaimAnswer, ApiError> {
         let state = &self.state;
         let suite = suite_param(ciphersuite.0)?;
         auth.0.spend(state, Route::Lookup).await?;
         let user = user_named(state, &username.0).await?;
+        let only = device.0.map(MlsDeviceId);
         let claimed = state
             .v2
             .store
-            .claim_key_packages(user.id, suite, state.clock.now())
+            .claim_key_packages(user.id, suite, only, state.clock.now())
             .await
             .map_err(v2_error)?;
+        if let Some(device) = only
+            && claimed.packages.is_empty()
+            && claimed.missing.is_empty()
+        {
+            return Err(ApiError::not_found(format!(
+                "{} has no active device {device}",
+                username.0
+            )));
+        }
         Ok(ClaimAnswer::Ok(Json(ClaimedKeyPackages {
             key_packages: claimed
                 .packages

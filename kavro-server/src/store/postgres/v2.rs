@@ -622,13 +622,16 @@ impl V2Store for PgStore {
         &self,
         user: UserId,
         suite: u16,
+        only: Option<MlsDeviceId>,
         now: DateTime<Utc>,
     ) -> Result<Claimed, V2Error> {
         let mut tx = self.primary.begin().await?;
         let devices: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM v2_devices WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
+            "SELECT id FROM v2_devices WHERE user_id = $1 AND revoked_at IS NULL \
+             AND ($2::BIGINT IS NULL OR id = $2) ORDER BY id",
         )
         .bind(user.0)
+        .bind(only.map(|d| d.0))
         .fetch_all(&mut *tx)
         .await?;
         let mut claimed = Claimed::default();

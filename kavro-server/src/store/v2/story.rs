@@ -292,21 +292,50 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
         3,
         "nothing half-stored"
     );
+    // One device's package only (adding one new device): the others keep theirs.
+    v2.add_key_packages(a2, CLASSIC, &[kp(22, far)], None, 4, t0)
+        .await
+        .unwrap();
+    let only = v2
+        .claim_key_packages(alice, CLASSIC, Some(a2), at(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        (only.packages, only.missing),
+        (vec![(a2, vec![22; 40], false)], vec![])
+    );
+    let none = v2
+        .claim_key_packages(alice, CLASSIC, Some(MlsDeviceId(i64::MAX)), at(20))
+        .await
+        .unwrap();
+    assert!(
+        none.packages.is_empty() && none.missing.is_empty(),
+        "not alice's device"
+    );
     v2.add_key_packages(a2, CLASSIC, &[kp(21, far)], None, 4, t0)
         .await
         .unwrap();
-    let claimed = v2.claim_key_packages(alice, CLASSIC, at(20)).await.unwrap();
+    let claimed = v2
+        .claim_key_packages(alice, CLASSIC, None, at(20))
+        .await
+        .unwrap();
     assert_eq!(
         claimed.packages,
         vec![(a1, vec![1; 40], false), (a2, vec![21; 40], false)]
     );
     assert_eq!(claimed.missing, vec![a3]);
     // kp 3 expired at 10 s: skipped; then a1 is down to its last resort.
-    let claimed = v2.claim_key_packages(alice, CLASSIC, at(20)).await.unwrap();
+    let claimed = v2
+        .claim_key_packages(alice, CLASSIC, None, at(20))
+        .await
+        .unwrap();
     assert_eq!(claimed.packages, vec![(a1, vec![2; 40], false)]);
     assert_eq!(claimed.missing, vec![a2, a3]);
     for _ in 0..2 {
-        let claimed = v2.claim_key_packages(alice, CLASSIC, at(20)).await.unwrap();
+        let claimed = v2
+            .claim_key_packages(alice, CLASSIC, None, at(20))
+            .await
+            .unwrap();
         assert_eq!(claimed.packages, vec![(a1, vec![0; 40], true)]);
     }
     let tally = v2.key_package_tally(a1, CLASSIC, at(20)).await.unwrap();
@@ -325,24 +354,27 @@ pub async fn story(store: &dyn Store, v2: &dyn V2Store) {
         "classic untouched"
     );
     let claimed = v2
-        .claim_key_packages(alice, POST_QUANTUM, at(20))
+        .claim_key_packages(alice, POST_QUANTUM, None, at(20))
         .await
         .unwrap();
     assert_eq!(claimed.packages, vec![(a1, vec![31; 40], false)]);
     assert_eq!(claimed.missing, vec![a2, a3]);
     let claimed = v2
-        .claim_key_packages(alice, POST_QUANTUM, at(20))
+        .claim_key_packages(alice, POST_QUANTUM, None, at(20))
         .await
         .unwrap();
     assert_eq!(claimed.packages, vec![(a1, vec![30; 40], true)]);
-    let claimed = v2.claim_key_packages(alice, CLASSIC, at(20)).await.unwrap();
+    let claimed = v2
+        .claim_key_packages(alice, CLASSIC, None, at(20))
+        .await
+        .unwrap();
     assert_eq!(
         claimed.packages,
         vec![(a1, vec![0; 40], true)],
         "classic last resort kept"
     );
     assert!(
-        v2.claim_key_packages(UserId(i64::MAX), CLASSIC, t0)
+        v2.claim_key_packages(UserId(i64::MAX), CLASSIC, None, t0)
             .await
             .unwrap()
             .packages
@@ -686,7 +718,7 @@ pub async fn concurrent_claims(v2: Arc<dyn V2Store>, store: &dyn Store) {
     for _ in 0..60 {
         let v2 = v2.clone();
         tasks.push(tokio::spawn(async move {
-            v2.claim_key_packages(owner, CLASSIC, now).await
+            v2.claim_key_packages(owner, CLASSIC, None, now).await
         }));
     }
     let mut seen = BTreeSet::new();
