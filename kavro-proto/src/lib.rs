@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod attachment;
 pub mod crypto;
 pub mod ids;
 pub mod strings;
