@@ -11,6 +11,8 @@
 //! - `pinning`: the trust-on-first-use state machine for contacts' keys;
 //! - `mls` and `v2`: Kavro v2 (MLS groups, devices): the local MLS state
 //!   and the `/v2` client with its operations;
+//! - `attach`: attachments on this machine (safe names for received files,
+//!   the downloads directory, the progress bar);
 //! - `session`: the operations (register, send, sync the inbox, trust, ...),
 //!   free of terminal code;
 //! - `cli`: argument parsing, output formatting and exit codes;
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod attach;
 mod cli;
 mod config;
 mod history;

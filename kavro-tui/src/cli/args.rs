@@ -194,6 +194,8 @@ pub enum Command {
     History(HistoryArgs),
     /// List contacts and the state of their keys (pinned, verified, CHANGED)
     Contacts,
+    /// List the files received and sent in Kavro v2 conversations (saved where, or why not)
+    Attachments,
     /// Show the safety number with a contact, or your own key's fingerprint
     #[command(
         long_about = "With a username: the safety number of your key and theirs, the same on \
@@ -381,8 +383,18 @@ pub struct SendArgs {
     pub username: String,
 
     /// The message; without it, or with '-', it is read from standard input
-    #[arg(value_name = "TEXT|-")]
+    #[arg(value_name = "TEXT|-", conflicts_with = "file")]
     pub text: Option<String>,
+
+    /// Send this file (encrypted on this device, over Kavro v2 only: the
+    /// recipient needs Kavro v2 devices; files over the relay's cap are
+    /// refused before upload)
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["v1", "wait_delivered"])]
+    pub file: Option<std::path::PathBuf>,
+
+    /// A text sent with --file
+    #[arg(long, value_name = "TEXT", requires = "file")]
+    pub caption: Option<String>,
 
     /// After sending, wait until the recipient has fetched the message (v1)
     #[arg(long)]
@@ -414,6 +426,11 @@ pub struct InboxArgs {
     /// Keep waiting for new messages and print them as they arrive (Ctrl-C stops)
     #[arg(long)]
     pub watch: bool,
+
+    /// Where received files are saved (never over an existing file: `name (1).pdf`);
+    /// default: your Downloads folder, else `downloads` in Kavro's data directory
+    #[arg(long, value_name = "DIR", env = "KAVRO_DOWNLOAD_DIR")]
+    pub download_dir: Option<std::path::PathBuf>,
 
     /// Process at most N messages (default: all that are waiting)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]

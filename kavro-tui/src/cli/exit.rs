@@ -73,13 +73,14 @@ pub fn for_v2(err: &V2Error) -> u8 {
         V2Error::NoDevices(_) | V2Error::Untrusted { .. } => KEY,
         V2Error::DirectPending(_) => UNAVAILABLE,
         V2Error::Queued(cause) => for_v2(cause),
-        V2Error::NameTaken(_) | V2Error::TooLong(_) => USAGE,
+        V2Error::NameTaken(_) | V2Error::TooLong(_) | V2Error::File(_) => USAGE,
         V2Error::Relay(_)
         | V2Error::Store(_)
         | V2Error::Mls { .. }
         | V2Error::AlreadyDevice(_)
         | V2Error::Refused(_)
         | V2Error::Contended
+        | V2Error::Attachment(_)
         | V2Error::LinkNotApproved(_) => OTHER,
     }
 }

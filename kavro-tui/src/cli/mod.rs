@@ -8,6 +8,7 @@ pub mod args;
 mod commands;
 mod direct;
 pub mod exit;
+mod files;
 pub mod input;
 mod manage;
 pub mod output;
@@ -230,6 +231,9 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             password_stdin,
         } => manage::delete_account(&mut session, &printer, *yes, *password_stdin).await,
         Command::Whoami => commands::whoami(&session, &printer).await,
+        Command::Send(args) if args.file.is_some() => {
+            files::send_file(&session, &printer, args).await
+        }
         Command::Send(args) => match input::message(args.text.clone()) {
             Ok(text) if args.username.starts_with('#') => {
                 v2::send(&session, &printer, &args.username, &text).await
@@ -249,7 +253,9 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             let result = commands::inbox(&session, &printer, args, poll_interval).await;
             match result {
                 Ok(code) if !args.watch && !args.no_ack => {
-                    v2::inbox(&session, &printer).await.map(|()| code)
+                    v2::inbox(&session, &printer, args.download_dir.as_deref())
+                        .await
+                        .map(|()| code)
                 }
                 other => other,
             }
@@ -267,6 +273,7 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Device(command) => v2::device(&session, &printer, command).await,
         Command::Group(command) => v2::group(&session, &printer, command).await,
         Command::Contacts => commands::contacts(&session, &printer).await,
+        Command::Attachments => files::attachments(&session, &printer).await,
         Command::Fingerprint { username } => {
             let code = commands::fingerprint(&session, &printer, username.as_deref()).await;
             match (code, username) {

@@ -451,8 +451,13 @@ pub(super) fn line_output(
     (human, json)
 }
 
-/// After v1's inbox: applies the v2 queue and prints the texts that came.
-pub async fn inbox(session: &Session, printer: &Printer) -> anyhow::Result<()> {
+/// After v1's inbox: applies the v2 queue, prints the texts that came and
+/// saves the files that came into `download_dir` (or the default one).
+pub async fn inbox(
+    session: &Session,
+    printer: &Printer,
+    download_dir: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     if !has_device(session)? {
         return Ok(());
     }
@@ -480,6 +485,8 @@ pub async fn inbox(session: &Session, printer: &Printer) -> anyhow::Result<()> {
                 }),
             )?;
         }
+        let dir = super::files::download_dir(session, download_dir);
+        super::files::save_received(&mut v2, printer, &dir).await?;
         anyhow::Ok(())
     }
     .await;

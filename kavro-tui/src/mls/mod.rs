@@ -27,6 +27,7 @@ use openmls_traits::OpenMlsProvider;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Row as _, Sqlite, Transaction};
 
+pub mod attachments;
 pub mod device_key;
 pub mod pins;
 pub mod rows;

@@ -19,7 +19,9 @@ use super::groups::join_config;
 use super::payload::{Body, MAX_TEXT_BYTES, Payload};
 use super::{Posted, V2Error, V2Session, credential_name, mls_err};
 use crate::mls::MlsStoreError;
+use crate::mls::attachments::{self, AttachmentState, NewAttachment};
 use crate::mls::rows::{self, LineKind, MessageRow, OutboxKind, OutboxRow};
+use kavro_proto::attachment::FileRef;
 
 /// Queue entries read per request.
 const PAGE: u32 = 100;
@@ -32,6 +34,8 @@ enum Effect {
     Line(MessageRow),
     /// A history line, and the conversation's (new) name (`None`: a 1:1 chat).
     Named(MessageRow, Option<String>),
+    /// A history line for a received file, and the file (kept to download).
+    File(MessageRow, Box<FileRef>, Option<String>),
 }
 
 /// What applying one entry did to a group.
@@ -102,7 +106,7 @@ impl V2Session {
             let request = PostGroupMessage {
                 message: base64_encode(&bytes).into(),
                 client_msg_id: Some(client_msg_id),
-                blob_ids: Vec::new(),
+                blob_ids: payload.blob_ids(),
             };
             let line = String::from_utf8_lossy(&payload.to_bytes()).into_owned();
             match self
@@ -175,6 +179,7 @@ impl V2Session {
             .ok_or_else(|| V2Error::UnknownConversation(row.group_id.to_text()))?;
         let accepted = matches!(posted, Posted::Accepted(_));
         let mut line = None;
+        let mut sent_file = None;
         match (row.kind, accepted) {
             (OutboxKind::Commit, true) => {
                 group
@@ -187,21 +192,42 @@ impl V2Session {
                     .clear_pending_commit(self.store.provider().storage())
                     .map_err(|e| mls_err("dropping the commit")(&e))?;
             }
-            (OutboxKind::Message, true) => {
-                if let Some(Payload {
+            (OutboxKind::Message, true) => match Payload::parse(row.line.as_bytes()) {
+                Some(Payload {
                     body: Body::Text { text },
                     ..
-                }) = Payload::parse(row.line.as_bytes())
-                {
-                    line = Some((LineKind::Text, text));
+                }) => line = Some((LineKind::Text, text)),
+                Some(Payload {
+                    body: Body::File { file, caption },
+                    ..
+                }) => {
+                    line = Some((LineKind::Text, Body::file_line(&file, caption.as_deref())));
+                    sent_file = Some((file, caption));
                 }
-            }
+                _ => {}
+            },
             (OutboxKind::Message, false) => {}
         }
         let mut tx = self.store.begin().await?;
         rows::drop_outbox(&mut tx, &row.client_msg_id)
             .await
             .map_err(MlsStoreError::from)?;
+        if let Some((file, caption)) = &sent_file {
+            attachments::add(
+                &mut tx,
+                NewAttachment {
+                    group: &row.group_id,
+                    sender: &self.device.username,
+                    outgoing: true,
+                    file,
+                    caption: caption.as_deref(),
+                    state: AttachmentState::Sent,
+                    at: Utc::now(),
+                },
+            )
+            .await
+            .map_err(MlsStoreError::from)?;
+        }
         if let Some((kind, body)) = line {
             let entry = MessageRow {
                 epoch: group.epoch().as_u64(),
@@ -329,6 +355,23 @@ impl V2Session {
                             .map_err(MlsStoreError::from)?;
                         line
                     }
+                    Effect::File(line, file, caption) => {
+                        attachments::add(
+                            &mut tx,
+                            NewAttachment {
+                                group: id,
+                                sender: &line.sender,
+                                outgoing: line.outgoing,
+                                file,
+                                caption: caption.as_deref(),
+                                state: AttachmentState::Pending,
+                                at: line.at,
+                            },
+                        )
+                        .await
+                        .map_err(MlsStoreError::from)?;
+                        line
+                    }
                 };
                 rows::add_line(&mut tx, id, line)
                     .await
@@ -341,7 +384,7 @@ impl V2Session {
         self.store.commit(tx).await?;
         self.device.queue_after = entry.seq;
         for effect in &lines {
-            if let (Effect::Line(line), Some((id, _))) = (effect, &group)
+            if let (Effect::Line(line) | Effect::File(line, ..), Some((id, _))) = (effect, &group)
                 && line.kind == LineKind::Text
             {
                 self.unread.push(Received {
@@ -467,6 +510,17 @@ impl V2Session {
                         body: Body::Text { text },
                         ..
                     }) => lines.push(Effect::Line(line(epoch, LineKind::Text, &sender, text))),
+                    Some(Payload {
+                        body: Body::File { file, caption },
+                        ..
+                    }) => {
+                        let text = Body::file_line(&file, caption.as_deref());
+                        lines.push(Effect::File(
+                            line(epoch, LineKind::Text, &sender, text),
+                            Box::new(file),
+                            caption,
+                        ));
+                    }
                     Some(Payload {
                         body: Body::Meta { name },
                         ..

@@ -17,6 +17,7 @@
 
 mod app_api;
 mod direct;
+pub mod files;
 mod groups;
 mod inbox;
 pub mod payload;
@@ -136,6 +137,12 @@ pub enum V2Error {
     /// `client_msg_id`), so it must not be sent again.
     #[error("{0}. The message is queued and goes out with the next sync, so do not send it again.")]
     Queued(Box<V2Error>),
+    /// A file to send cannot be read, or a received one cannot be written.
+    #[error("{0}")]
+    File(String),
+    /// A received attachment does not open or check.
+    #[error("the attachment is refused: {0}")]
+    Attachment(String),
     /// Another device is creating the same 1:1 conversation and its invitation
     /// has not arrived yet.
     #[error("the conversation with {0} is being set up by another device; try again")]

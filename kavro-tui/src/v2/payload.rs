@@ -4,12 +4,13 @@
 //! |--------|-------------------------------------------------------------------|
 //! | `v`    | format version, `1`                                               |
 //! | `id`   | the message id (UUID v4), chosen by the sender; also the relay's `client_msg_id` |
-//! | `kind` | `text` (a chat line: `text`) or `meta` (the conversation's `name`, `null` for a 1:1 chat) |
+//! | `kind` | `text` (a chat line: `text`), `meta` (the conversation's `name`, `null` for a 1:1 chat) or `file` (an attachment: `file`, see [`FileRef`], and an optional `caption`) |
 //!
 //! The sender is not in the payload: MLS authenticates it (the leaf's
 //! credential, the account's username). openmls pads the encrypted content to
 //! a multiple of [`PADDING`] bytes, so the relay learns lengths only in steps.
 
+use kavro_proto::attachment::FileRef;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -37,6 +38,40 @@ pub enum Body {
     Meta {
         name: Option<String>,
     },
+    /// An attachment: the relay's blob and what opens it (never in the clear
+    /// on the relay: this whole payload is MLS-encrypted).
+    File {
+        file: FileRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+    },
+}
+
+impl Body {
+    /// How a file shows as a history line: `[file] NAME (SIZE)` and the caption.
+    pub fn file_line(file: &FileRef, caption: Option<&str>) -> String {
+        let shown = format!("[file] {} ({})", file.name, human_size(file.size));
+        match caption {
+            Some(caption) if !caption.is_empty() => format!("{shown} {caption}"),
+            _ => shown,
+        }
+    }
+}
+
+/// `1.2 MiB`, `340 KiB`, `12 B`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    #[allow(clippy::cast_precision_loss, reason = "a size shown to one decimal")]
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 impl Payload {
@@ -45,6 +80,15 @@ impl Payload {
             v: 1,
             id: Uuid::new_v4(),
             body,
+        }
+    }
+
+    /// The relay blobs this message refers to (its attachment), for
+    /// `PostGroupMessage::blob_ids`.
+    pub fn blob_ids(&self) -> Vec<kavro_proto::v2::blobs::BlobId> {
+        match &self.body {
+            Body::File { file, .. } => file.blob_id.parse().into_iter().collect(),
+            Body::Text { .. } | Body::Meta { .. } => Vec::new(),
         }
     }
 

@@ -11,7 +11,7 @@ use kavro_proto::v2::api::{
     MlsDeviceList, NewLinkRequest, PostCommit, PostGroupMessage, QueueAcked, QueuePage,
     RegisterDevice, SessionProof, UploadKeyPackages,
 };
-use kavro_proto::v2::{GroupId, MlsDeviceId, QueueSeq};
+use kavro_proto::v2::{BlobId, BlobStatus, GroupId, MlsDeviceId, NewBlob, QueueSeq};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -22,6 +22,8 @@ use crate::relay::{RelayError, error_from, innermost};
 
 /// Added to a long-poll's `wait` for the request timeout.
 const LONG_POLL_GRACE: Duration = Duration::from_secs(15);
+/// A blob download as a whole (its pieces each come far sooner).
+const BLOB_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A commit or group message as the relay took it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,5 +361,79 @@ impl V2Relay {
             .json(&AckQueue { up_to }),
         )
         .await
+    }
+
+    // ---- blobs (attachments) ----
+
+    /// `POST /v2/blobs`: announces an upload of `size` bytes of ciphertext.
+    pub async fn create_blob(
+        &self,
+        token: &AccessToken,
+        size: u64,
+    ) -> Result<BlobStatus, RelayError> {
+        self.call(
+            self.request(Method::POST, "/v2/blobs", token)
+                .json(&NewBlob { size }),
+        )
+        .await
+    }
+
+    /// `PUT /v2/blobs/{id}?offset=N`: the next chunk.
+    pub async fn put_blob_chunk(
+        &self,
+        token: &AccessToken,
+        blob: BlobId,
+        offset: u64,
+        chunk: bytes::Bytes,
+    ) -> Result<BlobStatus, RelayError> {
+        self.call(
+            self.request(
+                Method::PUT,
+                &format!("/v2/blobs/{blob}?offset={offset}"),
+                token,
+            )
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(chunk),
+        )
+        .await
+    }
+
+    pub async fn blob_status(
+        &self,
+        token: &AccessToken,
+        blob: BlobId,
+    ) -> Result<BlobStatus, RelayError> {
+        self.call(self.request(Method::GET, &format!("/v2/blobs/{blob}/status"), token))
+            .await
+    }
+
+    /// `GET /v2/blobs/{id}` from byte `from`: the response, to read in chunks.
+    pub async fn download_blob(
+        &self,
+        token: &AccessToken,
+        blob: BlobId,
+        from: u64,
+    ) -> Result<reqwest::Response, RelayError> {
+        let mut request = self
+            .request(Method::GET, &format!("/v2/blobs/{blob}"), token)
+            // A large file takes longer than one API call's timeout.
+            .timeout(BLOB_TIMEOUT);
+        if from > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        let response = request.send().await.map_err(|e| self.transport(&e))?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(error_from(response).await)
+        }
+    }
+
+    /// The next piece of a download (`None` at its end).
+    pub async fn next_piece(
+        &self,
+        response: &mut reqwest::Response,
+    ) -> Result<Option<bytes::Bytes>, RelayError> {
+        response.chunk().await.map_err(|e| self.transport(&e))
     }
 }

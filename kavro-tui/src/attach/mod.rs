@@ -1,0 +1,7 @@
+//! Attachments on this machine (issue #14): what the end-to-end part needs
+//! around it (`kavro_proto::attachment` seals, `v2::files` moves): safe
+//! names and the downloads directory for received files, and the progress
+//! bar of a transfer.
+
+pub mod names;
+pub mod progress;

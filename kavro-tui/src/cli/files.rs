@@ -1,0 +1,199 @@
+//! Attachments from the command line (issue #14): `kavro send TARGET --file
+//! PATH [--caption TEXT]`, the files `kavro inbox` saves, and `kavro
+//! attachments`. Files go over Kavro v2 only (a group, or the 1:1 MLS
+//! conversation): a contact whose client speaks only v1 could not open one,
+//! so the send is refused with that reason before anything is uploaded.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::args::SendArgs;
+use super::exit::{self, UsageError};
+use super::output::{Printer, json_time, sanitize};
+use super::v2::open;
+use crate::attach::progress::Bar;
+use crate::mls::attachments::AttachmentState;
+use crate::session::Session;
+use crate::v2::V2Session;
+use crate::v2::files::SaveOutcome;
+use crate::v2::payload::human_size;
+
+/// `kavro send TARGET --file PATH [--caption TEXT]`.
+pub async fn send_file(
+    session: &Session,
+    printer: &Printer,
+    args: &SendArgs,
+) -> anyhow::Result<u8> {
+    let Some(path) = args.file.as_deref() else {
+        return Err(UsageError("--file PATH is required".to_owned()).into());
+    };
+    // A missing or unreadable file is the user's to fix: said before anything else.
+    std::fs::File::open(path)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    if !super::v2::has_device(session)? {
+        return Err(UsageError(
+            "files go over Kavro v2 only: this installation is not a Kavro v2 device (`kavro device link`)"
+                .to_owned(),
+        )
+        .into());
+    }
+    let mut v2 = open(session).await?;
+    let result = send_inner(&mut v2, printer, args, path).await;
+    v2.close().await;
+    result
+}
+
+async fn send_inner(
+    v2: &mut V2Session,
+    printer: &Printer,
+    args: &SendArgs,
+    path: &Path,
+) -> anyhow::Result<u8> {
+    v2.sync().await?;
+    let target = args.username.as_str();
+    let group = if target.starts_with('#') {
+        v2.find(target).await?
+    } else {
+        crate::session::check_username(target)?;
+        if !v2.has_active_devices(target).await? {
+            return Err(UsageError(format!(
+                "{target} has no Kavro v2 device: their client speaks only v1 and cannot receive files"
+            ))
+            .into());
+        }
+        v2.direct(target).await?
+    };
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let bar = Bar::new(&format!("uploading {name}"), !printer.json);
+    let sent = v2
+        .send_file(&group, path, args.caption.as_deref(), &bar)
+        .await;
+    bar.finish();
+    let id = sent?;
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or_default();
+    printer.emit(
+        &format!(
+            "Sent {} ({}) to {} (MLS).",
+            sanitize(&name),
+            human_size(size),
+            sanitize(target)
+        ),
+        &json!({
+            "to": target,
+            "conversation": target,
+            "id": id.to_string(),
+            "file": name,
+            "size": size,
+            "protocol": "mls",
+        }),
+    )?;
+    Ok(exit::OK)
+}
+
+/// Where received files go: `--download-dir` / `KAVRO_DOWNLOAD_DIR`, else
+/// the user's Downloads folder, else `downloads` in the profile's data directory.
+pub fn download_dir(session: &Session, chosen: Option<&Path>) -> PathBuf {
+    if let Some(dir) = chosen {
+        return dir.to_path_buf();
+    }
+    directories::UserDirs::new()
+        .and_then(|dirs| dirs.download_dir().map(Path::to_path_buf))
+        .unwrap_or_else(|| session.profile().paths().data_dir.join("downloads"))
+}
+
+/// After `inbox` applied the v2 queue: downloads the files that came and
+/// says where each went (or why not: nothing is saved under the final name
+/// of a file that does not check).
+pub async fn save_received(
+    v2: &mut V2Session,
+    printer: &Printer,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let bar = Bar::new("downloading", !printer.json);
+    let saved = v2.save_pending(dir, &bar).await;
+    bar.finish();
+    for SaveOutcome { row, result } in saved? {
+        let name = sanitize(&row.file.name);
+        match &result {
+            Ok(path) => printer.emit(
+                &format!(
+                    "Saved {name} ({}) from {} to {}",
+                    human_size(row.file.size),
+                    sanitize(&row.sender),
+                    path.display()
+                ),
+                &json!({
+                    "attachment": row.id,
+                    "from": row.sender,
+                    "file": row.file.name,
+                    "size": row.file.size,
+                    "media_type": row.file.media_type,
+                    "saved_to": path,
+                    "state": "saved",
+                }),
+            )?,
+            Err(reason) => {
+                printer.emit(
+                    &format!("Not saved: {name} from {}: {reason}", sanitize(&row.sender)),
+                    &json!({
+                        "attachment": row.id,
+                        "from": row.sender,
+                        "file": row.file.name,
+                        "state": "failed",
+                        "error": reason,
+                    }),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `kavro attachments`.
+pub async fn attachments(session: &Session, printer: &Printer) -> anyhow::Result<u8> {
+    if !super::v2::has_device(session)? {
+        return Ok(exit::OK);
+    }
+    let v2 = super::v2::open_local(session).await?;
+    let rows = v2.attachments().await;
+    v2.close().await;
+    for row in rows? {
+        let state = match (row.state, &row.saved_path, &row.error) {
+            (AttachmentState::Saved, Some(path), _) => format!("saved to {path}"),
+            (AttachmentState::Failed, _, Some(error)) => format!("not saved: {error}"),
+            (AttachmentState::Pending, ..) => "on the relay (kavro inbox saves it)".to_owned(),
+            (AttachmentState::Sent, ..) => "sent".to_owned(),
+            (state, ..) => state.as_str().to_owned(),
+        };
+        let direction = if row.outgoing { "to" } else { "from" };
+        printer.emit(
+            &format!(
+                "{}  {} ({}) {direction} {}: {}",
+                json_time(row.at),
+                sanitize(&row.file.name),
+                human_size(row.file.size),
+                sanitize(&row.sender),
+                sanitize(&state)
+            ),
+            &json!({
+                "attachment": row.id,
+                "at": json_time(row.at),
+                "outgoing": row.outgoing,
+                "from": row.sender,
+                "file": row.file.name,
+                "size": row.file.size,
+                "media_type": row.file.media_type,
+                "sha256": row.file.sha256,
+                "caption": row.caption,
+                "state": row.state.as_str(),
+                "saved_to": row.saved_path,
+                "error": row.error,
+            }),
+        )?;
+    }
+    Ok(exit::OK)
+}
