@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::blobs::BlobId;
 use super::ids::{MlsDeviceId, QueueSeq, V2MessageId};
 use super::strings::{GroupIdText, MlsBytes, SignatureB64, SignatureKeyB64};
 use crate::ids::UserId;
@@ -250,6 +251,11 @@ pub struct PostGroupMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", oai(nullable))]
     pub client_msg_id: Option<Uuid>,
+    /// Blobs this message refers to (attachments): each lives while a device the message
+    /// is queued for has not acknowledged it. Absent = none (older clients).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", oai(default, skip_serializing_if_is_empty))]
+    pub blob_ids: Vec<BlobId>,
 }
 
 /// Answer to a commit or a group message.
@@ -386,5 +392,33 @@ mod tests {
             assert_eq!(QueueKind::from_code(kind.code()), Some(kind));
         }
         assert_eq!(QueueKind::from_code(0), None);
+    }
+
+    #[test]
+    fn group_message_blob_ids_are_optional_on_the_wire() {
+        let body: PostGroupMessage =
+            serde_json::from_value(serde_json::json!({"message": "AAAA"})).unwrap();
+        assert!(body.blob_ids.is_empty());
+        let json = serde_json::to_value(&body).unwrap();
+        assert!(
+            json.get("blob_ids").is_none(),
+            "older relays see no new field"
+        );
+        let with: PostGroupMessage = serde_json::from_value(serde_json::json!({
+            "message": "AAAA",
+            "blob_ids": ["01234567-89ab-4cde-8f01-23456789abcd"],
+        }))
+        .unwrap();
+        assert_eq!(with.blob_ids.len(), 1);
+        assert_eq!(
+            serde_json::to_value(&with).unwrap()["blob_ids"][0],
+            "01234567-89ab-4cde-8f01-23456789abcd"
+        );
+        assert!(
+            serde_json::from_value::<PostGroupMessage>(
+                serde_json::json!({"message": "AAAA", "blob_ids": ["nope"]})
+            )
+            .is_err()
+        );
     }
 }

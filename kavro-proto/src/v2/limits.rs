@@ -34,3 +34,7 @@ pub const LINK_CODE_LEN: usize = 10;
 pub const LINK_CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Open link requests one account may have at once.
 pub const MAX_OPEN_LINK_REQUESTS: u32 = 5;
+/// The largest chunk one blob `PUT` takes (`BlobStatus::chunk_max`).
+pub const BLOB_CHUNK_MAX: u64 = 8 * 1024 * 1024;
+/// The relay's default blob size cap (configurable: `blob_max_bytes`).
+pub const DEFAULT_BLOB_MAX_BYTES: u64 = 100 * 1024 * 1024;

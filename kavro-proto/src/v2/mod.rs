@@ -2,6 +2,7 @@
 //! links, key packages, groups with one order per group and per-device queues.
 //!
 //! - [`api`]: the request and response bodies of every `/v2` route;
+//! - [`blobs`]: the relay's blob store for attachments (ids, upload status);
 //! - [`limits`]: the bounds both sides check (sizes, counts, times);
 //! - [`chain`]: the client's check of an account's chain of device links
 //!   from its (pinned) root device;
@@ -14,6 +15,7 @@
 //! docs/PROTOCOL.md ("Kavro v2") is the contract in prose.
 
 pub mod api;
+pub mod blobs;
 pub mod chain;
 pub mod ids;
 pub mod limits;
@@ -23,5 +25,6 @@ pub mod mls;
 mod strings;
 pub mod suites;
 
+pub use blobs::{BlobId, BlobStatus, NewBlob};
 pub use ids::{GroupId, MlsDeviceId, QueueSeq, V2MessageId};
 pub use strings::{GroupIdText, MlsBytes, SignatureB64, SignatureKeyB64};

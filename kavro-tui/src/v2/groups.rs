@@ -367,6 +367,7 @@ impl V2Session {
             let request = kavro_proto::v2::api::PostGroupMessage {
                 message: base64_encode(&bytes).into(),
                 client_msg_id: Some(client_msg_id),
+                blob_ids: Vec::new(),
             };
             // Not a payload: no history line when the relay takes it.
             if self

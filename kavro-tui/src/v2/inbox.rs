@@ -102,6 +102,7 @@ impl V2Session {
             let request = PostGroupMessage {
                 message: base64_encode(&bytes).into(),
                 client_msg_id: Some(client_msg_id),
+                blob_ids: Vec::new(),
             };
             let line = String::from_utf8_lossy(&payload.to_bytes()).into_owned();
             match self
