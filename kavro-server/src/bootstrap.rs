@@ -71,6 +71,18 @@ pub async fn build_with(
     .await
     .context("opening the database")?;
     let (store, v2_store, ops) = (stores.store, stores.v2, stores.ops);
+    let storage = crate::blobs::objects::open(&config.blob_url, &config.data_dir)
+        .context("opening the blob storage (blob_url)")?;
+    tracing::info!(storage = %storage.description, "blob storage");
+    let blobs = Arc::new(crate::blobs::Blobs::new(
+        stores.blobs,
+        storage,
+        crate::blobs::BlobLimits {
+            max_bytes: config.blob_max_bytes,
+            quota_bytes: config.blob_quota_bytes,
+            chunk_max: kavro_proto::v2::limits::BLOB_CHUNK_MAX,
+        },
+    ));
 
     let redis = config.redis();
     let counters: Arc<dyn Counters> = match &redis {
@@ -134,6 +146,7 @@ pub async fn build_with(
         v2: crate::v2::V2State {
             store: v2_store,
             tokens: device_tokens,
+            blobs,
         },
     }))
 }

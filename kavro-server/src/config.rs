@@ -114,6 +114,13 @@ pub struct Config {
     /// Who may create an account: anyone (`open`), holders of an invite code
     /// (`invite`), or nobody (`closed`).
     pub registration: Registration,
+    /// Where attachment blobs live: empty for `<data_dir>/blobs`, or
+    /// `s3://bucket/prefix` (with the usual AWS_* environment).
+    pub blob_url: String,
+    /// Largest blob (attachment ciphertext), in bytes.
+    pub blob_max_bytes: u64,
+    /// Most bytes of live blobs (uploaded and reserved) per account.
+    pub blob_quota_bytes: u64,
 }
 
 /// Per-route request limits (docs/API.md part 3).
@@ -306,6 +313,9 @@ impl Default for Config {
             limits: RateLimits::default(),
             lockout: Lockout::default(),
             max_pending_per_recipient: 10_000,
+            blob_url: String::new(),
+            blob_max_bytes: kavro_proto::v2::limits::DEFAULT_BLOB_MAX_BYTES,
+            blob_quota_bytes: 1024 * 1024 * 1024,
             max_pending_per_sender: 1_000,
             username_reservation: Duration::from_secs(30 * 24 * 3600),
             ip_prefix_v4: 32,
@@ -371,6 +381,8 @@ pub struct FlagOverrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blob_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_cluster: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -473,6 +485,9 @@ impl Config {
         if self.db_max_connections == 0 {
             return Err(InvalidConfig::NoDbConnections);
         }
+        if self.blob_max_bytes == 0 || self.blob_quota_bytes < self.blob_max_bytes {
+            return Err(InvalidConfig::BlobLimits);
+        }
         if self.max_pending_per_recipient == 0 {
             return Err(InvalidConfig::NoPendingMessages);
         }
@@ -520,6 +535,8 @@ pub enum InvalidConfig {
     TokenTtlTooShort,
     #[error("db_max_connections must be at least 1")]
     NoDbConnections,
+    #[error("blob_max_bytes must be at least 1 and blob_quota_bytes at least blob_max_bytes")]
+    BlobLimits,
     #[error("max_pending_per_recipient must be at least 1")]
     NoPendingMessages,
     #[error("max_pending_per_sender must be at least 1")]
@@ -558,6 +575,9 @@ impl fmt::Debug for Config {
             .field("fernet_keys", &self.fernet_keys)
             .field("token_ttl", &self.token_ttl)
             .field("message_ttl", &self.message_ttl)
+            .field("blob_url", &redact_url(&self.blob_url))
+            .field("blob_max_bytes", &self.blob_max_bytes)
+            .field("blob_quota_bytes", &self.blob_quota_bytes)
             .field("rate_limits", &self.rate_limits)
             .field("registration", &self.registration)
             .field("limits", &self.limits)

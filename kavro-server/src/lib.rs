@@ -6,6 +6,7 @@ pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod blobs;
 pub mod bootstrap;
 pub mod clock;
 pub mod config;

@@ -44,6 +44,9 @@ struct Cli {
     /// redis://… for shared counters and wake-ups [env: KAVRO_REDIS_URL, REDIS_URL]
     #[arg(long, global = true)]
     redis_url: Option<String>,
+    /// Where attachment blobs live: s3://bucket/prefix, or empty for DATA_DIR/blobs [env: KAVRO_BLOB_URL]
+    #[arg(long, global = true)]
+    blob_url: Option<String>,
     /// Seed nodes of a Redis Cluster, comma separated, instead of --redis-url [env: KAVRO_REDIS_CLUSTER]
     #[arg(long, global = true, value_delimiter = ',')]
     redis_cluster: Option<Vec<String>>,
@@ -101,6 +104,7 @@ impl Cli {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             redis_url: self.redis_url.clone(),
+            blob_url: self.blob_url.clone(),
             redis_cluster: self.redis_cluster.clone(),
             log_format: self.log_format.map(|f| match f {
                 LogFormatArg::Text => LogFormat::Text,

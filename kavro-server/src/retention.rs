@@ -43,6 +43,13 @@ pub async fn sweep_once(state: &AppState) -> Result<SweepReport, StoreError> {
             tracing::warn!(error = %crate::error::error_chain(&err), "v2 retention sweep failed; will retry");
         }
     }
+    match state.v2.blobs.collect(now).await {
+        Ok(0) => {}
+        Ok(blobs) => tracing::info!(blobs, "blob retention sweep"),
+        Err(err) => {
+            tracing::warn!(error = %crate::error::error_chain(&err), "blob retention sweep failed; will retry");
+        }
+    }
     Ok(report)
 }
 

@@ -54,6 +54,7 @@ pub fn app(
         .with(BodyLimit {
             max: kavro_proto::validate::MAX_BODY_BYTES,
             timeout: body_timeout,
+            blob_chunk_max: state.v2.blobs.limits.chunk_max as usize,
         })
         .data(state.clone());
     let app = if cors_origins.is_empty() {
@@ -93,6 +94,7 @@ where
         stop.clone(),
     ));
     let revocations = tokio::spawn(crate::revocations::run(state.clone(), stop.clone()));
+    let blob_collector = tokio::spawn(crate::blobs::run_collector(state.clone(), stop.clone()));
     let app = app(&state, &config.cors_origins, config.body_timeout);
     let wake = state.wake.clone();
     let signal = async move {
@@ -108,6 +110,7 @@ where
     stop.cancel();
     let _ = sweeper.await;
     let _ = revocations.await;
+    let _ = blob_collector.await;
     result
 }
 

@@ -13,6 +13,8 @@ use crate::error::ApiError;
 pub struct BodyLimit {
     pub max: usize,
     pub timeout: std::time::Duration,
+    /// The cap of a blob chunk (`PUT /v2/blobs/{id}`), larger than `max`.
+    pub blob_chunk_max: usize,
 }
 
 impl<E: Endpoint> Middleware<E> for BodyLimit {
@@ -23,6 +25,7 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
             inner: ep,
             max: self.max,
             timeout: self.timeout,
+            blob_chunk_max: self.blob_chunk_max,
         }
     }
 }
@@ -31,6 +34,7 @@ pub struct BodyLimitEndpoint<E> {
     inner: E,
     max: usize,
     timeout: std::time::Duration,
+    blob_chunk_max: usize,
 }
 
 fn too_large(max: usize) -> poem::Error {
@@ -41,6 +45,13 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        let max = if req.method() == poem::http::Method::PUT
+            && req.uri().path().starts_with("/v2/blobs/")
+        {
+            self.blob_chunk_max
+        } else {
+            self.max
+        };
         let mut has_body = has_chunked_body(&req);
         if let Some(len) = req.headers().get(CONTENT_LENGTH) {
             let declared = len
@@ -50,18 +61,18 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
                 .ok_or_else(|| {
                     poem::Error::from(ApiError::bad_request("Invalid Content-Length"))
                 })?;
-            if declared > self.max as u64 {
-                return Err(too_large(self.max));
+            if declared > max as u64 {
+                return Err(too_large(max));
             }
             has_body = declared > 0;
         }
         if has_body {
             let body = req.take_body();
-            let bytes = tokio::time::timeout(self.timeout, body.into_bytes_limit(self.max))
+            let bytes = tokio::time::timeout(self.timeout, body.into_bytes_limit(max))
                 .await
                 .map_err(|_| poem::Error::from(ApiError::request_timeout()))?
                 .map_err(|err| match err {
-                    poem::error::ReadBodyError::PayloadTooLarge => too_large(self.max),
+                    poem::error::ReadBodyError::PayloadTooLarge => too_large(max),
                     _ => ApiError::bad_request("Could not read the request body").into(),
                 })?;
             req.set_body(bytes);

@@ -6,6 +6,8 @@
 //! `metadata` already encrypted by [`crate::fieldcrypt`].
 
 pub(crate) mod batch;
+pub mod blobs;
+pub(crate) mod blobs_sql;
 pub mod ops;
 pub mod postgres;
 pub mod sqlite;
@@ -392,6 +394,7 @@ pub struct Stores {
     pub store: Arc<dyn Store>,
     pub v2: Arc<dyn v2::V2Store>,
     pub ops: Arc<dyn ops::OpsStore>,
+    pub blobs: Arc<dyn blobs::BlobMeta>,
 }
 
 /// Opens the backend the URL names, as the v1, v2 and operator stores.
@@ -402,14 +405,16 @@ pub async fn connect_stores(options: &StoreOptions) -> Result<Stores, ConnectErr
         Ok(Stores {
             store: store.clone(),
             v2: store.clone(),
-            ops: store,
+            ops: store.clone(),
+            blobs: store,
         })
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let store = Arc::new(postgres::PgStore::connect(options).await?);
         Ok(Stores {
             store: store.clone(),
             v2: store.clone(),
-            ops: store,
+            ops: store.clone(),
+            blobs: store,
         })
     } else {
         Err(ConnectError::UnknownScheme(crate::config::redact_url(url)))

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kavro_proto::UserId;
 use kavro_proto::v2::api::QueueKind;
-use kavro_proto::v2::{GroupId, MlsDeviceId, QueueSeq, V2MessageId};
+use kavro_proto::v2::{BlobId, GroupId, MlsDeviceId, QueueSeq, V2MessageId};
 use uuid::Uuid;
 
 use super::StoreError;
@@ -65,6 +65,9 @@ pub enum V2Error {
     CannotRemove(MlsDeviceId),
     #[error("the group would have more than {0} members")]
     GroupFull(u32),
+    /// A referenced blob is unknown, expired, incomplete or another account's.
+    #[error("blob {0} is not a complete blob of the sender's account")]
+    BlobUnusable(BlobId),
 }
 
 impl From<sqlx::Error> for V2Error {
@@ -163,6 +166,9 @@ pub struct NewGroupMessage<'a> {
     /// many entries pending (commits are never refused for it: a full device
     /// must still be removable).
     pub max_pending: u32,
+    /// Blobs the message refers to: each must be a complete, live blob of the
+    /// sender's account ([`V2Error::BlobUnusable`] otherwise, nothing stored).
+    pub blob_ids: &'a [BlobId],
 }
 
 /// A commit for a group, with the membership changes it declares.

@@ -13,4 +13,6 @@ pub use tokens::DeviceTokens;
 pub struct V2State {
     pub store: Arc<dyn V2Store>,
     pub tokens: DeviceTokens,
+    /// The blob store (attachments).
+    pub blobs: Arc<crate::blobs::Blobs>,
 }

@@ -89,6 +89,9 @@ fn answer(state: &AppState, result: Result<Posted, V2Error>) -> Result<PostAnswe
     }
 }
 
+/// Most blobs one message may refer to.
+const MAX_BLOBS_PER_MESSAGE: usize = 100;
+
 /// Distinct ids, or `422` naming the field.
 fn distinct(field: &str, ids: &[MlsDeviceId]) -> Result<(), ApiError> {
     if ids.len() > MAX_MEMBERS_CHANGED_PER_COMMIT {
@@ -266,6 +269,12 @@ impl GroupsApi {
                 "is a commit: post it to /commits",
             ));
         }
+        if body.blob_ids.len() > MAX_BLOBS_PER_MESSAGE {
+            return Err(ApiError::invalid_field(
+                "blob_ids",
+                format!("at most {MAX_BLOBS_PER_MESSAGE} blobs per message"),
+            ));
+        }
         let now = state.clock.now();
         let result = state
             .v2
@@ -280,6 +289,7 @@ impl GroupsApi {
                 now,
                 expires_at: after(now, state.settings.message_ttl),
                 max_pending: state.settings.max_pending_per_recipient,
+                blob_ids: &body.blob_ids,
             })
             .await;
         answer(state, result)

@@ -7,6 +7,7 @@
 //! for everything a device does: key packages, groups, its queue, approving
 //! links. Handlers stay thin: parse, check limits, call the v2 store, map.
 
+mod blobs;
 mod devices;
 mod groups;
 mod key_packages;
@@ -37,6 +38,7 @@ pub type V2Api = (
     key_packages::KeyPackagesApi,
     groups::GroupsApi,
     queue::QueueApi,
+    blobs::BlobsApi,
 );
 
 pub fn api(state: &Arc<AppState>) -> V2Api {
@@ -46,6 +48,7 @@ pub fn api(state: &Arc<AppState>) -> V2Api {
         key_packages::KeyPackagesApi::new(state.clone()),
         groups::GroupsApi::new(state.clone()),
         queue::QueueApi::new(state.clone()),
+        blobs::BlobsApi::new(state.clone()),
     )
 }
 
@@ -64,6 +67,8 @@ enum V2Tags {
     V2Groups,
     /// v2: each device's ordered queue.
     V2Queue,
+    /// v2: encrypted attachments (blobs), uploaded in chunks.
+    V2Blobs,
 }
 
 /// A device proven by a device token.
@@ -312,6 +317,7 @@ pub fn v2_error(err: V2Error) -> ApiError {
             ApiError::invalid_field("added", e.to_string())
         }
         e @ V2Error::CannotRemove(_) => ApiError::invalid_field("removed", e.to_string()),
+        e @ V2Error::BlobUnusable(_) => ApiError::invalid_field("blob_ids", e.to_string()),
     }
 }
 

@@ -140,6 +140,7 @@ impl QueueApi {
                 .ack_queue(device.device_id, QueueSeq(up_to))
                 .await
                 .map_err(v2_error)?;
+            state.v2.blobs.acked();
         }
         let (after, limit, wait) = (after.0, limit.0, wait.0);
         if wait == 0 || state.settings.max_wait.is_zero() {
@@ -192,6 +193,7 @@ impl QueueApi {
             .ack_queue(device, body.0.up_to)
             .await
             .map_err(v2_error)?;
+        state.v2.blobs.acked();
         Ok(AckAnswer::Ok(Json(QueueAcked { acked_up_to: acked })))
     }
 }

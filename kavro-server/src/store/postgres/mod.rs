@@ -17,6 +17,7 @@
 //! [`accounts`] holds the account and key operations, [`messages`] the queue.
 
 mod accounts;
+mod blobs;
 mod messages;
 mod ops;
 mod v2;

@@ -778,6 +778,15 @@ impl V2Store for PgStore {
                 }
                 Err(other) => return Err(other.into()),
             };
+            if let Some(blob) = crate::store::blobs_sql::record_blob_refs!(
+                tx,
+                message.sender.0,
+                id,
+                message.blob_ids,
+                message.now
+            ) {
+                return Err(V2Error::BlobUnusable(blob));
+            }
             tx.commit().await?;
             Ok(Posted {
                 id: V2MessageId(id),

@@ -15,6 +15,7 @@
 //! [`accounts`] holds the account and key operations, [`messages`] the queue.
 
 mod accounts;
+mod blobs;
 mod messages;
 mod ops;
 mod v2;

@@ -303,6 +303,15 @@ async fn post_message_in(
         message.expires_at,
     )
     .await?;
+    if let Some(blob) = crate::store::blobs_sql::record_blob_refs!(
+        tx,
+        message.sender.0,
+        id,
+        message.blob_ids,
+        message.now
+    ) {
+        return Err(V2Error::BlobUnusable(blob));
+    }
     Ok(Posted {
         id: V2MessageId(id),
         epoch: epoch_from_db(epoch),
@@ -828,6 +837,7 @@ impl V2Store for SqliteStore {
     async fn post_message(&self, message: NewGroupMessage<'_>) -> Result<Posted, V2Error> {
         let group = message.group.clone();
         let body = message.body.to_vec();
+        let blob_ids = message.blob_ids.to_vec();
         let NewGroupMessage {
             sender,
             kind,
@@ -851,6 +861,7 @@ impl V2Store for SqliteStore {
                         now,
                         expires_at,
                         max_pending,
+                        blob_ids: &blob_ids,
                     };
                     post_message_in(conn, &message).await
                 })

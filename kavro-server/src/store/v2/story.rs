@@ -46,6 +46,7 @@ fn message<'a>(
         now,
         expires_at: after(now, Duration::from_secs(3600)),
         max_pending: 100,
+        blob_ids: &[],
     }
 }
 

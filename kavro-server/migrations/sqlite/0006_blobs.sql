@@ -1,0 +1,36 @@
+-- The blob store's metadata (attachments, /v2/blobs). The bytes live in the
+-- object store (data directory or S3), one object per uploaded chunk.
+-- Both backends run the same SQL (store/blobs_sql.rs): times are Unix
+-- milliseconds, booleans 0/1, ids UUIDs (16-byte BLOB here).
+
+CREATE TABLE v2_blobs (
+    id         BLOB    PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    size       INTEGER NOT NULL CHECK (size > 0),
+    received   INTEGER NOT NULL DEFAULT 0 CHECK (received <= size),
+    -- Set once a message referenced it: from then on it lives while a
+    -- referencing message does (v2_blob_refs), and at most until expires_at.
+    referenced INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX v2_blobs_user ON v2_blobs (user_id);
+CREATE INDEX v2_blobs_expiry ON v2_blobs (expires_at);
+
+-- One stored chunk: bytes [start, start + length) in object `object_key`.
+CREATE TABLE v2_blob_chunks (
+    blob_id    BLOB    NOT NULL REFERENCES v2_blobs (id) ON DELETE CASCADE,
+    start      INTEGER NOT NULL,
+    length     INTEGER NOT NULL,
+    object_key TEXT    NOT NULL,
+    PRIMARY KEY (blob_id, start)
+);
+
+-- A message that refers to a blob; gone with the message (acknowledged by
+-- every device it was queued for, or expired).
+CREATE TABLE v2_blob_refs (
+    blob_id    BLOB    NOT NULL REFERENCES v2_blobs (id) ON DELETE CASCADE,
+    message_id INTEGER NOT NULL REFERENCES v2_messages (id) ON DELETE CASCADE,
+    PRIMARY KEY (blob_id, message_id)
+);
+CREATE INDEX v2_blob_refs_message ON v2_blob_refs (message_id);

@@ -1,0 +1,272 @@
+//! `/v2/blobs`: encrypted attachments, uploaded in chunks with resume
+//! (`offset` must equal `received`) and downloaded as a stream with a single
+//! `Range`. Creating a blob counts as a send (rate limit); chunk uploads and
+//! downloads are bounded by the blob's size and the account's quota instead,
+//! so a 1 GiB transfer is not throttled chunk by chunk.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kavro_proto::v2::{BlobId, BlobStatus, NewBlob};
+use poem::Body;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{Binary, Json};
+use poem_openapi::{ApiResponse, OpenApi};
+
+use super::{V2Auth, V2Tags};
+use crate::blobs::range::{Wanted, wanted};
+use crate::blobs::{BlobFailure, Download};
+use crate::clock::after;
+use crate::error::ApiError;
+use crate::limits::Route;
+use crate::state::AppState;
+use crate::store::blobs::BlobError;
+use kavro_proto::api::ErrorBody;
+
+pub struct BlobsApi {
+    state: Arc<AppState>,
+}
+
+impl BlobsApi {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+#[derive(ApiResponse)]
+enum CreatedAnswer {
+    /// Reserved: upload the bytes with `PUT /v2/blobs/{id}?offset=0`.
+    #[oai(status = 201)]
+    Created(Json<BlobStatus>),
+    /// The relay's storage is out of space; retry later.
+    #[oai(status = 507)]
+    OutOfSpace(Json<ErrorBody>),
+}
+
+#[derive(ApiResponse)]
+enum StatusAnswer {
+    #[oai(status = 200)]
+    Ok(Json<BlobStatus>),
+    /// The relay's storage is out of space; retry later (from `received`).
+    #[oai(status = 507)]
+    OutOfSpace(Json<ErrorBody>),
+}
+
+#[derive(ApiResponse)]
+enum DownloadAnswer {
+    /// The whole blob.
+    #[oai(status = 200)]
+    Full(
+        Binary<Body>,
+        #[oai(header = "Accept-Ranges")] String,
+        #[oai(header = "Content-Length")] u64,
+    ),
+    /// The requested range.
+    #[oai(status = 206)]
+    Part(
+        Binary<Body>,
+        #[oai(header = "Content-Range")] String,
+        #[oai(header = "Content-Length")] u64,
+    ),
+    /// The range starts past the end.
+    #[oai(status = 416)]
+    Unsatisfiable(Json<ErrorBody>, #[oai(header = "Content-Range")] String),
+}
+
+fn error_body(status: u16, message: String) -> Json<ErrorBody> {
+    Json(ErrorBody {
+        error: message,
+        details: None,
+        status_code: status,
+    })
+}
+
+fn out_of_space() -> Json<ErrorBody> {
+    error_body(
+        507,
+        "The relay's blob storage is out of space; try again later.".to_owned(),
+    )
+}
+
+/// Every "no" on a blob's existence or access is the same `404`.
+fn gone() -> ApiError {
+    ApiError::not_found("Unknown blob")
+}
+
+/// Maps a blob failure (other than out-of-space, which routes answer as 507).
+fn failure(err: BlobFailure) -> ApiError {
+    match err {
+        BlobFailure::Meta(BlobError::Store(e)) => e.into(),
+        BlobFailure::Meta(BlobError::Gone) => gone(),
+        BlobFailure::Meta(BlobError::QuotaExceeded { quota }) => ApiError::conflict(format!(
+            "This account's blobs would exceed its quota of {} MiB; wait until older attachments are delivered or expire",
+            quota / (1024 * 1024)
+        )),
+        BlobFailure::Meta(BlobError::OffsetMismatch { expected }) => ApiError::conflict(format!(
+            "The next chunk starts at offset {expected}; read the status and continue from there"
+        )),
+        BlobFailure::Meta(BlobError::PastSize) => {
+            ApiError::invalid_field("body", "the chunk ends past the blob's size")
+        }
+        BlobFailure::TooLarge(max) => ApiError::too_large(format!(
+            "Blobs are limited to {} MiB on this relay",
+            max / (1024 * 1024)
+        )),
+        BlobFailure::Empty => ApiError::invalid_field("size", "must be at least 1"),
+        BlobFailure::Incomplete => {
+            ApiError::conflict("The blob is not complete yet; try again once it is uploaded")
+        }
+        BlobFailure::OutOfSpace => ApiError::unavailable(),
+        BlobFailure::Storage(e) => {
+            tracing::error!(error = %crate::error::error_chain(&e), "blob storage failed");
+            ApiError::unavailable()
+        }
+    }
+}
+
+#[OpenApi(tag = "V2Tags::V2Blobs")]
+impl BlobsApi {
+    /// Reserve a blob
+    ///
+    /// With a device token. `413` over the relay's cap, `409` over the
+    /// account's quota (uploaded plus reserved), `507` when the relay's
+    /// storage is out of space, `422` for size 0. The blob expires after the
+    /// message TTL, or earlier once every device a message referencing it
+    /// was queued for has acknowledged that message.
+    #[oai(path = "/v2/blobs", method = "post", operation_id = "v2_create_blob")]
+    async fn create(&self, auth: V2Auth, body: Json<NewBlob>) -> Result<CreatedAnswer, ApiError> {
+        let state = &self.state;
+        let device = auth.0.device_spending(state, Route::Send).await?;
+        let now = state.clock.now();
+        let expires_at = after(now, state.settings.message_ttl);
+        match state
+            .v2
+            .blobs
+            .create(device.user_id, body.0.size, now, expires_at)
+            .await
+        {
+            Ok(row) => Ok(CreatedAnswer::Created(Json(state.v2.blobs.status(&row)))),
+            Err(BlobFailure::OutOfSpace) => Ok(CreatedAnswer::OutOfSpace(out_of_space())),
+            Err(other) => Err(failure(other)),
+        }
+    }
+
+    /// Upload a chunk
+    ///
+    /// The body (1 to `chunk_max` bytes) is stored at `offset`, which must
+    /// equal the blob's `received` (`409` naming the expected offset
+    /// otherwise: read the status and continue). Only the uploading
+    /// account's devices. A chunk past `size` is a `422`; the last byte
+    /// completes the blob.
+    #[oai(
+        path = "/v2/blobs/:id",
+        method = "put",
+        operation_id = "v2_put_blob_chunk"
+    )]
+    async fn put_chunk(
+        &self,
+        auth: V2Auth,
+        id: Path<BlobId>,
+        offset: Query<u64>,
+        body: Binary<Bytes>,
+    ) -> Result<StatusAnswer, ApiError> {
+        let state = &self.state;
+        let device = auth.0.device()?;
+        let chunk = body.0;
+        if chunk.is_empty() {
+            return Err(ApiError::invalid_field(
+                "body",
+                "a chunk has at least 1 byte",
+            ));
+        }
+        if chunk.len() as u64 > state.v2.blobs.limits.chunk_max {
+            return Err(ApiError::too_large(format!(
+                "A chunk is at most {} bytes",
+                state.v2.blobs.limits.chunk_max
+            )));
+        }
+        let now = state.clock.now();
+        match state
+            .v2
+            .blobs
+            .put_chunk(id.0, device.user_id, offset.0, chunk, now)
+            .await
+        {
+            Ok(row) => Ok(StatusAnswer::Ok(Json(state.v2.blobs.status(&row)))),
+            Err(BlobFailure::OutOfSpace) => Ok(StatusAnswer::OutOfSpace(out_of_space())),
+            Err(other) => Err(failure(other)),
+        }
+    }
+
+    /// A blob's upload status
+    ///
+    /// For the uploader's devices and devices a message referencing it was
+    /// queued for; `404` for anyone else (as for an unknown blob).
+    #[oai(
+        path = "/v2/blobs/:id/status",
+        method = "get",
+        operation_id = "v2_blob_status"
+    )]
+    async fn status(&self, auth: V2Auth, id: Path<BlobId>) -> Result<StatusAnswer, ApiError> {
+        let state = &self.state;
+        let device = auth.0.device_spending(state, Route::Lookup).await?;
+        let row = state
+            .v2
+            .blobs
+            .readable(id.0, device.user_id, device.device_id, state.clock.now())
+            .await
+            .map_err(failure)?;
+        Ok(StatusAnswer::Ok(Json(state.v2.blobs.status(&row))))
+    }
+
+    /// Download a blob
+    ///
+    /// The bytes as a stream, with single-range `Range: bytes=a-b` / `a-` /
+    /// `-n` support (`206` with `Content-Range`; `416` past the end). `404`
+    /// unknown, expired, deleted or not allowed (never says which); `409`
+    /// not complete yet.
+    #[oai(path = "/v2/blobs/:id", method = "get", operation_id = "v2_get_blob")]
+    async fn download(
+        &self,
+        auth: V2Auth,
+        id: Path<BlobId>,
+        req: &poem::Request,
+    ) -> Result<DownloadAnswer, ApiError> {
+        let state = &self.state;
+        let device = auth.0.device()?;
+        let blobs = &state.v2.blobs;
+        let row = blobs
+            .readable(id.0, device.user_id, device.device_id, state.clock.now())
+            .await
+            .map_err(failure)?;
+        if !row.complete() {
+            return Err(failure(BlobFailure::Incomplete));
+        }
+        let header = req
+            .headers()
+            .get(poem::http::header::RANGE)
+            .and_then(|v| v.to_str().ok());
+        let (range, partial) = match wanted(header, row.size) {
+            Wanted::Full => (None, false),
+            Wanted::Part(range) => (Some(range), true),
+            Wanted::Unsatisfiable => {
+                return Ok(DownloadAnswer::Unsatisfiable(
+                    error_body(416, format!("The blob has {} bytes", row.size)),
+                    format!("bytes */{}", row.size),
+                ));
+            }
+        };
+        let Download { size, range, body } = blobs.download(&row, range).await.map_err(failure)?;
+        let length = range.end - range.start;
+        let body = Binary(Body::from_bytes_stream(body));
+        if partial {
+            Ok(DownloadAnswer::Part(
+                body,
+                format!("bytes {}-{}/{size}", range.start, range.end - 1),
+                length,
+            ))
+        } else {
+            Ok(DownloadAnswer::Full(body, "bytes".to_owned(), length))
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The relay's blob store (attachments, `/v2/blobs`): the bytes in an object
+//! store ([`objects`]), one object per uploaded chunk
+//! (`<prefix>/blobs/<id>/<start>-<nonce>`), the metadata in the database
+//! ([`BlobMeta`]). A chunk's object is written first and recorded second,
+//! only if it still starts where the blob's bytes end, so a dropped or
+//! concurrent upload never leaves a gap or an overlap; a loser's object is
+//! deleted. Downloads stream the chunk objects in order, honouring a range.
+
+pub mod objects;
+pub mod range;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::stream::{self, BoxStream, StreamExt as _, TryStreamExt as _};
+use kavro_proto::UserId;
+use kavro_proto::v2::{BlobId, BlobStatus, MlsDeviceId};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutPayload};
+use uuid::Uuid;
+
+use crate::store::blobs::{BlobError, BlobMeta, BlobRow, ChunkRow, NewChunk};
+use objects::{FreeSpace, Storage, is_out_of_space};
+
+/// The limits of the blob store.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobLimits {
+    /// Largest blob.
+    pub max_bytes: u64,
+    /// Most bytes of live blobs (uploaded and reserved) per account.
+    pub quota_bytes: u64,
+    /// Largest chunk one `PUT` takes.
+    pub chunk_max: u64,
+}
+
+/// Why a blob operation failed, as the routes map it.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobFailure {
+    #[error(transparent)]
+    Meta(#[from] BlobError),
+    /// Larger than the cap (bytes).
+    #[error("blob larger than the cap of {0} bytes")]
+    TooLarge(u64),
+    #[error("blob size must be at least 1 byte")]
+    Empty,
+    /// The storage has no room.
+    #[error("the relay's blob storage is out of space")]
+    OutOfSpace,
+    /// The object store failed (not a full disk).
+    #[error("blob storage failed: {0}")]
+    Storage(#[source] object_store::Error),
+    /// The blob is not complete yet.
+    #[error("the blob is not complete")]
+    Incomplete,
+}
+
+fn storage_failure(err: object_store::Error) -> BlobFailure {
+    if is_out_of_space(&err) {
+        BlobFailure::OutOfSpace
+    } else {
+        BlobFailure::Storage(err)
+    }
+}
+
+/// The blob store: metadata, objects, limits.
+pub struct Blobs {
+    meta: Arc<dyn BlobMeta>,
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    space: Arc<dyn FreeSpace>,
+    pub limits: BlobLimits,
+    /// Kicked by queue acknowledgements: a blob whose last referencing
+    /// message was acknowledged goes soon after (see [`run_collector`]).
+    kick: tokio::sync::Notify,
+}
+
+/// A readable blob: its size and the byte range being sent.
+pub struct Download {
+    pub size: u64,
+    pub range: Range<u64>,
+    pub body: BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+impl Blobs {
+    pub fn new(meta: Arc<dyn BlobMeta>, storage: Storage, limits: BlobLimits) -> Self {
+        Self {
+            meta,
+            store: storage.store,
+            prefix: storage.prefix,
+            space: storage.space,
+            limits,
+            kick: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub fn status(&self, row: &BlobRow) -> BlobStatus {
+        BlobStatus {
+            blob_id: row.id,
+            size: row.size,
+            received: row.received,
+            complete: row.complete(),
+            expires_at: row.expires_at,
+            chunk_max: self.limits.chunk_max,
+        }
+    }
+
+    /// A device acknowledged queue entries: referenced blobs may be free now.
+    pub fn acked(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Reserves a blob for `owner` (cap, free space, then quota).
+    pub async fn create(
+        &self,
+        owner: UserId,
+        size: u64,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<BlobRow, BlobFailure> {
+        if size == 0 {
+            return Err(BlobFailure::Empty);
+        }
+        if size > self.limits.max_bytes {
+            return Err(BlobFailure::TooLarge(self.limits.max_bytes));
+        }
+        if self.space.available().is_some_and(|free| free < size) {
+            return Err(BlobFailure::OutOfSpace);
+        }
+        let id = BlobId(Uuid::new_v4());
+        Ok(self
+            .meta
+            .create_blob(id, owner, size, self.limits.quota_bytes, now, expires_at)
+            .await?)
+    }
+
+    /// The blob, for its owner's devices or a device a referencing message
+    /// is queued for; [`BlobError::Gone`] for everyone else alike.
+    pub async fn readable(
+        &self,
+        id: BlobId,
+        user: UserId,
+        device: MlsDeviceId,
+        now: DateTime<Utc>,
+    ) -> Result<BlobRow, BlobFailure> {
+        let row = self.meta.blob(id, now).await?.ok_or(BlobError::Gone)?;
+        if row.owner != user && !self.meta.may_read(id, user, device).await? {
+            return Err(BlobError::Gone.into());
+        }
+        Ok(row)
+    }
+
+    /// Stores one chunk at `offset` for the owner's device.
+    pub async fn put_chunk(
+        &self,
+        id: BlobId,
+        owner: UserId,
+        offset: u64,
+        chunk: Bytes,
+        now: DateTime<Utc>,
+    ) -> Result<BlobRow, BlobFailure> {
+        let row = self
+            .meta
+            .blob(id, now)
+            .await?
+            .filter(|row| row.owner == owner)
+            .ok_or(BlobError::Gone)?;
+        if offset != row.received {
+            return Err(BlobError::OffsetMismatch {
+                expected: row.received,
+            }
+            .into());
+        }
+        let length = chunk.len() as u64;
+        if offset.saturating_add(length) > row.size {
+            return Err(BlobError::PastSize.into());
+        }
+        let key = self
+            .prefix
+            .clone()
+            .join("blobs")
+            .join(id.to_string())
+            .join(format!("{offset:020}-{}", Uuid::new_v4().simple()));
+        self.store
+            .put(&key, PutPayload::from_bytes(chunk))
+            .await
+            .map_err(storage_failure)?;
+        let recorded = self
+            .meta
+            .add_chunk(NewChunk {
+                blob: id,
+                owner,
+                start: offset,
+                length,
+                object_key: key.as_ref(),
+                now,
+            })
+            .await;
+        if recorded.is_err() {
+            // Another upload of this offset won, or the blob went: ours is garbage.
+            if let Err(err) = self.store.delete(&key).await {
+                tracing::warn!(error = %err, "could not delete an unrecorded blob chunk");
+            }
+        }
+        Ok(recorded?)
+    }
+
+    /// Streams a complete blob's bytes in `range` (the whole blob if `None`).
+    pub async fn download(
+        &self,
+        row: &BlobRow,
+        range: Option<Range<u64>>,
+    ) -> Result<Download, BlobFailure> {
+        if !row.complete() {
+            return Err(BlobFailure::Incomplete);
+        }
+        let range = range.unwrap_or(0..row.size);
+        let chunks = self.meta.chunks(row.id).await?;
+        let parts = pieces(&chunks, &range);
+        let store = self.store.clone();
+        let body = stream::iter(parts)
+            .then(move |(key, within)| {
+                let store = store.clone();
+                async move {
+                    let options = GetOptions {
+                        range: Some(GetRange::Bounded(within)),
+                        ..GetOptions::default()
+                    };
+                    let got = store.get_opts(&Path::from(key), options).await?;
+                    Ok::<_, object_store::Error>(got.into_stream())
+                }
+            })
+            .try_flatten()
+            .map_err(std::io::Error::other)
+            .boxed();
+        Ok(Download {
+            size: row.size,
+            range,
+            body,
+        })
+    }
+
+    /// Deletes dead blobs (expired, or referenced once and no longer) and
+    /// their objects; returns how many blobs went.
+    pub async fn collect(&self, now: DateTime<Utc>) -> Result<u64, BlobFailure> {
+        let mut removed = 0;
+        loop {
+            let dead = self.meta.remove_dead(now, 100).await?;
+            if dead.is_empty() {
+                return Ok(removed);
+            }
+            for (id, keys) in &dead {
+                for key in keys {
+                    if let Err(err) = self.store.delete(&Path::from(key.as_str())).await
+                        && !matches!(err, object_store::Error::NotFound { .. })
+                    {
+                        tracing::warn!(blob = %id, error = %err, "could not delete a blob object");
+                    }
+                }
+            }
+            removed += dead.len() as u64;
+        }
+    }
+}
+
+/// Deletes the blobs acknowledgements freed, coalescing bursts of acks into
+/// at most one collection per 200 ms (the hot queue route only pokes a
+/// `Notify`). Expired blobs go in the retention sweep.
+pub async fn run_collector(
+    state: Arc<crate::state::AppState>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let blobs = state.v2.blobs.clone();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = blobs.kick.notified() => {
+                if let Err(err) = blobs.collect(state.clock.now()).await {
+                    tracing::warn!(error = %crate::error::error_chain(&err), "blob collection failed; will retry");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// The objects (and the range within each) that make up `range` of a blob
+/// stored as `chunks` (in order, contiguous).
+fn pieces(chunks: &[ChunkRow], range: &Range<u64>) -> Vec<(String, Range<u64>)> {
+    chunks
+        .iter()
+        .filter_map(|c| {
+            let end = c.start + c.length;
+            let from = range.start.max(c.start);
+            let to = range.end.min(end);
+            (from < to).then(|| (c.object_key.clone(), from - c.start..to - c.start))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(start: u64, length: u64) -> ChunkRow {
+        ChunkRow {
+            start,
+            length,
+            object_key: format!("k{start}"),
+        }
+    }
+
+    #[test]
+    fn ranges_map_onto_chunks() {
+        let chunks = [chunk(0, 4), chunk(4, 4), chunk(8, 2)];
+        assert_eq!(
+            pieces(&chunks, &(0..10)),
+            vec![
+                ("k0".to_owned(), 0..4),
+                ("k4".to_owned(), 0..4),
+                ("k8".to_owned(), 0..2)
+            ]
+        );
+        assert_eq!(
+            pieces(&chunks, &(3..9)),
+            vec![
+                ("k0".to_owned(), 3..4),
+                ("k4".to_owned(), 0..4),
+                ("k8".to_owned(), 0..1)
+            ]
+        );
+        assert_eq!(pieces(&chunks, &(5..6)), vec![("k4".to_owned(), 1..2)]);
+        assert!(pieces(&chunks, &(10..10)).is_empty());
+    }
+}
