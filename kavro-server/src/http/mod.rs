@@ -9,3 +9,6 @@ pub mod conn_guard;
 pub mod errors;
 pub mod headers;
 pub mod metrics;
+
+#[cfg(test)]
+mod future_size_tests;
