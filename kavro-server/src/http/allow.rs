@@ -2,8 +2,6 @@
 //! requires, listing the methods the path does support, as read from the
 //! OpenAPI spec the routes were built from.
 
-use std::future::Future;
-
 use poem::http::{HeaderValue, Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
@@ -85,25 +83,20 @@ pub struct AllowHeaderEndpoint<E> {
 impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
     type Output = Response;
 
-    /// Not an `async fn`, so the request is not kept beside the inner
-    /// call's future while it runs (see `RequestMetricsEndpoint::call`).
-    fn call(&self, req: Request) -> impl Future<Output = Result<Self::Output>> + Send {
+    async fn call(&self, req: Request) -> Result<Self::Output> {
         let path = req.uri().path().to_owned();
         let is_options = req.method() == Method::OPTIONS;
-        let inner = self.inner.call(req);
-        async move {
-            let mut response = match inner.await {
-                Ok(response) => response.into_response(),
-                Err(err) => err.into_response(),
-            };
-            if (response.status() == StatusCode::METHOD_NOT_ALLOWED || is_options)
-                && let Some(methods) = self.allowed.for_path(&path)
-                && let Ok(value) = HeaderValue::from_str(methods)
-            {
-                response.headers_mut().insert("allow", value);
-            }
-            Ok(response)
+        let mut response = match self.inner.call(req).await {
+            Ok(response) => response.into_response(),
+            Err(err) => err.into_response(),
+        };
+        if (response.status() == StatusCode::METHOD_NOT_ALLOWED || is_options)
+            && let Some(methods) = self.allowed.for_path(&path)
+            && let Ok(value) = HeaderValue::from_str(methods)
+        {
+            response.headers_mut().insert("allow", value);
         }
+        Ok(response)
     }
 }
 

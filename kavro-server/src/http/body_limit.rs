@@ -5,11 +5,8 @@
 //! must also arrive within a deadline, so a client cannot hold a connection
 //! by trickling it (`408`).
 
-use std::future::Future;
-
 use poem::http::header::CONTENT_LENGTH;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
-use tokio_util::either::Either;
 
 use crate::error::ApiError;
 
@@ -43,56 +40,34 @@ fn too_large(max: usize) -> poem::Error {
 impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     type Output = Response;
 
-    /// Not an `async fn`: a request without a body (every long-poll) goes to
-    /// the inner endpoint's future alone, without this layer keeping a copy
-    /// of the request beside it for as long as it runs. A request with a
-    /// body gets its own boxed future, so the common size stays small.
-    fn call(&self, req: Request) -> impl Future<Output = Result<Self::Output>> + Send {
-        let checked = declared_body(&req, self.max);
-        match checked {
-            Err(err) => Either::Left(Either::Left(std::future::ready(Err(err)))),
-            Ok(false) => {
-                let inner = self.inner.call(req);
-                Either::Left(Either::Right(async move {
-                    inner.await.map(IntoResponse::into_response)
-                }))
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        let mut has_body = has_chunked_body(&req);
+        if let Some(len) = req.headers().get(CONTENT_LENGTH) {
+            let declared = len
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    poem::Error::from(ApiError::bad_request("Invalid Content-Length"))
+                })?;
+            if declared > self.max as u64 {
+                return Err(too_large(self.max));
             }
-            Ok(true) => Either::Right(Box::pin(self.read_then_call(req))),
+            has_body = declared > 0;
         }
-    }
-}
-
-impl<E: Endpoint> BodyLimitEndpoint<E> {
-    async fn read_then_call(&self, mut req: Request) -> Result<Response> {
-        let body = req.take_body();
-        let bytes = tokio::time::timeout(self.timeout, body.into_bytes_limit(self.max))
-            .await
-            .map_err(|_| poem::Error::from(ApiError::request_timeout()))?
-            .map_err(|err| match err {
-                poem::error::ReadBodyError::PayloadTooLarge => too_large(self.max),
-                _ => ApiError::bad_request("Could not read the request body").into(),
-            })?;
-        req.set_body(bytes);
+        if has_body {
+            let body = req.take_body();
+            let bytes = tokio::time::timeout(self.timeout, body.into_bytes_limit(self.max))
+                .await
+                .map_err(|_| poem::Error::from(ApiError::request_timeout()))?
+                .map_err(|err| match err {
+                    poem::error::ReadBodyError::PayloadTooLarge => too_large(self.max),
+                    _ => ApiError::bad_request("Could not read the request body").into(),
+                })?;
+            req.set_body(bytes);
+        }
         self.inner.call(req).await.map(IntoResponse::into_response)
     }
-}
-
-/// Whether `req` has a body to read: refuses a declared length over `max`
-/// (or one that is not a number) before anything is read.
-fn declared_body(req: &Request, max: usize) -> Result<bool> {
-    let mut has_body = has_chunked_body(req);
-    if let Some(len) = req.headers().get(CONTENT_LENGTH) {
-        let declared = len
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| poem::Error::from(ApiError::bad_request("Invalid Content-Length")))?;
-        if declared > max as u64 {
-            return Err(too_large(max));
-        }
-        has_body = declared > 0;
-    }
-    Ok(has_body)
 }
 
 /// A request without `Content-Length` may still stream a chunked body.

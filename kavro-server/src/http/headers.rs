@@ -2,8 +2,6 @@
 //! `/docs` needs inline scripts and styles, so it gets a looser
 //! `Content-Security-Policy` than the JSON API, which allows nothing.
 
-use std::future::Future;
-
 use poem::http::HeaderValue;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
@@ -41,37 +39,32 @@ fn is_docs(path: &str) -> bool {
 impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
     type Output = Response;
 
-    /// Not an `async fn`, so the request is not kept beside the inner
-    /// call's future while it runs (see `RequestMetricsEndpoint::call`).
-    fn call(&self, req: Request) -> impl Future<Output = Result<Self::Output>> + Send {
+    async fn call(&self, req: Request) -> Result<Self::Output> {
         let docs = is_docs(req.uri().path());
-        let inner = self.inner.call(req);
-        async move {
-            let mut response = match inner.await {
-                Ok(response) => response.into_response(),
-                Err(err) => err.into_response(),
-            };
-            let headers = response.headers_mut();
+        let mut response = match self.inner.call(req).await {
+            Ok(response) => response.into_response(),
+            Err(err) => err.into_response(),
+        };
+        let headers = response.headers_mut();
+        headers.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        headers.insert(
+            "referrer-policy",
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        );
+        headers.insert(
+            "content-security-policy",
+            HeaderValue::from_static(if docs { DOCS_CSP } else { API_CSP }),
+        );
+        if self.hsts {
             headers.insert(
-                "x-content-type-options",
-                HeaderValue::from_static("nosniff"),
+                "strict-transport-security",
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
             );
-            headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-            headers.insert(
-                "referrer-policy",
-                HeaderValue::from_static("strict-origin-when-cross-origin"),
-            );
-            headers.insert(
-                "content-security-policy",
-                HeaderValue::from_static(if docs { DOCS_CSP } else { API_CSP }),
-            );
-            if self.hsts {
-                headers.insert(
-                    "strict-transport-security",
-                    HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-                );
-            }
-            Ok(response)
         }
+        Ok(response)
     }
 }

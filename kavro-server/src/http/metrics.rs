@@ -2,7 +2,6 @@
 //! status, recorded through the `metrics` facade and exported in Prometheus
 //! text format at `/metrics`.
 
-use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -48,26 +47,20 @@ pub struct RequestMetricsEndpoint<E> {
 impl<E: Endpoint> Endpoint for RequestMetricsEndpoint<E> {
     type Output = Response;
 
-    /// Not an `async fn`: that would keep its `req` argument in the future
-    /// beside the inner call's for as long as the request runs (a held
-    /// long-poll: up to a minute); this future keeps only the inner one.
-    fn call(&self, req: Request) -> impl Future<Output = Result<Self::Output>> + Send {
+    async fn call(&self, req: Request) -> Result<Self::Output> {
         let started = Instant::now();
-        let inner = self.inner.call(req);
-        async move {
-            let response = match inner.await {
-                Ok(response) => response.into_response(),
-                Err(err) => err.into_response(),
-            };
-            let operation = response
-                .data::<OperationId>()
-                .map_or("unmatched", |op| op.0);
-            let status = response.status().as_u16().to_string();
-            metrics::counter!("kavro_http_requests_total", "operation" => operation, "status" => status.clone())
-                .increment(1);
-            metrics::histogram!("kavro_http_request_duration_seconds", "operation" => operation, "status" => status)
-                .record(started.elapsed().as_secs_f64());
-            Ok(response)
-        }
+        let response = match self.inner.call(req).await {
+            Ok(response) => response.into_response(),
+            Err(err) => err.into_response(),
+        };
+        let operation = response
+            .data::<OperationId>()
+            .map_or("unmatched", |op| op.0);
+        let status = response.status().as_u16().to_string();
+        metrics::counter!("kavro_http_requests_total", "operation" => operation, "status" => status.clone())
+            .increment(1);
+        metrics::histogram!("kavro_http_request_duration_seconds", "operation" => operation, "status" => status)
+            .record(started.elapsed().as_secs_f64());
+        Ok(response)
     }
 }

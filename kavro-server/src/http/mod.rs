@@ -9,6 +9,3 @@ pub mod conn_guard;
 pub mod errors;
 pub mod headers;
 pub mod metrics;
-
-#[cfg(test)]
-mod future_size_tests;
