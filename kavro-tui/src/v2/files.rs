@@ -200,6 +200,11 @@ impl V2Session {
                 Err(V2Error::Relay(err)) if err.is_transient() => return Err(err.into()),
                 Err(err) => Err(err.to_string()),
             };
+            // Done with the blob either way (a refused one will not change):
+            // the relay may delete it. Best effort: it expires anyway.
+            if let Ok(blob) = row.file.blob_id.parse::<BlobId>() {
+                let _ = self.relay.ack_blob(&self.token, blob).await;
+            }
             let mut conn = self.store.begin().await?;
             match &result {
                 Ok(path) => {

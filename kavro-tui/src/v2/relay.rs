@@ -407,6 +407,18 @@ impl V2Relay {
             .await
     }
 
+    /// `POST /v2/blobs/{id}/ack`: this device is done with the blob (saved
+    /// it, or refused it for good); once every device it was sent to is, the
+    /// relay deletes it.
+    pub async fn ack_blob(
+        &self,
+        token: &AccessToken,
+        blob: BlobId,
+    ) -> Result<BlobStatus, RelayError> {
+        self.call(self.request(Method::POST, &format!("/v2/blobs/{blob}/ack"), token))
+            .await
+    }
+
     /// `GET /v2/blobs/{id}` from byte `from`: the response, to read in chunks.
     pub async fn download_blob(
         &self,
