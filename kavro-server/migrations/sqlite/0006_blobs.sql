@@ -8,8 +8,8 @@ CREATE TABLE v2_blobs (
     user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     size       INTEGER NOT NULL CHECK (size > 0),
     received   INTEGER NOT NULL DEFAULT 0 CHECK (received <= size),
-    -- Set once a message referenced it: from then on it lives while a
-    -- referencing message does (v2_blob_refs), and at most until expires_at.
+    -- Set once a message referenced it: from then on it lives while a device
+    -- it was sent to holds it (v2_blob_holds), and at most until expires_at.
     referenced INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
@@ -34,3 +34,15 @@ CREATE TABLE v2_blob_refs (
     PRIMARY KEY (blob_id, message_id)
 );
 CREATE INDEX v2_blob_refs_message ON v2_blob_refs (message_id);
+
+-- A device a referencing message was queued for, until that device is done
+-- with the blob (`POST /v2/blobs/{id}/ack`, after saving or refusing it) or
+-- is revoked: a receiver downloads after it acknowledged the message, so
+-- the message's own lifetime cannot be the blob's. A referenced blob with
+-- no hold left is deleted (and every blob at expires_at).
+CREATE TABLE v2_blob_holds (
+    blob_id   BLOB NOT NULL REFERENCES v2_blobs (id) ON DELETE CASCADE,
+    device_id INTEGER NOT NULL REFERENCES v2_devices (id) ON DELETE CASCADE,
+    PRIMARY KEY (blob_id, device_id)
+);
+CREATE INDEX v2_blob_holds_device ON v2_blob_holds (device_id);

@@ -151,6 +151,21 @@ impl Blobs {
         Ok(row)
     }
 
+    /// `device` is done with the blob (saved or refused it): it no longer
+    /// holds it, and the blob goes once no device does. [`BlobError::Gone`]
+    /// as for [`Self::readable`].
+    pub async fn release(
+        &self,
+        id: BlobId,
+        user: UserId,
+        device: MlsDeviceId,
+        now: DateTime<Utc>,
+    ) -> Result<BlobRow, BlobFailure> {
+        let row = self.readable(id, user, device, now).await?;
+        self.meta.release(id, device).await?;
+        Ok(row)
+    }
+
     /// Stores one chunk at `offset` for the owner's device.
     pub async fn put_chunk(
         &self,

@@ -98,15 +98,18 @@ pub trait BlobMeta: Send + Sync + 'static {
     /// The stored chunks, in order.
     async fn chunks(&self, id: BlobId) -> Result<Vec<ChunkRow>, BlobError>;
     /// Whether `device` of `user` may read the blob: the owner's devices, and
-    /// devices a referencing message is still queued for.
+    /// devices a referencing message was queued for, until they release it.
     async fn may_read(
         &self,
         id: BlobId,
         user: UserId,
         device: MlsDeviceId,
     ) -> Result<bool, BlobError>;
+    /// `device` is done with the blob (saved or refused it): it no longer
+    /// holds it.
+    async fn release(&self, id: BlobId, device: MlsDeviceId) -> Result<(), BlobError>;
     /// Deletes up to `limit` blobs that are past `expires_at`, or referenced
-    /// once and no longer by any message; returns the object keys to delete.
+    /// once and held by no device any more; returns the object keys to delete.
     async fn remove_dead(
         &self,
         now: DateTime<Utc>,

@@ -170,8 +170,7 @@ macro_rules! blob_meta_impl {
             ) -> Result<bool, BlobError> {
                 let found: Option<i64> = sqlx::query_scalar(
                     "SELECT 1 FROM v2_blobs b WHERE b.id = $1 AND (b.user_id = $2 OR EXISTS (
-                        SELECT 1 FROM v2_blob_refs r JOIN v2_queue q ON q.message_id = r.message_id
-                        WHERE r.blob_id = b.id AND q.device_id = $3))",
+                        SELECT 1 FROM v2_blob_holds h WHERE h.blob_id = b.id AND h.device_id = $3))",
                 )
                 .bind(id.0)
                 .bind(user.0)
@@ -179,6 +178,15 @@ macro_rules! blob_meta_impl {
                 .fetch_optional(&self.$read)
                 .await?;
                 Ok(found.is_some())
+            }
+
+            async fn release(&self, id: BlobId, device: MlsDeviceId) -> Result<(), BlobError> {
+                sqlx::query("DELETE FROM v2_blob_holds WHERE blob_id = $1 AND device_id = $2")
+                    .bind(id.0)
+                    .bind(device.0)
+                    .execute(&self.$write)
+                    .await?;
+                Ok(())
             }
 
             async fn remove_dead(
@@ -189,7 +197,7 @@ macro_rules! blob_meta_impl {
                 let mut tx = self.$write.begin().await?;
                 let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
                     "SELECT id FROM v2_blobs b WHERE b.expires_at <= $1 OR (b.referenced = 1
-                       AND NOT EXISTS (SELECT 1 FROM v2_blob_refs r WHERE r.blob_id = b.id))
+                       AND NOT EXISTS (SELECT 1 FROM v2_blob_holds h WHERE h.blob_id = b.id))
                      LIMIT $2",
                 )
                 .bind(millis(now))
@@ -246,6 +254,17 @@ macro_rules! record_blob_refs {
                 .bind(blob.0)
                 .execute(&mut *$conn)
                 .await?;
+            // Every device the message is queued for holds the blob until
+            // it is done with it (v2_blob_holds).
+            sqlx::query(
+                "INSERT INTO v2_blob_holds (blob_id, device_id)
+                 SELECT $1, device_id FROM v2_queue WHERE message_id = $2
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(blob.0)
+            .bind($message)
+            .execute(&mut *$conn)
+            .await?;
         }
         unusable
     }};

@@ -194,15 +194,20 @@ impl V2Session {
                 .map_err(MlsStoreError::from)?
         };
         let mut outcomes = Vec::new();
-        for row in pending {
+        for (index, row) in pending.iter().enumerate() {
+            let row = row.clone();
             let result = match self.download(&row.file, dir, progress).await {
                 Ok(path) => Ok(path),
                 Err(V2Error::Relay(err)) if err.is_transient() => return Err(err.into()),
                 Err(err) => Err(err.to_string()),
             };
-            // Done with the blob either way (a refused one will not change):
-            // the relay may delete it. Best effort: it expires anyway.
-            if let Ok(blob) = row.file.blob_id.parse::<BlobId>() {
+            // Done with the blob either way (a refused one will not change),
+            // unless another message still to save refers to it: the relay
+            // may delete it. Best effort: it expires anyway.
+            let needed_later = pending[index + 1..]
+                .iter()
+                .any(|later| later.file.blob_id == row.file.blob_id);
+            if let (false, Ok(blob)) = (needed_later, row.file.blob_id.parse::<BlobId>()) {
                 let _ = self.relay.ack_blob(&self.token, blob).await;
             }
             let mut conn = self.store.begin().await?;

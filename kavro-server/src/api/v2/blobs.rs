@@ -219,6 +219,29 @@ impl BlobsApi {
         Ok(StatusAnswer::Ok(Json(state.v2.blobs.status(&row))))
     }
 
+    /// Done with a blob
+    ///
+    /// This device saved the blob (or refused it for good): it no longer
+    /// holds it. A referenced blob is deleted once every device it was sent
+    /// to is done with it (else at its `expires_at`). `404` as for the
+    /// status.
+    #[oai(
+        path = "/v2/blobs/:id/ack",
+        method = "post",
+        operation_id = "v2_ack_blob"
+    )]
+    async fn ack(&self, auth: V2Auth, id: Path<BlobId>) -> Result<StatusAnswer, ApiError> {
+        let state = &self.state;
+        let device = auth.0.device_spending(state, Route::Lookup).await?;
+        let row = state
+            .v2
+            .blobs
+            .release(id.0, device.user_id, device.device_id, state.clock.now())
+            .await
+            .map_err(failure)?;
+        Ok(StatusAnswer::Ok(Json(state.v2.blobs.status(&row))))
+    }
+
     /// Download a blob
     ///
     /// The bytes as a stream, with single-range `Range: bytes=a-b` / `a-` /

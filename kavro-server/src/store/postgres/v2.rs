@@ -426,6 +426,11 @@ impl V2Store for PgStore {
                 .execute(&mut *tx)
                 .await?;
             ack_in(&mut tx, id, i64::MAX).await?;
+            // A revoked device reads no blob: it holds none.
+            sqlx::query("DELETE FROM v2_blob_holds WHERE device_id = $1")
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(true)
         })
