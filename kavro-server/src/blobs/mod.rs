@@ -326,6 +326,48 @@ mod tests {
         }
     }
 
+    struct Fixed(u64);
+
+    impl FreeSpace for Fixed {
+        fn available(&self) -> Option<u64> {
+            Some(self.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_out_of_space_before_anything_is_reserved() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = crate::store::connect_stores(&crate::store::StoreOptions {
+            url: format!("sqlite://{}", dir.path().join("k.db").display()),
+            read_url: None,
+            max_connections: 2,
+            migrate: true,
+        })
+        .await
+        .unwrap();
+        let mut storage = objects::open("", dir.path()).unwrap();
+        storage.space = Arc::new(Fixed(9));
+        let limits = BlobLimits {
+            max_bytes: 100,
+            quota_bytes: 1000,
+            chunk_max: 8,
+        };
+        let blobs = Blobs::new(stores.blobs, storage, limits);
+        let now = Utc::now();
+        let refused = blobs.create(UserId(1), 10, now, now).await;
+        assert!(
+            matches!(refused, Err(BlobFailure::OutOfSpace)),
+            "{refused:?}"
+        );
+        let refused = blobs.create(UserId(1), 101, now, now).await;
+        assert!(
+            matches!(refused, Err(BlobFailure::TooLarge(100))),
+            "{refused:?}"
+        );
+        let refused = blobs.create(UserId(1), 0, now, now).await;
+        assert!(matches!(refused, Err(BlobFailure::Empty)), "{refused:?}");
+    }
+
     #[test]
     fn ranges_map_onto_chunks() {
         let chunks = [chunk(0, 4), chunk(4, 4), chunk(8, 2)];

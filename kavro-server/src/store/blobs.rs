@@ -126,6 +126,3 @@ pub(crate) fn to_db(n: u64) -> i64 {
 pub(crate) fn from_db(n: i64) -> u64 {
     u64::try_from(n).unwrap_or_default()
 }
-
-#[cfg(test)]
-pub(crate) mod story;

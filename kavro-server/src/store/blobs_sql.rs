@@ -169,7 +169,7 @@ macro_rules! blob_meta_impl {
                 device: MlsDeviceId,
             ) -> Result<bool, BlobError> {
                 let found: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM v2_blobs b WHERE b.id = $1 AND (b.user_id = $2 OR EXISTS (
+                    "SELECT CAST(1 AS BIGINT) FROM v2_blobs b WHERE b.id = $1 AND (b.user_id = $2 OR EXISTS (
                         SELECT 1 FROM v2_blob_holds h WHERE h.blob_id = b.id AND h.device_id = $3))",
                 )
                 .bind(id.0)

@@ -358,6 +358,17 @@ impl Client {
     }
 
     pub async fn send(&mut self, s: &TestServer, group: &[u8], text: &str) -> (StatusCode, Value) {
+        self.send_with(s, group, text, json!([])).await
+    }
+
+    /// `send` with a `blob_ids` list (attachments).
+    pub async fn send_with(
+        &mut self,
+        s: &TestServer,
+        group: &[u8],
+        text: &str,
+        blob_ids: Value,
+    ) -> (StatusCode, Value) {
         let message = self
             .groups
             .get_mut(group)
@@ -367,7 +378,10 @@ impl Client {
         s.post(
             &format!("/v2/groups/{}/messages", group_text(group)),
             Some(&self.token),
-            json!({"message": b64(&message.tls_serialize_detached().unwrap())}),
+            json!({
+                "message": b64(&message.tls_serialize_detached().unwrap()),
+                "blob_ids": blob_ids,
+            }),
         )
         .await
     }

@@ -2,7 +2,8 @@
 //! refusals on SQLite and PostgreSQL (`routes`, `links`), three openmls
 //! clients through the relay (`three_clients`), and two relay instances on
 //! one PostgreSQL and Redis under concurrent committers (`scaleout`), and
-//! key packages per ciphersuite for post-quantum groups (`suites`).
+//! key packages per ciphersuite for post-quantum groups (`suites`), and
+//! the blob store for attachments (`blobs`).
 
 // Scenario helpers outside #[test] fns unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -10,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod blobs;
 mod client;
 mod links;
 mod routes;

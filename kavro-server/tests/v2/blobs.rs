@@ -1,0 +1,240 @@
+//! The blob store (`/v2/blobs`) over HTTP on both databases: reserve, upload
+//! in chunks, resume from the status after a dropped upload, download in
+//! full and by range, who may read, `blob_ids` on group messages, deletion
+//! once every recipient acknowledged, and at expiry; cap and quota.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, RANGE};
+use serde_json::{Value, json};
+
+use crate::client::Client;
+use crate::common::{Counters, Db, TestServer, assert_error};
+use crate::on_both_databases;
+
+on_both_databases!(blob_story, blob_story);
+
+async fn create(s: &TestServer, token: &str, size: u64) -> (StatusCode, Value) {
+    s.post("/v2/blobs", Some(token), json!({"size": size}))
+        .await
+}
+
+async fn put(
+    s: &TestServer,
+    token: &str,
+    id: &str,
+    offset: u64,
+    bytes: &[u8],
+) -> (StatusCode, Value) {
+    s.call(
+        s.request(
+            reqwest::Method::PUT,
+            &format!("/v2/blobs/{id}?offset={offset}"),
+        )
+        .bearer_auth(token)
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec()),
+    )
+    .await
+}
+
+async fn download(s: &TestServer, token: &str, id: &str, range: Option<&str>) -> reqwest::Response {
+    let mut request = s
+        .request(reqwest::Method::GET, &format!("/v2/blobs/{id}"))
+        .bearer_auth(token);
+    if let Some(range) = range {
+        request = request.header(RANGE, range);
+    }
+    request.send().await.unwrap()
+}
+
+/// Files under the blob directory (the default storage).
+fn stored_objects(s: &TestServer) -> usize {
+    fn count(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        count(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+    }
+    count(&s.config.data_dir.join("blobs"))
+}
+
+async fn blob_story(s: TestServer) {
+    let mut alice = Client::root(&s, "alice").await;
+    let mut bob = Client::root(&s, "bob").await;
+    let carol = Client::root(&s, "carol").await;
+    bob.upload_key_packages(&s, 1).await;
+    let group = alice.create_group(&s).await;
+    let packages = alice.claim(&s, "bob").await;
+    assert_eq!(alice.add(&s, &group, &packages).await, StatusCode::CREATED);
+    bob.sync(&s).await;
+
+    // Refused sizes.
+    let (status, body) = create(&s, &alice.token, 0).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = create(&s, &alice.token, 100 * 1024 * 1024 + 1).await;
+    assert!(assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE).contains("100 MiB"));
+    let (status, _) = s
+        .post("/v2/blobs", Some(&alice.account_token), json!({"size": 1}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "device tokens only");
+
+    // Reserve 10 bytes, upload 4, "drop", read the status, continue.
+    let data: Vec<u8> = (0u8..10).map(|i| i * 7 + 1).collect();
+    let (status, created) = create(&s, &alice.token, 10).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["received"], 0);
+    assert_eq!(created["complete"], false);
+    assert_eq!(created["chunk_max"], 8 * 1024 * 1024);
+    let id = created["blob_id"].as_str().unwrap().to_owned();
+    let (status, body) = put(&s, &alice.token, &id, 0, &data[..4]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["received"], 4);
+    let (status, body) = put(&s, &alice.token, &id, 0, &data[..4]).await;
+    assert!(assert_error(status, &body, StatusCode::CONFLICT).contains("offset 4"));
+    let (status, body) = put(&s, &alice.token, &id, 4, &[0u8; 7]).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = put(&s, &alice.token, &id, 4, &[]).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = put(&s, &carol.token, &id, 4, &data[4..]).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND);
+    let response = download(&s, &alice.token, &id, None).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT, "not complete yet");
+    let (status, body) = s
+        .get(&format!("/v2/blobs/{id}/status"), Some(&alice.token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let resume = body["received"].as_u64().unwrap();
+    assert_eq!(resume, 4);
+    let (status, body) = put(&s, &alice.token, &id, resume, &data[4..]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["complete"], true);
+
+    // Downloads: full, ranges, 416, and 404 for outsiders.
+    let response = download(&s, &alice.token, &id, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), &data[..]);
+    let response = download(&s, &alice.token, &id, Some("bytes=2-5")).await;
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(response.headers()[CONTENT_RANGE], "bytes 2-5/10");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), &data[2..6]);
+    let response = download(&s, &alice.token, &id, Some("bytes=3-")).await;
+    assert_eq!(response.bytes().await.unwrap().as_ref(), &data[3..]);
+    let response = download(&s, &alice.token, &id, Some("bytes=10-")).await;
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(response.headers()[CONTENT_RANGE], "bytes */10");
+    for token in [&carol.token, &bob.token] {
+        assert_eq!(
+            download(&s, token, &id, None).await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    let unknown = "01234567-89ab-4cde-8f01-23456789abcd";
+    assert_eq!(
+        download(&s, &alice.token, unknown, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // blob_ids: unknown, incomplete, another account's: 422, nothing stored.
+    let (_, partial) = create(&s, &alice.token, 5).await;
+    let (_, carols) = create(&s, &carol.token, 1).await;
+    put(
+        &s,
+        &carol.token,
+        carols["blob_id"].as_str().unwrap(),
+        0,
+        &[1],
+    )
+    .await;
+    for bad in [
+        json!(unknown),
+        partial["blob_id"].clone(),
+        carols["blob_id"].clone(),
+    ] {
+        let (status, body) = alice
+            .send_with(&s, &group, "with a bad blob", json!([bad]))
+            .await;
+        let message = assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            message.contains("blob_ids") || body.to_string().contains("blob_ids"),
+            "{body}"
+        );
+    }
+    assert!(bob.sync(&s).await.is_empty(), "nothing was queued");
+
+    // A message referencing the blob lets bob read it until he acknowledges it.
+    let (status, body) = alice
+        .send_with(&s, &group, "see attached", json!([id]))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let before = stored_objects(&s);
+    assert!(before >= 2, "one object per chunk");
+    let (status, _) = s
+        .get(&format!("/v2/blobs/{id}/status"), Some(&bob.token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let response = download(&s, &bob.token, &id, None).await;
+    assert_eq!(response.bytes().await.unwrap().as_ref(), &data[..]);
+    assert_eq!(bob.sync(&s).await, vec!["application"]);
+    let mut gone = false;
+    for _ in 0..50 {
+        let (status, _) = s
+            .get(&format!("/v2/blobs/{id}/status"), Some(&alice.token))
+            .await;
+        // The rows go first, the objects right after (see Blobs::collect).
+        if status == StatusCode::NOT_FOUND && stored_objects(&s) == before - 2 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "the blob goes once every recipient acknowledged its message"
+    );
+    assert_eq!(stored_objects(&s), before - 2, "its objects went with it");
+
+    // Unreferenced blobs expire with the message TTL (the retention sweep).
+    let partial_id = partial["blob_id"].as_str().unwrap();
+    s.clock
+        .advance(s.config.message_ttl + Duration::from_secs(1));
+    kavro_server::retention::sweep_once(&s.state).await.unwrap();
+    alice.account_token = s.login("alice").await;
+    alice.open_session(&s).await;
+    let (status, _) = s
+        .get(
+            &format!("/v2/blobs/{partial_id}/status"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(stored_objects(&s), 0, "carol's expired blob went too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_and_quota_come_from_the_config() {
+    let s = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
+        c.blob_max_bytes = 2 * 1024 * 1024;
+        c.blob_quota_bytes = 3 * 1024 * 1024;
+    })
+    .await
+    .unwrap();
+    let alice = Client::root(&s, "alice").await;
+    let (status, body) = create(&s, &alice.token, 2 * 1024 * 1024 + 1).await;
+    assert!(assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE).contains("2 MiB"));
+    let (status, _) = create(&s, &alice.token, 2 * 1024 * 1024).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = create(&s, &alice.token, 1024 * 1024 + 1).await;
+    assert!(assert_error(status, &body, StatusCode::CONFLICT).contains("3 MiB"));
+    let (status, _) = create(&s, &alice.token, 1024 * 1024).await;
+    assert_eq!(status, StatusCode::CREATED, "exactly the quota");
+}
