@@ -481,6 +481,62 @@ mod tests {
         assert_eq!(count, 0, "the lone failed write was rolled back");
     }
 
+    /// Writes that undo their own refusals share a transaction without
+    /// savepoints; one that fails sends its batch round again with
+    /// savepoints: the others are stored once, the failed one not at all,
+    /// and a refusal is answered as such.
+    #[tokio::test]
+    async fn a_failed_atomic_write_reruns_its_batch_with_savepoints() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v TEXT NOT NULL UNIQUE)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        insert(&mut pool.acquire().await.unwrap(), "taken")
+            .await
+            .unwrap();
+        let batch = GroupCommit::start(&pool, 1, 128);
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let write = |value: &'static str| {
+            let runs = runs.clone();
+            batch.write_atomic_keyed(0, move |conn| {
+                runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Box::pin(async move {
+                    if value == "refused" {
+                        return Ok(Err("no"));
+                    }
+                    insert(conn, value).await.map(Ok)
+                })
+            })
+        };
+        let together = |values: [&'static str; 3]| join_all(values.map(write));
+        let clean = together(["a", "refused", "b"]).await;
+        assert!(
+            matches!(clean[..], [Ok(Ok(())), Ok(Err("no")), Ok(Ok(()))]),
+            "{clean:?}"
+        );
+        assert_eq!(runs.swap(0, std::sync::atomic::Ordering::Relaxed), 3);
+        let failed = together(["c", "taken", "d"]).await;
+        assert!(
+            matches!(
+                failed[..],
+                [Ok(Ok(())), Err(StoreError::Conflict), Ok(Ok(()))]
+            ),
+            "{failed:?}"
+        );
+        // c and taken once without savepoints, then all three with them.
+        assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 5);
+        let stored: Vec<String> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, ["a", "b", "c", "d", "taken"]);
+    }
+
     #[test]
     fn lanes_take_every_key() {
         assert_eq!(lane_of(7, 1), 0);
