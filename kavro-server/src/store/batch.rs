@@ -10,7 +10,10 @@
 //!   latency.
 //! - Each write of a larger batch runs inside its own savepoint: a write
 //!   that fails is rolled back alone, and the others in its batch still
-//!   commit.
+//!   commit. Writes that undo their own refusals
+//!   ([`GroupCommit::write_atomic_keyed`], PostgreSQL's sends and acks) skip
+//!   the savepoints, which cost two round trips each on PostgreSQL; when one
+//!   of them fails, its batch is rolled back and run again with savepoints.
 //! - Each caller gets its answer only after the commit that holds its write
 //!   returned (durable), or an error (`503`) when that commit failed.
 //! - Each write carries a *lock key*; a batch runs its writes sorted by key
@@ -27,6 +30,7 @@
 
 use std::ops::DerefMut;
 use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
@@ -79,17 +83,44 @@ macro_rules! writer_for {
 writer_for!(sqlx::SqlitePool, sqlx::Sqlite, sqlx::SqliteConnection);
 writer_for!(sqlx::PgPool, sqlx::Postgres, sqlx::PgConnection);
 
+/// How one write of a batch ended, as its lane sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// It wrote what it had to.
+    Done,
+    /// It refused and left nothing written: the transaction goes on intact.
+    Refused,
+    /// It failed: what it wrote must be rolled back, and on PostgreSQL the
+    /// whole transaction is aborted.
+    Failed,
+}
+
+/// Runs one queued write and keeps its result for its [`Answer`]. A
+/// repeatable write may be run again after its batch was rolled back.
+type Run<C> = Box<dyn for<'c> FnMut(&'c mut C) -> BoxFuture<'c, Step> + Send>;
+
 /// Answers one caller once its batch's fate is known (`None`: committed).
 type Answer = Box<dyn FnOnce(Option<&sqlx::Error>) + Send>;
 
-/// One queued write. It says whether it succeeded (else its savepoint is
-/// rolled back) and hands back how to answer its caller.
-type Job<C> = Box<dyn for<'c> FnOnce(&'c mut C) -> BoxFuture<'c, (bool, Answer)> + Send>;
+/// Where a write leaves its result until the batch's fate is known.
+type Slot<R> = Arc<Mutex<Option<R>>>;
 
-/// A write and the key it locks first.
+fn put<R>(slot: &Slot<R>, result: R) {
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+}
+
+fn take<R>(slot: &Slot<R>) -> Option<R> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// One queued write and the key it locks first.
 struct Keyed<C> {
     key: i64,
-    job: Job<C>,
+    /// Its refusals write nothing and it may run twice (see
+    /// [`GroupCommit::write_atomic_keyed`]).
+    repeatable: bool,
+    run: Run<C>,
+    answer: Answer,
 }
 
 /// The queues of writes in front of the lanes. A lane's task ends when the
@@ -137,35 +168,121 @@ impl<W: Writer> GroupCommit<W> {
 
     /// [`Self::write`] for a write whose first lock is on `key` (see the
     /// module doc): the lane is chosen by the key, and batches run their
-    /// writes in key order.
+    /// writes in key order. In a batch the write runs in its own savepoint.
     pub(crate) async fn write_keyed<T, E, F>(&self, key: i64, work: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
         F: for<'c> FnOnce(&'c mut W::Conn) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
     {
-        let (answer, answered) = oneshot::channel();
-        let job: Job<W::Conn> = Box::new(move |conn| {
+        let slot: Slot<Result<T, E>> = Arc::default();
+        let kept = slot.clone();
+        let mut work = Some(work);
+        let run: Run<W::Conn> = Box::new(move |conn| {
+            let (work, slot) = (work.take(), kept.clone());
             Box::pin(async move {
+                // A batch holding a one-shot write is never run twice.
+                let Some(work) = work else {
+                    return Step::Failed;
+                };
                 let result = work(conn).await;
-                let ok = result.is_ok();
-                let reply: Answer = Box::new(move |failed: Option<&sqlx::Error>| {
-                    let result = match (result, failed) {
-                        (Ok(_), Some(_)) => Err(not_committed().into()),
-                        (result, _) => result,
-                    };
-                    // The caller may have gone; its write stands.
-                    drop(answer.send(result));
-                });
-                (ok, reply)
+                let step = if result.is_ok() {
+                    Step::Done
+                } else {
+                    Step::Failed
+                };
+                put(&slot, result);
+                step
             })
         });
+        self.submit(key, false, run, slot, |result, failed| {
+            match (result, failed) {
+                (Some(Ok(_)), Some(_)) | (None, _) => Err(not_committed().into()),
+                (Some(result), _) => result,
+            }
+        })
+        .await
+    }
+
+    /// A write that PostgreSQL can batch without a savepoint: `work` either
+    /// writes everything and returns `Ok(Ok(_))`, or writes nothing (undoing
+    /// its own changes before it returns) and returns `Ok(Err(refusal))`;
+    /// `Err(_)` is a database error that may have aborted the transaction.
+    /// A batch made only of such writes runs them one after the other in
+    /// one transaction, one statement round trip less than
+    /// `SAVEPOINT`/`RELEASE` around each; when one fails, the batch is
+    /// rolled back and run again with a savepoint per write, so a failed
+    /// write still fails alone. So `work` may run twice (never after a
+    /// commit), and each caller is answered once, after the commit.
+    pub(crate) async fn write_atomic_keyed<T, R, E, F>(
+        &self,
+        key: i64,
+        mut work: F,
+    ) -> Result<Result<T, R>, E>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'c> FnMut(&'c mut W::Conn) -> BoxFuture<'c, Result<Result<T, R>, E>>
+            + Send
+            + 'static,
+    {
+        let slot: Slot<Result<Result<T, R>, E>> = Arc::default();
+        let kept = slot.clone();
+        let run: Run<W::Conn> = Box::new(move |conn| {
+            let (attempt, slot) = (work(conn), kept.clone());
+            Box::pin(async move {
+                let result = attempt.await;
+                let step = match &result {
+                    Ok(Ok(_)) => Step::Done,
+                    Ok(Err(_)) => Step::Refused,
+                    Err(_) => Step::Failed,
+                };
+                put(&slot, result);
+                step
+            })
+        });
+        self.submit(key, true, run, slot, |result, failed| {
+            match (result, failed) {
+                (Some(Ok(Ok(_))), Some(_)) | (None, _) => Err(not_committed().into()),
+                (Some(result), _) => result,
+            }
+        })
+        .await
+    }
+
+    /// Queues `run` on `key`'s lane and waits for `finish` to turn what it
+    /// left in `slot` (nothing if it never ran) and the batch's fate into
+    /// the caller's answer.
+    async fn submit<R, O>(
+        &self,
+        key: i64,
+        repeatable: bool,
+        run: Run<W::Conn>,
+        slot: Slot<R>,
+        finish: fn(Option<R>, Option<&sqlx::Error>) -> O,
+    ) -> O
+    where
+        R: Send + 'static,
+        O: Send + 'static,
+    {
+        let (reply, answered) = oneshot::channel();
+        let answer: Answer = Box::new(move |failed: Option<&sqlx::Error>| {
+            // The caller may have gone; its write stands.
+            drop(reply.send(finish(take(&slot), failed)));
+        });
         let lane = &self.lanes[lane_of(key, self.lanes.len())];
-        lane.send(Keyed { key, job })
-            .map_err(|_| E::from(not_committed()))?;
-        answered
-            .await
-            .unwrap_or_else(|_| Err(not_committed().into()))
+        let queued = Keyed {
+            key,
+            repeatable,
+            run,
+            answer,
+        };
+        if let Err(mpsc::error::SendError(queued)) = lane.send(queued) {
+            // No lane: answered as a write that never ran.
+            (queued.answer)(None);
+        }
+        answered.await.unwrap_or_else(|_| finish(None, None))
     }
 }
 
@@ -204,39 +321,48 @@ async fn run<W: Writer>(
 }
 
 /// Runs `jobs` in one transaction and answers each caller after the commit.
-async fn commit<W: Writer>(writer: &W, jobs: Vec<Keyed<W::Conn>>) {
-    let mut answers = Vec::with_capacity(jobs.len());
-    let outcome = run_jobs(writer, jobs, &mut answers).await;
+async fn commit<W: Writer>(writer: &W, mut jobs: Vec<Keyed<W::Conn>>) {
+    let outcome = run_jobs(writer, &mut jobs).await;
     if let Err(err) = &outcome {
-        tracing::error!(error = %error_chain(err), writes = answers.len(), "a batch of writes was not committed");
+        tracing::error!(error = %error_chain(err), writes = jobs.len(), "a batch of writes was not committed");
     }
-    for answer in answers {
-        answer(outcome.as_ref().err());
+    for job in jobs {
+        (job.answer)(outcome.as_ref().err());
     }
 }
 
-async fn run_jobs<W: Writer>(
-    writer: &W,
-    jobs: Vec<Keyed<W::Conn>>,
-    answers: &mut Vec<Answer>,
-) -> Result<(), sqlx::Error> {
-    let mut tx = writer.begin().await?;
-    if jobs.len() == 1 {
-        // Alone in its transaction: no savepoint; a failed write rolls back.
-        for Keyed { job, .. } in jobs {
-            let (ok, answer) = job(&mut *tx).await;
-            answers.push(answer);
-            if !ok {
-                return W::rollback(tx).await;
+async fn run_jobs<W: Writer>(writer: &W, jobs: &mut [Keyed<W::Conn>]) -> Result<(), sqlx::Error> {
+    if let [job] = jobs {
+        // Alone in its transaction: no savepoint; a write that did not
+        // succeed is rolled back.
+        let mut tx = writer.begin().await?;
+        return if (job.run)(&mut *tx).await == Step::Done {
+            W::commit(tx).await
+        } else {
+            W::rollback(tx).await
+        };
+    }
+    if jobs.iter().all(|job| job.repeatable) {
+        let mut tx = writer.begin().await?;
+        let mut failed = false;
+        for job in jobs.iter_mut() {
+            if (job.run)(&mut *tx).await == Step::Failed {
+                failed = true;
+                break;
             }
         }
-        return W::commit(tx).await;
+        if !failed {
+            return W::commit(tx).await;
+        }
+        // Nothing of this attempt stays; run the batch again, each write in
+        // its own savepoint, so the failed write fails alone.
+        W::rollback(tx).await?;
+        metrics::counter!("kavro_batch_retries_total").increment(1);
     }
-    for Keyed { job, .. } in jobs {
+    let mut tx = writer.begin().await?;
+    for job in jobs.iter_mut() {
         W::run(&mut *tx, "SAVEPOINT batch_item").await?;
-        let (ok, answer) = job(&mut *tx).await;
-        answers.push(answer);
-        if !ok {
+        if (job.run)(&mut *tx).await != Step::Done {
             W::run(&mut *tx, "ROLLBACK TO batch_item").await?;
         }
         W::run(&mut *tx, "RELEASE batch_item").await?;
@@ -353,6 +479,62 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count, 0, "the lone failed write was rolled back");
+    }
+
+    /// Writes that undo their own refusals share a transaction without
+    /// savepoints; one that fails sends its batch round again with
+    /// savepoints: the others are stored once, the failed one not at all,
+    /// and a refusal is answered as such.
+    #[tokio::test]
+    async fn a_failed_atomic_write_reruns_its_batch_with_savepoints() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v TEXT NOT NULL UNIQUE)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        insert(&mut pool.acquire().await.unwrap(), "taken")
+            .await
+            .unwrap();
+        let batch = GroupCommit::start(&pool, 1, 128);
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let write = |value: &'static str| {
+            let runs = runs.clone();
+            batch.write_atomic_keyed(0, move |conn| {
+                runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Box::pin(async move {
+                    if value == "refused" {
+                        return Ok(Err("no"));
+                    }
+                    insert(conn, value).await.map(Ok)
+                })
+            })
+        };
+        let together = |values: [&'static str; 3]| join_all(values.map(write));
+        let clean = together(["a", "refused", "b"]).await;
+        assert!(
+            matches!(clean[..], [Ok(Ok(())), Ok(Err("no")), Ok(Ok(()))]),
+            "{clean:?}"
+        );
+        assert_eq!(runs.swap(0, std::sync::atomic::Ordering::Relaxed), 3);
+        let failed = together(["c", "taken", "d"]).await;
+        assert!(
+            matches!(
+                failed[..],
+                [Ok(Ok(())), Err(StoreError::Conflict), Ok(Ok(()))]
+            ),
+            "{failed:?}"
+        );
+        // c and taken once without savepoints, then all three with them.
+        assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 5);
+        let stored: Vec<String> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, ["a", "b", "c", "d", "taken"]);
     }
 
     #[test]

@@ -156,6 +156,65 @@ pub async fn story(store: &dyn Store) {
     assert_counts(store, cat, ann, (0, 0), at(106)).await;
 }
 
+/// Sends queued at once share a batch (on PostgreSQL without a savepoint
+/// per send): a refusal by the pair quota and retried `client_msg_id`s in
+/// the middle of it give back the places they took, and the others stand.
+pub async fn refusals_in_one_batch(store: &dyn Store) {
+    let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    let to = user(store, "rb_to", now).await;
+    let (ann, cat) = (
+        user(store, "rb_ann", now).await,
+        user(store, "rb_cat", now).await,
+    );
+    let mut retried = message(ann, to, now);
+    retried.client_msg_id = Some(Uuid::new_v4());
+    // In queue order: stored; a retry while the pair has room; two more
+    // stored (the pair is full at 3); refused by the pair quota; a retry
+    // once the pair is full; another sender.
+    let sends = [
+        retried.clone(),
+        retried.clone(),
+        message(ann, to, now),
+        message(ann, to, now),
+        message(ann, to, now),
+        retried.clone(),
+        message(cat, to, now),
+    ];
+    // join_all queues every send before the lane first runs: one batch.
+    let results =
+        futures_util::future::join_all(sends.into_iter().map(|m| store.store_message(m))).await;
+    let first = results[0].as_ref().unwrap();
+    assert!(first.created);
+    for retry in [&results[1], &results[5]] {
+        let retry = retry.as_ref().unwrap();
+        assert_eq!((retry.id, retry.created), (first.id, false));
+    }
+    assert!(results[2].as_ref().unwrap().created && results[3].as_ref().unwrap().created);
+    assert!(
+        matches!(results[4], Err(StoreError::QuotaExceeded(Quota::Sender))),
+        "{:?}",
+        results[4]
+    );
+    assert!(results[6].as_ref().unwrap().created);
+    assert_counts(store, to, ann, (4, 3), now).await;
+    assert_counts(store, to, cat, (4, 1), now).await;
+    // Once everything is acknowledged (the pair row gone), a retry of the
+    // first copy takes a place in a new pair row and gives it back.
+    let ids: Vec<_> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|s| s.created)
+        .map(|s| s.id)
+        .collect();
+    store.ack_many(to, &ids, now).await.unwrap();
+    assert_counts(store, to, ann, (0, 0), now).await;
+    let again = store.store_message(retried).await.unwrap();
+    assert_eq!((again.id, again.created), (first.id, false));
+    assert_counts(store, to, ann, (0, 0), now).await;
+    send(store, message(ann, to, now)).await.unwrap();
+    assert_counts(store, to, ann, (1, 1), now).await;
+}
+
 /// The exact cut-off under concurrency: one recipient whose quota is `max`
 /// gets `max - 50` messages one after the other, then 16 tasks spread over
 /// `stores` (separate connection pools, like separate relay instances) make
@@ -262,4 +321,22 @@ async fn quota_cutoff_at_10_000_is_exact_across_two_pools_on_postgres() {
     let a = super::connect(&options).await.unwrap();
     let b = super::connect(&options).await.unwrap();
     concurrent_cutoff(&[a, b], 10_000, 10_050).await;
+}
+
+#[tokio::test]
+async fn refusals_in_one_batch_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = super::connect(&sqlite_options(dir.path(), "quota.db"))
+        .await
+        .unwrap();
+    refusals_in_one_batch(store.as_ref()).await;
+}
+
+#[tokio::test]
+async fn refusals_in_one_batch_on_postgres() {
+    let Some(db) = crate::testing::TestDatabase::create().await else {
+        return;
+    };
+    let store = super::connect(&options(db.url.clone(), 4)).await.unwrap();
+    refusals_in_one_batch(store.as_ref()).await;
 }

@@ -7,6 +7,7 @@
 //! (see the module doc of [`super`]).
 
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 
 use chrono::{DateTime, Utc};
 use kavro_proto::api::InboxOrder;
@@ -43,30 +44,16 @@ async fn drop_empty_pairs(conn: &mut PgConnection, recipients: &[i64]) -> Result
     Ok(())
 }
 
-/// Why a batched send stored nothing: its savepoint is rolled back either
-/// way, and a refusal is looked up after the batch (see [`PgStore::refused`]).
-enum NotQueued {
-    Store(StoreError),
-    Refused(Quota),
-}
-
-impl From<StoreError> for NotQueued {
-    fn from(err: StoreError) -> Self {
-        Self::Store(err)
-    }
-}
-
-impl From<sqlx::Error> for NotQueued {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Store(err.into())
-    }
-}
-
 /// One statement: a place in the recipient's quota (the conditional update
 /// also takes the row lock), then in the (recipient, sender) quota, then the
 /// insert; each step runs only if the previous one did. Anything short of an
-/// insert is a refusal, and the caller rolls the statement back.
-async fn queue_in(conn: &mut PgConnection, message: &NewMessage) -> Result<Stored, NotQueued> {
+/// insert is a refusal, whose counter steps are undone here (see
+/// [`undo_places`]), so a refusal writes nothing and a batch needs no
+/// savepoint around a send.
+async fn queue_in(
+    conn: &mut PgConnection,
+    message: &NewMessage,
+) -> Result<Result<Stored, Quota>, StoreError> {
     let row = sqlx::query(
         "WITH inbox AS (
            UPDATE inbox_counts SET pending = pending + 1
@@ -98,23 +85,58 @@ async fn queue_in(conn: &mut PgConnection, message: &NewMessage) -> Result<Store
     .bind(message.expires_at)
     .bind(i64::from(message.max_pending))
     .bind(i64::from(message.max_pending_per_sender))
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await?;
     let id: Option<i64> = row.try_get("id")?;
     if let Some(id) = id {
-        return Ok(Stored {
+        return Ok(Ok(Stored {
             id: MessageId(id),
             created: true,
-        });
+        }));
     }
-    Err(NotQueued::Refused(
-        if row.try_get::<i64, _>("counted")? == 0 {
-            Quota::Recipient
-        } else {
-            // Refused by the pair quota, or (paired) by the idempotency index.
-            Quota::Sender
-        },
-    ))
+    if row.try_get::<i64, _>("counted")? == 0 {
+        return Ok(Err(Quota::Recipient));
+    }
+    // Refused by the pair quota, or (paired) by the idempotency index.
+    let paired = row.try_get::<i64, _>("paired")? == 1;
+    undo_places(conn, message, paired).await?;
+    Ok(Err(Quota::Sender))
+}
+
+/// Gives back the places a refused send took: the recipient's, and the
+/// (recipient, sender) one when `paired`; a pair row left at zero is
+/// deleted, as an ack does. Both rows are locked by this transaction since
+/// the send's statement, so nobody saw them move: the net effect is that of
+/// rolling the send back. The rare path (a full pair quota, a retried
+/// `client_msg_id`), so two more statements are fine here.
+async fn undo_places(
+    conn: &mut PgConnection,
+    message: &NewMessage,
+    paired: bool,
+) -> Result<(), sqlx::Error> {
+    let left: Option<i64> = sqlx::query_scalar(
+        "WITH inbox AS (
+           UPDATE inbox_counts SET pending = pending - 1 WHERE recipient_id = $1
+         )
+         UPDATE sender_counts SET pending = pending - 1
+         WHERE recipient_id = $1 AND sender_id = $2 AND $3
+         RETURNING pending",
+    )
+    .bind(message.recipient_id.0)
+    .bind(message.sender_id.0)
+    .bind(paired)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if left == Some(0) {
+        sqlx::query(
+            "DELETE FROM sender_counts WHERE recipient_id = $1 AND sender_id = $2 AND pending = 0",
+        )
+        .bind(message.recipient_id.0)
+        .bind(message.sender_id.0)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Acknowledges one message under the recipient's lock; whether it was
@@ -213,7 +235,8 @@ async fn ack_batch_in(
 
 impl PgStore {
     /// A send, in the recipient's group commit (keyed by the recipient,
-    /// whose `inbox_counts` row it locks first): see [`queue_in`].
+    /// whose `inbox_counts` row it locks first), without a savepoint: see
+    /// [`queue_in`].
     pub(super) async fn queue(&self, message: NewMessage) -> Result<Stored, StoreError> {
         let (sender, recipient, client_msg_id) = (
             message.sender_id,
@@ -222,16 +245,14 @@ impl PgStore {
         );
         let queued = self
             .batch
-            .write_keyed(recipient.0, move |conn| {
+            .write_atomic_keyed(recipient.0, move |conn| {
+                let message = message.clone();
                 Box::pin(async move { queue_in(conn, &message).await })
             })
-            .await;
+            .await?;
         match queued {
             Ok(stored) => Ok(stored),
-            Err(NotQueued::Store(err)) => Err(err),
-            Err(NotQueued::Refused(quota)) => {
-                self.refused(sender, recipient, client_msg_id, quota).await
-            }
+            Err(quota) => self.refused(sender, recipient, client_msg_id, quota).await,
         }
     }
 
@@ -341,10 +362,15 @@ impl PgStore {
     ) -> Result<AckOutcome, StoreError> {
         let newly = self
             .batch
-            .write_keyed(recipient.0, move |conn| {
-                Box::pin(ack_one_in(conn, recipient, id, now))
+            .write_atomic_keyed(recipient.0, move |conn| {
+                Box::pin(async move {
+                    ack_one_in(conn, recipient, id, now)
+                        .await
+                        .map(Ok::<_, Infallible>)
+                })
             })
-            .await?;
+            .await?
+            .unwrap_or_else(|never| match never {});
         if newly {
             return Ok(AckOutcome::Acknowledged { newly: true });
         }
@@ -370,11 +396,18 @@ impl PgStore {
             return Ok(AckCount::default());
         }
         let ids = raw_ids(ids);
-        self.batch
-            .write_keyed(recipient.0, move |conn| {
-                Box::pin(async move { ack_batch_in(conn, recipient, &ids, now).await })
+        let counted = self
+            .batch
+            .write_atomic_keyed(recipient.0, move |conn| {
+                let ids = ids.clone();
+                Box::pin(async move {
+                    ack_batch_in(conn, recipient, &ids, now)
+                        .await
+                        .map(Ok::<_, Infallible>)
+                })
             })
-            .await
+            .await?;
+        Ok(counted.unwrap_or_else(|never| match never {}))
     }
 
     pub(super) async fn receipt_of(
