@@ -73,7 +73,11 @@ pub fn for_v2(err: &V2Error) -> u8 {
         V2Error::NoDevices(_) | V2Error::Untrusted { .. } => KEY,
         V2Error::DirectPending(_) => UNAVAILABLE,
         V2Error::Queued(cause) => for_v2(cause),
-        V2Error::NameTaken(_) | V2Error::TooLong(_) | V2Error::File(_) => USAGE,
+        // The last: a file over the relay's cap, refused as given.
+        V2Error::NameTaken(_)
+        | V2Error::TooLong(_)
+        | V2Error::File(_)
+        | V2Error::Relay(RelayError::Rejected { status: 413, .. }) => USAGE,
         V2Error::Relay(_)
         | V2Error::Store(_)
         | V2Error::Mls { .. }
