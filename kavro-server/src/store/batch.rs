@@ -386,10 +386,8 @@ mod tests {
         Ok(())
     }
 
-    /// Writes queued together share a batch; one that fails is rolled back
-    /// alone (even after a statement that succeeded) and the others commit.
-    #[tokio::test]
-    async fn a_failed_write_does_not_fail_its_batch() {
+    /// A one-connection in-memory database with table `t (v UNIQUE)`.
+    async fn table_t() -> sqlx::SqlitePool {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect("sqlite::memory:")
@@ -399,6 +397,14 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
+        pool
+    }
+
+    /// Writes queued together share a batch; one that fails is rolled back
+    /// alone (even after a statement that succeeded) and the others commit.
+    #[tokio::test]
+    async fn a_failed_write_does_not_fail_its_batch() {
+        let pool = table_t().await;
         let batch = GroupCommit::start(&pool, 1, 128);
         let write = |values: &'static [&'static str]| {
             batch.write(move |conn| {
@@ -487,15 +493,7 @@ mod tests {
     /// and a refusal is answered as such.
     #[tokio::test]
     async fn a_failed_atomic_write_reruns_its_batch_with_savepoints() {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (v TEXT NOT NULL UNIQUE)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        let pool = table_t().await;
         insert(&mut pool.acquire().await.unwrap(), "taken")
             .await
             .unwrap();

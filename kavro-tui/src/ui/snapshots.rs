@@ -199,8 +199,8 @@ fn login_form() {
     both("login", state);
 }
 
-#[test]
-fn safety_number_dialog() {
+/// The Ctrl-F view of bob's key (pinned), with `mls` for a Kavro v2 contact.
+fn keys_of_bob(mls: Option<Box<crate::app::state::MlsKeysView>>) -> State {
     let mut state = conversation();
     state.overlay = Some(Overlay::Keys {
         peer: "bob".into(),
@@ -216,38 +216,27 @@ fn safety_number_dialog() {
             ],
             pending: None,
             key_shown: kavro_proto::crypto::IdentityPublic::from_bytes([7; 32]),
-            mls: None,
+            mls,
         }),
     });
+    state
+}
+
+#[test]
+fn safety_number_dialog() {
+    let mut state = keys_of_bob(None);
     insta::assert_snapshot!("safety_number_80x24", draw(&mut state, 80, 24));
 }
 
 #[test]
 fn safety_number_dialog_of_a_one_to_one_over_mls() {
-    let mut state = conversation();
-    state.overlay = Some(Overlay::Keys {
-        peer: "bob".into(),
-        view: Some(crate::app::state::KeysView {
-            peer: "bob".into(),
-            state: KeyState::Pinned,
-            own_fingerprint: "a0b4 85a0 717c 4053 0ecb df42 b333 f45f".into(),
-            fingerprint: "098c eb12 c8e8 2fed 0737 c08c 14f0 6ef6".into(),
-            safety_number: vec![
-                "26373 85818 49290 02529".into(),
-                "49568 86079 75829 73102".into(),
-                "99547 37459 69541 80197".into(),
-            ],
-            pending: None,
-            key_shown: kavro_proto::crypto::IdentityPublic::from_bytes([7; 32]),
-            mls: Some(Box::new(crate::app::state::MlsKeysView {
-                number: kavro_proto::crypto::SafetyNumber::parse(
-                    "12345 67890 13579 24680 11111 22222 33333 44444 55555 66666 77777 88888",
-                )
-                .expect("twelve groups"),
-                verified: false,
-                devices: 2,
-            })),
-        }),
-    });
+    let mut state = keys_of_bob(Some(Box::new(crate::app::state::MlsKeysView {
+        number: kavro_proto::crypto::SafetyNumber::parse(
+            "12345 67890 13579 24680 11111 22222 33333 44444 55555 66666 77777 88888",
+        )
+        .expect("twelve groups"),
+        verified: false,
+        devices: 2,
+    })));
     insta::assert_snapshot!("safety_number_mls_80x24", draw(&mut state, 80, 24));
 }

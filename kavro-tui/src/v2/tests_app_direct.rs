@@ -7,33 +7,18 @@
 
 use std::sync::Arc;
 
-use kavro_proto::UserId;
 use tokio::sync::mpsc;
 
 use crate::app::action::{Action, NetEvent, V2Event};
 use crate::app::state::Mark;
 use crate::app::v2side::V2Side;
-use crate::keystore::AccessToken;
-use crate::mls::MlsStore;
 use crate::relay::MemoryRelay;
+use crate::v2::V2Session;
 use crate::v2::test_relay::{Counters, Db, TestServer};
-use crate::v2::{V2Relay, V2Session, new_signer};
 
 /// `name`'s account and its first v2 device.
 async fn device(s: &TestServer, name: &str) -> (V2Session, tempfile::TempDir) {
-    let (token, user_id) = s.register(name).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = MlsStore::open(&dir.path().join("mls.db")).await.unwrap();
-    let session = V2Session::register_first(
-        V2Relay::for_tests(&s.base),
-        store,
-        new_signer().unwrap(),
-        &AccessToken::new(token),
-        name,
-        UserId(user_id),
-    )
-    .await
-    .unwrap();
+    let crate::v2::tests::Device { session, dir } = crate::v2::tests::root(s, name).await;
     (session, dir)
 }
 
