@@ -268,59 +268,117 @@ impl V2Session {
         part: &Path,
         progress: &dyn Progress,
     ) -> Result<(), V2Error> {
-        let mut out = std::fs::OpenOptions::new()
+        let out = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(part)
             .map_err(|e| file_error(part, &e))?;
-        let mut decryptor = Decryptor::new(file).map_err(|e| attachment_error(&e))?;
+        let decryptor = Decryptor::new(file).map_err(|e| attachment_error(&e))?;
+        let mut sink = Sink { decryptor, out };
         let total = attachment::sealed_len(file.size);
         let mut from = 0u64;
         let mut attempts = 0;
         loop {
-            let attempt = self
-                .fetch(blob, from, total, &mut decryptor, &mut out, progress)
-                .await;
+            let attempt;
+            (sink, attempt) = self.fetch(blob, from, total, sink, progress).await;
             match attempt {
                 Ok(()) => break,
                 Err(V2Error::Relay(err)) if err.is_transient() && attempts < ATTEMPTS => {
                     attempts += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(200 << attempts)).await;
                     // Again from the last whole segment written.
-                    let (segment, hasher) = resume_point(&mut out, part)?;
-                    decryptor = Decryptor::resume(file, segment, hasher)
+                    let (segment, hasher) = resume_point(&mut sink.out, part)?;
+                    sink.decryptor = Decryptor::resume(file, segment, hasher)
                         .map_err(|e| attachment_error(&e))?;
                     from = Decryptor::offset_of(segment);
                 }
                 Err(err) => return Err(err),
             }
         }
+        let Sink { decryptor, out } = sink;
         decryptor.finish().map_err(|e| attachment_error(&e))?;
-        out.sync_all().map_err(|e| file_error(part, &e))?;
+        tokio::task::spawn_blocking(move || out.sync_all())
+            .await
+            .map_err(|e| V2Error::File(format!("saving the attachment: {e}")))?
+            .map_err(|e| file_error(part, &e))?;
         Ok(())
     }
 
+    /// Reads the blob from `from` into `sink`, a batch of about [`BATCH`]
+    /// bytes at a time; gives `sink` back with the outcome.
     async fn fetch(
         &mut self,
         blob: BlobId,
         from: u64,
         total: u64,
-        decryptor: &mut Decryptor,
-        out: &mut std::fs::File,
+        mut sink: Sink,
         progress: &dyn Progress,
-    ) -> Result<(), V2Error> {
-        let mut response = self.relay.download_blob(&self.token, blob, from).await?;
+    ) -> (Sink, Result<(), V2Error>) {
+        let mut response = match self.relay.download_blob(&self.token, blob, from).await {
+            Ok(response) => response,
+            Err(err) => return (sink, Err(err.into())),
+        };
         let mut done = from;
-        while let Some(piece) = self.relay.next_piece(&mut response).await? {
-            decryptor.push(&piece, out).map_err(|e| match e {
-                DecryptError::Attachment(a) => attachment_error(&a),
-                DecryptError::Write(e) => V2Error::File(format!("writing the attachment: {e}")),
-            })?;
-            done += piece.len() as u64;
-            progress.update(done, total);
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let piece = match self.relay.next_piece(&mut response).await {
+                Ok(piece) => piece,
+                Err(err) => {
+                    // What came before the break is still written.
+                    let (back, _) = sink.take(batch).await;
+                    return (back, Err(err.into()));
+                }
+            };
+            let end = piece.is_none();
+            if let Some(piece) = piece {
+                done += piece.len() as u64;
+                batch.extend_from_slice(&piece);
+            }
+            if batch.len() >= BATCH || (end && !batch.is_empty()) {
+                let written;
+                (sink, written) = sink.take(std::mem::take(&mut batch)).await;
+                if let Err(err) = written {
+                    return (sink, Err(err));
+                }
+                progress.update(done, total);
+            }
+            if end {
+                return (sink, Ok(()));
+            }
         }
-        Ok(())
+    }
+}
+
+/// Bytes of the blob opened and written at once, off the async runtime.
+const BATCH: usize = 1024 * 1024;
+
+/// Where a download goes: its decryptor and the part file.
+struct Sink {
+    decryptor: Decryptor,
+    out: std::fs::File,
+}
+
+impl Sink {
+    /// Opens `sealed` and writes its plaintext, on the blocking pool (file
+    /// writes and decryption are blocking work); gives itself back.
+    async fn take(mut self, sealed: Vec<u8>) -> (Self, Result<(), V2Error>) {
+        let joined = tokio::task::spawn_blocking(move || {
+            let written = self.decryptor.push(&sealed, &mut self.out);
+            (self, written)
+        })
+        .await;
+        match joined {
+            Ok((sink, written)) => (
+                sink,
+                written.map_err(|e| match e {
+                    DecryptError::Attachment(a) => attachment_error(&a),
+                    DecryptError::Write(e) => V2Error::File(format!("writing the attachment: {e}")),
+                }),
+            ),
+            // The blocking task panicked: the sink went with it.
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
     }
 }
 
