@@ -844,14 +844,18 @@ mod tests {
         let config = Config {
             jwt_secret: SecretString::from("topsecretjwt".to_owned()),
             database_url: "postgres://kavro:hunter2@db/kavro".to_owned(),
+            blob_s3_settings: vec![("AWS_SECRET_ACCESS_KEY".to_owned(), "s3secret".to_owned())],
             ..Config::default()
         };
         let text = format!("{config:?}");
         assert!(
-            !text.contains("topsecretjwt") && !text.contains("hunter2"),
+            !text.contains("topsecretjwt")
+                && !text.contains("hunter2")
+                && !text.contains("s3secret"),
             "{text}"
         );
         assert!(text.contains("kavro:***@db"));
+        assert!(text.contains("AWS_SECRET_ACCESS_KEY"), "{text}");
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub fn open(
         });
     }
     let (bucket, prefix) = parse_s3_url(blob_url)?;
+    // object_store's client is our reqwest without a built-in TLS provider:
+    // building it panics unless one is installed. The binary installs ring
+    // at start; a relay built as a library (tests, embedders) may not have.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = AmazonS3Builder::from_env();
     for (name, value) in s3_settings {
         let key: AmazonS3ConfigKey = name
