@@ -71,8 +71,9 @@ pub async fn build_with(
     .await
     .context("opening the database")?;
     let (store, v2_store, ops) = (stores.store, stores.v2, stores.ops);
-    let storage = crate::blobs::objects::open(&config.blob_url, &config.data_dir)
-        .context("opening the blob storage (blob_url)")?;
+    let storage =
+        crate::blobs::objects::open(&config.blob_url, &config.data_dir, &config.blob_s3_settings)
+            .context("opening the blob storage (blob_url)")?;
     tracing::info!(storage = %storage.description, "blob storage");
     let blobs = Arc::new(crate::blobs::Blobs::new(
         stores.blobs,

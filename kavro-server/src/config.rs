@@ -117,6 +117,11 @@ pub struct Config {
     /// Where attachment blobs live: empty for `<data_dir>/blobs`, or
     /// `s3://bucket/prefix` (with the usual AWS_* environment).
     pub blob_url: String,
+    /// `AWS_*` settings for an S3 `blob_url` that override the process
+    /// environment. Never read from a file or the environment (`serde`
+    /// skips it): it lets a test point one relay at a private S3 server.
+    #[serde(skip)]
+    pub blob_s3_settings: Vec<(String, String)>,
     /// Largest blob (attachment ciphertext), in bytes.
     pub blob_max_bytes: u64,
     /// Most bytes of live blobs (uploaded and reserved) per account.
@@ -314,6 +319,7 @@ impl Default for Config {
             lockout: Lockout::default(),
             max_pending_per_recipient: 10_000,
             blob_url: String::new(),
+            blob_s3_settings: Vec::new(),
             blob_max_bytes: kavro_proto::v2::limits::DEFAULT_BLOB_MAX_BYTES,
             blob_quota_bytes: 1024 * 1024 * 1024,
             max_pending_per_sender: 1_000,
@@ -576,6 +582,15 @@ impl fmt::Debug for Config {
             .field("token_ttl", &self.token_ttl)
             .field("message_ttl", &self.message_ttl)
             .field("blob_url", &redact_url(&self.blob_url))
+            .field(
+                "blob_s3_settings",
+                // Names only: the values include the secret key.
+                &self
+                    .blob_s3_settings
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
             .field("blob_max_bytes", &self.blob_max_bytes)
             .field("blob_quota_bytes", &self.blob_quota_bytes)
             .field("rate_limits", &self.rate_limits)
@@ -829,14 +844,18 @@ mod tests {
         let config = Config {
             jwt_secret: SecretString::from("topsecretjwt".to_owned()),
             database_url: "postgres://kavro:hunter2@db/kavro".to_owned(),
+            blob_s3_settings: vec![("AWS_SECRET_ACCESS_KEY".to_owned(), "s3secret".to_owned())],
             ..Config::default()
         };
         let text = format!("{config:?}");
         assert!(
-            !text.contains("topsecretjwt") && !text.contains("hunter2"),
+            !text.contains("topsecretjwt")
+                && !text.contains("hunter2")
+                && !text.contains("s3secret"),
             "{text}"
         );
         assert!(text.contains("kavro:***@db"));
+        assert!(text.contains("AWS_SECRET_ACCESS_KEY"), "{text}");
     }
 
     #[test]

@@ -18,7 +18,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 mod redis_cluster;
+mod s3;
 pub use redis_cluster::PrivateRedisCluster;
+pub use s3::PrivateS3;
 
 /// Prints why a test skips, or fails it when `KAVRO_REQUIRE_SERVICES=1`.
 pub(crate) fn skip(what: &str) {
@@ -194,7 +196,7 @@ impl Drop for PrivateRedis {
     }
 }
 
-fn free_port() -> Option<u16> {
+pub(crate) fn free_port() -> Option<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
     Some(listener.local_addr().ok()?.port())
 }

@@ -345,7 +345,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let mut storage = objects::open("", dir.path()).unwrap();
+        let mut storage = objects::open("", dir.path(), &[]).unwrap();
         storage.space = Arc::new(Fixed(9));
         let limits = BlobLimits {
             max_bytes: 100,

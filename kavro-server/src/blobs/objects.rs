@@ -6,7 +6,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 
@@ -15,6 +15,10 @@ use object_store::path::Path;
 pub enum OpenError {
     #[error("blob_url must be empty (the data directory) or s3://bucket[/prefix]")]
     Scheme,
+    /// An S3 setting the relay was given is not one `object_store` knows
+    /// (the name only: values may be secrets).
+    #[error("unknown S3 setting {0}")]
+    Setting(String),
     #[error("cannot create the blob directory {0}: {1}")]
     Directory(String, #[source] std::io::Error),
     #[error("cannot open the blob storage: {0}")]
@@ -59,8 +63,14 @@ pub struct Storage {
 /// `s3://bucket/prefix` for S3 with the usual AWS environment
 /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, and
 /// `AWS_ENDPOINT_URL` for an S3-compatible server; plain `http://`
-/// endpoints are allowed).
-pub fn open(blob_url: &str, data_dir: &FsPath) -> Result<Storage, OpenError> {
+/// endpoints are allowed). `s3_settings` (`AWS_*` names) override the
+/// process environment: they let one relay in a test process use a private
+/// S3 server without changing the environment every other test shares.
+pub fn open(
+    blob_url: &str,
+    data_dir: &FsPath,
+    s3_settings: &[(String, String)],
+) -> Result<Storage, OpenError> {
     let blob_url = blob_url.trim();
     if blob_url.is_empty() {
         let dir = data_dir.join("blobs");
@@ -75,13 +85,25 @@ pub fn open(blob_url: &str, data_dir: &FsPath) -> Result<Storage, OpenError> {
         });
     }
     let (bucket, prefix) = parse_s3_url(blob_url)?;
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
-    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
-        builder = builder
-            .with_allow_http(endpoint.starts_with("http://"))
-            .with_endpoint(endpoint);
+    // object_store's client is our reqwest without a built-in TLS provider:
+    // building it panics unless one is installed. The binary installs ring
+    // at start; a relay built as a library (tests, embedders) may not have.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = AmazonS3Builder::from_env();
+    for (name, value) in s3_settings {
+        let key: AmazonS3ConfigKey = name
+            .to_ascii_lowercase()
+            .parse()
+            .map_err(|_| OpenError::Setting(name.clone()))?;
+        builder = builder.with_config(key, value);
     }
-    let store = builder.build().map_err(OpenError::Store)?;
+    if let Some(endpoint) = builder.get_config_value(&AmazonS3ConfigKey::Endpoint) {
+        builder = builder.with_allow_http(endpoint.starts_with("http://"));
+    }
+    let store = builder
+        .with_bucket_name(&bucket)
+        .build()
+        .map_err(OpenError::Store)?;
     Ok(Storage {
         store: Arc::new(store),
         prefix: Path::from(prefix.as_str()),
@@ -161,7 +183,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(DiskSpace(dir.path().to_owned()).available().is_some());
         assert!(DiskSpace(dir.path().join("missing")).available().is_none());
-        assert!(open("ftp://x", dir.path()).is_err());
-        assert!(open("", dir.path()).is_ok());
+        assert!(open("ftp://x", dir.path(), &[]).is_err());
+        assert!(open("", dir.path(), &[]).is_ok());
+    }
+
+    #[test]
+    fn unknown_s3_settings_are_refused_by_name_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = [("AWS_NO_SUCH_THING".to_owned(), "hunter2".to_owned())];
+        let Err(err) = open("s3://b/p", dir.path(), &settings) else {
+            panic!("an unknown setting must be refused");
+        };
+        let shown = err.to_string();
+        assert!(shown.contains("AWS_NO_SUCH_THING"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn s3_settings_open_an_s3_store_under_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = [
+            (
+                "AWS_ENDPOINT_URL".to_owned(),
+                "http://127.0.0.1:9".to_owned(),
+            ),
+            ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
+            ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+        ];
+        let storage = open("s3://b/relay/one", dir.path(), &settings).unwrap();
+        assert_eq!(storage.prefix.as_ref(), "relay/one");
+        assert_eq!(storage.description, "s3://b/relay/one");
+        assert!(storage.space.available().is_none());
+        assert!(!dir.path().join("blobs").exists(), "no local directory");
     }
 }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::client::Client;
 use crate::common::{Counters, Db, TestServer, assert_error};
 use crate::on_both_databases;
+use kavro_server::testing::PrivateS3;
 
 on_both_databases!(blob_story, blob_story);
 
@@ -50,39 +51,78 @@ async fn download(s: &TestServer, token: &str, id: &str, range: Option<&str>) ->
     request.send().await.unwrap()
 }
 
-/// Files under the blob directory (the default storage).
-fn stored_objects(s: &TestServer) -> usize {
-    fn count(dir: &std::path::Path) -> usize {
-        std::fs::read_dir(dir).map_or(0, |entries| {
-            entries
-                .flatten()
-                .map(|e| {
-                    if e.path().is_dir() {
-                        count(&e.path())
-                    } else {
-                        1
-                    }
-                })
-                .sum()
-        })
+/// Where the relay under test keeps its blob objects.
+enum Objects<'a> {
+    /// The default storage, `DATA_DIR/blobs`.
+    Directory,
+    /// An S3 bucket, under a key prefix.
+    Bucket(&'a PrivateS3, &'a str),
+}
+
+impl Objects<'_> {
+    /// How many blob objects are stored, counted in the storage itself.
+    async fn count(&self, s: &TestServer) -> usize {
+        match self {
+            Self::Directory => files_under(&s.config.data_dir.join("blobs")),
+            Self::Bucket(s3, prefix) => s3.keys(prefix).await.len(),
+        }
     }
-    count(&s.config.data_dir.join("blobs"))
+}
+
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    files_under(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
 }
 
 async fn blob_story(s: TestServer) {
-    let mut alice = Client::root(&s, "alice").await;
-    let mut bob = Client::root(&s, "bob").await;
-    let carol = Client::root(&s, "carol").await;
-    bob.upload_key_packages(&s, 1).await;
-    let group = alice.create_group(&s).await;
-    let packages = alice.claim(&s, "bob").await;
-    assert_eq!(alice.add(&s, &group, &packages).await, StatusCode::CREATED);
-    bob.sync(&s).await;
+    blob_story_in(&s, &Objects::Directory).await;
+}
+
+/// The blob story with the relay's blobs in a moto S3 bucket (SQLite for
+/// the metadata: the storage is what differs). Every object is really in
+/// the bucket under the prefix, none in the data directory, and each goes
+/// with its blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_story_on_s3() {
+    let Some(s3) = PrivateS3::start().await else {
+        return;
+    };
+    let prefix = "relay/one";
+    let s = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
+        c.blob_url = s3.blob_url(prefix);
+        c.blob_s3_settings = s3.settings();
+    })
+    .await
+    .unwrap();
+    let objects = Objects::Bucket(&s3, prefix);
+    blob_story_in(&s, &objects).await;
+    assert_eq!(files_under(&s.config.data_dir.join("blobs")), 0);
+}
+
+async fn blob_story_in(s: &TestServer, objects: &Objects<'_>) {
+    let mut alice = Client::root(s, "alice").await;
+    let mut bob = Client::root(s, "bob").await;
+    let carol = Client::root(s, "carol").await;
+    bob.upload_key_packages(s, 1).await;
+    let group = alice.create_group(s).await;
+    let packages = alice.claim(s, "bob").await;
+    assert_eq!(alice.add(s, &group, &packages).await, StatusCode::CREATED);
+    bob.sync(s).await;
 
     // Refused sizes.
-    let (status, body) = create(&s, &alice.token, 0).await;
+    let (status, body) = create(s, &alice.token, 0).await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, body) = create(&s, &alice.token, 100 * 1024 * 1024 + 1).await;
+    let (status, body) = create(s, &alice.token, 100 * 1024 * 1024 + 1).await;
     assert!(assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE).contains("100 MiB"));
     let (status, _) = s
         .post("/v2/blobs", Some(&alice.account_token), json!({"size": 1}))
@@ -91,24 +131,24 @@ async fn blob_story(s: TestServer) {
 
     // Reserve 10 bytes, upload 4, "drop", read the status, continue.
     let data: Vec<u8> = (0u8..10).map(|i| i * 7 + 1).collect();
-    let (status, created) = create(&s, &alice.token, 10).await;
+    let (status, created) = create(s, &alice.token, 10).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["received"], 0);
     assert_eq!(created["complete"], false);
     assert_eq!(created["chunk_max"], 8 * 1024 * 1024);
     let id = created["blob_id"].as_str().unwrap().to_owned();
-    let (status, body) = put(&s, &alice.token, &id, 0, &data[..4]).await;
+    let (status, body) = put(s, &alice.token, &id, 0, &data[..4]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["received"], 4);
-    let (status, body) = put(&s, &alice.token, &id, 0, &data[..4]).await;
+    let (status, body) = put(s, &alice.token, &id, 0, &data[..4]).await;
     assert!(assert_error(status, &body, StatusCode::CONFLICT).contains("offset 4"));
-    let (status, body) = put(&s, &alice.token, &id, 4, &[0u8; 7]).await;
+    let (status, body) = put(s, &alice.token, &id, 4, &[0u8; 7]).await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, body) = put(&s, &alice.token, &id, 4, &[]).await;
+    let (status, body) = put(s, &alice.token, &id, 4, &[]).await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, body) = put(&s, &carol.token, &id, 4, &data[4..]).await;
+    let (status, body) = put(s, &carol.token, &id, 4, &data[4..]).await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
-    let response = download(&s, &alice.token, &id, None).await;
+    let response = download(s, &alice.token, &id, None).await;
     assert_eq!(response.status(), StatusCode::CONFLICT, "not complete yet");
     let (status, body) = s
         .get(&format!("/v2/blobs/{id}/status"), Some(&alice.token))
@@ -116,40 +156,40 @@ async fn blob_story(s: TestServer) {
     assert_eq!(status, StatusCode::OK);
     let resume = body["received"].as_u64().unwrap();
     assert_eq!(resume, 4);
-    let (status, body) = put(&s, &alice.token, &id, resume, &data[4..]).await;
+    let (status, body) = put(s, &alice.token, &id, resume, &data[4..]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["complete"], true);
 
     // Downloads: full, ranges, 416, and 404 for outsiders.
-    let response = download(&s, &alice.token, &id, None).await;
+    let response = download(s, &alice.token, &id, None).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.bytes().await.unwrap().as_ref(), &data[..]);
-    let response = download(&s, &alice.token, &id, Some("bytes=2-5")).await;
+    let response = download(s, &alice.token, &id, Some("bytes=2-5")).await;
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(response.headers()[CONTENT_RANGE], "bytes 2-5/10");
     assert_eq!(response.bytes().await.unwrap().as_ref(), &data[2..6]);
-    let response = download(&s, &alice.token, &id, Some("bytes=3-")).await;
+    let response = download(s, &alice.token, &id, Some("bytes=3-")).await;
     assert_eq!(response.bytes().await.unwrap().as_ref(), &data[3..]);
-    let response = download(&s, &alice.token, &id, Some("bytes=10-")).await;
+    let response = download(s, &alice.token, &id, Some("bytes=10-")).await;
     assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(response.headers()[CONTENT_RANGE], "bytes */10");
     for token in [&carol.token, &bob.token] {
         assert_eq!(
-            download(&s, token, &id, None).await.status(),
+            download(s, token, &id, None).await.status(),
             StatusCode::NOT_FOUND
         );
     }
     let unknown = "01234567-89ab-4cde-8f01-23456789abcd";
     assert_eq!(
-        download(&s, &alice.token, unknown, None).await.status(),
+        download(s, &alice.token, unknown, None).await.status(),
         StatusCode::NOT_FOUND
     );
 
     // blob_ids: unknown, incomplete, another account's: 422, nothing stored.
-    let (_, partial) = create(&s, &alice.token, 5).await;
-    let (_, carols) = create(&s, &carol.token, 1).await;
+    let (_, partial) = create(s, &alice.token, 5).await;
+    let (_, carols) = create(s, &carol.token, 1).await;
     put(
-        &s,
+        s,
         &carol.token,
         carols["blob_id"].as_str().unwrap(),
         0,
@@ -162,7 +202,7 @@ async fn blob_story(s: TestServer) {
         carols["blob_id"].clone(),
     ] {
         let (status, body) = alice
-            .send_with(&s, &group, "with a bad blob", json!([bad]))
+            .send_with(s, &group, "with a bad blob", json!([bad]))
             .await;
         let message = assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(
@@ -170,23 +210,23 @@ async fn blob_story(s: TestServer) {
             "{body}"
         );
     }
-    assert!(bob.sync(&s).await.is_empty(), "nothing was queued");
+    assert!(bob.sync(s).await.is_empty(), "nothing was queued");
 
     // A message referencing the blob lets bob read it until he is done with
     // the blob (`ack` on the blob: he downloads after acknowledging the message).
     let (status, body) = alice
-        .send_with(&s, &group, "see attached", json!([id]))
+        .send_with(s, &group, "see attached", json!([id]))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let before = stored_objects(&s);
+    let before = objects.count(s).await;
     assert!(before >= 2, "one object per chunk");
     let (status, _) = s
         .get(&format!("/v2/blobs/{id}/status"), Some(&bob.token))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(bob.sync(&s).await, vec!["application"]);
+    assert_eq!(bob.sync(s).await, vec!["application"]);
     kavro_server::retention::sweep_once(&s.state).await.unwrap();
-    let response = download(&s, &bob.token, &id, None).await;
+    let response = download(s, &bob.token, &id, None).await;
     assert_eq!(
         response.bytes().await.unwrap().as_ref(),
         &data[..],
@@ -211,7 +251,7 @@ async fn blob_story(s: TestServer) {
             .get(&format!("/v2/blobs/{id}/status"), Some(&alice.token))
             .await;
         // The rows go first, the objects right after (see Blobs::collect).
-        if status == StatusCode::NOT_FOUND && stored_objects(&s) == before - 2 {
+        if status == StatusCode::NOT_FOUND && objects.count(s).await == before - 2 {
             gone = true;
             break;
         }
@@ -221,7 +261,11 @@ async fn blob_story(s: TestServer) {
         gone,
         "the blob goes once every device it was sent to is done with it"
     );
-    assert_eq!(stored_objects(&s), before - 2, "its objects went with it");
+    assert_eq!(
+        objects.count(s).await,
+        before - 2,
+        "its objects went with it"
+    );
 
     // Unreferenced blobs expire with the message TTL (the retention sweep).
     let partial_id = partial["blob_id"].as_str().unwrap();
@@ -229,7 +273,7 @@ async fn blob_story(s: TestServer) {
         .advance(s.config.message_ttl + Duration::from_secs(1));
     kavro_server::retention::sweep_once(&s.state).await.unwrap();
     alice.account_token = s.login("alice").await;
-    alice.open_session(&s).await;
+    alice.open_session(s).await;
     let (status, _) = s
         .get(
             &format!("/v2/blobs/{partial_id}/status"),
@@ -237,7 +281,7 @@ async fn blob_story(s: TestServer) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(stored_objects(&s), 0, "carol's expired blob went too");
+    assert_eq!(objects.count(s).await, 0, "carol's expired blob went too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
