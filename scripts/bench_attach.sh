@@ -19,18 +19,8 @@ relay=
 trap 'if [ -n "$relay" ]; then kill "$relay" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
 cap=$(( (size_mib + 64) * 1024 * 1024 ))
-KAVRO_DATA_DIR="$work/relay" KAVRO_RATE_LIMITS=off KAVRO_LOG_LEVEL=warn \
-  KAVRO_BLOB_MAX_BYTES=$cap KAVRO_BLOB_QUOTA_BYTES=$cap \
-  "$bin/kavro-server" --bind 127.0.0.1:0 >"$work/relay.out" 2>"$work/relay.log" &
-relay=$!
-url=
-for _ in $(seq 300); do
-  url=$(sed -n 's/^kavro-server listening on //p' "$work/relay.out" | head -n 1)
-  [ -n "$url" ] && break
-  kill -0 "$relay" 2>/dev/null || { cat "$work/relay.log"; exit 1; }
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "the relay did not start" >&2; exit 1; }
+. scripts/relay_lib.sh
+start_relay KAVRO_BLOB_MAX_BYTES=$cap KAVRO_BLOB_QUOTA_BYTES=$cap
 
 client() { # client USER ARGS...
   local user=$1; shift

@@ -18,17 +18,8 @@ work=$(mktemp -d)
 relay=
 trap 'if [ -n "$relay" ]; then kill "$relay" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
-KAVRO_DATA_DIR="$work/relay" KAVRO_RATE_LIMITS=off KAVRO_LOG_LEVEL=warn \
-  "$bin/kavro-server" --bind 127.0.0.1:0 >"$work/relay.out" 2>"$work/relay.log" &
-relay=$!
-url=
-for _ in $(seq 300); do
-  url=$(sed -n 's/^kavro-server listening on //p' "$work/relay.out" | head -n 1)
-  [ -n "$url" ] && break
-  kill -0 "$relay" 2>/dev/null || { cat "$work/relay.log"; exit 1; }
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "the relay did not start" >&2; exit 1; }
+. scripts/relay_lib.sh
+start_relay
 
 client() { # client USER ARGS...: the release client in USER's own profile
   local user=$1; shift

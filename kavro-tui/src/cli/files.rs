@@ -29,8 +29,10 @@ pub async fn send_file(
         return Err(UsageError("--file PATH is required".to_owned()).into());
     };
     // A missing or unreadable file is the user's to fix: said before anything else.
-    std::fs::File::open(path)
-        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    let size = std::fs::File::open(path)
+        .and_then(|file| file.metadata())
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?
+        .len();
     if !super::v2::has_device(session)? {
         return Err(UsageError(
             "files go over Kavro v2 only: this installation is not a Kavro v2 device (`kavro device link`)"
@@ -39,7 +41,7 @@ pub async fn send_file(
         .into());
     }
     let mut v2 = open(session).await?;
-    let result = send_inner(&mut v2, printer, args, path).await;
+    let result = send_inner(&mut v2, printer, args, path, size).await;
     v2.close().await;
     result
 }
@@ -49,6 +51,7 @@ async fn send_inner(
     printer: &Printer,
     args: &SendArgs,
     path: &Path,
+    size: u64,
 ) -> anyhow::Result<u8> {
     v2.sync().await?;
     let target = args.username.as_str();
@@ -74,7 +77,6 @@ async fn send_inner(
         .await;
     bar.finish();
     let id = sent?;
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or_default();
     printer.emit(
         &format!(
             "Sent {} ({}) to {} (MLS).",

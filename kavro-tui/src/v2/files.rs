@@ -78,19 +78,20 @@ impl V2Session {
         caption: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<Uuid, V2Error> {
-        let size = std::fs::metadata(path)
-            .map_err(|e| file_error(path, &e))?
-            .len();
-        if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        // Readable, and a regular file, before anything goes to the relay.
+        let opened = std::fs::File::open(path).map_err(|e| file_error(path, &e))?;
+        let metadata = opened.metadata().map_err(|e| file_error(path, &e))?;
+        if !metadata.is_file() {
             return Err(file_error(path, &"not a regular file"));
         }
-        // Readable before anything goes to the relay.
-        std::fs::File::open(path).map_err(|e| file_error(path, &e))?;
+        let size = metadata.len();
         let sealed = attachment::sealed_len(size);
         let created = self.relay.create_blob(&self.token, sealed).await?;
         let key = FileKey::generate();
         let (key_b64, nonce_b64) = key.encoded();
-        let sha256 = self.upload(path, size, key, &created, progress).await?;
+        let sha256 = self
+            .upload(path, opened, size, key, &created, progress)
+            .await?;
         let name = path.file_name().map_or_else(
             || "attachment".to_owned(),
             |n| n.to_string_lossy().into_owned(),
@@ -118,18 +119,14 @@ impl V2Session {
     async fn upload(
         &mut self,
         path: &Path,
+        opened: std::fs::File,
         size: u64,
         key: FileKey,
         blob: &BlobStatus,
         progress: &dyn Progress,
     ) -> Result<String, V2Error> {
         let chunk_max = usize::try_from(blob.chunk_max.clamp(1, 64 << 20)).unwrap_or(8 << 20);
-        let mut encryptor = Encryptor::new(
-            key,
-            std::fs::File::open(path).map_err(|e| file_error(path, &e))?,
-            size,
-        )
-        .map_err(|e| attachment_error(&e))?;
+        let mut encryptor = Encryptor::new(key, opened, size).map_err(|e| attachment_error(&e))?;
         let mut offset = 0u64;
         let mut attempts = 0;
         let mut pending: Option<Vec<u8>> = None;
