@@ -72,6 +72,16 @@ pub enum NetEvent {
     LoginFailed(String),
     /// From the worker's Kavro v2 side.
     V2(V2Event),
+    /// What Tab found for `typed` in the attach prompt.
+    Completed {
+        typed: String,
+        completion: super::complete::Completion,
+    },
+    /// The thumbnail of picture attachment `id`, or why it did not decode.
+    Picture {
+        id: i64,
+        image: Result<image::DynamicImage, String>,
+    },
 }
 
 /// What the worker's Kavro v2 side reports.
@@ -105,6 +115,16 @@ pub enum V2Event {
         group: kavro_proto::v2::GroupId,
         members: Vec<MemberView>,
     },
+    /// How far the upload of file send `pending` has got.
+    Upload {
+        pending: u64,
+        label: String,
+        percent: u8,
+        /// The file's size.
+        size: u64,
+    },
+    /// Received files were saved (or refused): the notice to show.
+    Saved(String),
     /// An operation from a dialog worked; what to say.
     Done(String),
     /// An operation from a dialog failed; why.

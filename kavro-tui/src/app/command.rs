@@ -51,6 +51,15 @@ pub enum Command {
     Notify { title: String, body: String },
     /// Keep the settings (in `app.toml`).
     SaveSettings(super::state::AppSettings),
+    /// Complete the path typed in the attach prompt (answered with
+    /// `NetEvent::Completed`).
+    Complete { typed: String },
+    /// Open a saved file with the desktop's program for it (`xdg-open`,
+    /// `open` on macOS); a failure comes back as `NetEvent::Failed`.
+    OpenFile { path: String },
+    /// Decode a saved picture into a thumbnail (answered with
+    /// `NetEvent::Picture`).
+    LoadPicture { id: i64, path: String },
 }
 
 /// What the worker's v2 side does; each answers with a `NetEvent::V2`.
@@ -63,6 +72,18 @@ pub enum V2Command {
         label: String,
         text: String,
     },
+    /// Seal, upload and send a file to the conversation shown as `label`
+    /// (`group` `None`: the person's 1:1, found or made as `kavro send
+    /// --file` does); answered with `V2Event::Upload` while it moves, then
+    /// `V2Event::Sent { pending, .. }`.
+    SendFile {
+        pending: u64,
+        group: Option<GroupId>,
+        label: String,
+        file: super::attachments::FileToSend,
+    },
+    /// Download the received files not saved yet, now.
+    SaveAttachments,
     LoadHistory {
         group: GroupId,
         label: String,

@@ -31,6 +31,7 @@ pub fn received(id: i64, author: &str, text: &str, mark: Mark) -> MessageView {
         mark,
         status: None,
         relay_id: Some(MessageId(id)),
+        attachment: None,
     }
 }
 
@@ -118,6 +119,7 @@ pub fn line(index: usize, author: &str, text: &str, mark: Mark) -> MessageView {
         mark,
         status: None,
         relay_id: None,
+        attachment: None,
     }
 }
 
@@ -224,4 +226,29 @@ pub fn with_bob_direct() -> State {
         })),
     );
     state
+}
+
+/// An attachment line of a v2 conversation (sent when `author` is alice).
+pub fn file_line(
+    index: usize,
+    author: &str,
+    name: &str,
+    status: super::state::AttachmentStatus,
+) -> MessageView {
+    let mut message = line(
+        index,
+        author,
+        &format!("[file] {name} (2.0 KiB)"),
+        Mark::Member,
+    );
+    message.attachment = Some(Box::new(super::state::AttachmentView {
+        id: Some(i64::try_from(index).unwrap()),
+        name: name.into(),
+        size: 2048,
+        media_type: "application/pdf".into(),
+        outgoing: author == "alice",
+        status,
+        caption: None,
+    }));
+    message
 }

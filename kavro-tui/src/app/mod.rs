@@ -7,11 +7,15 @@
 //! [`crate::ui::render`] only reads the state. The UI never awaits the network.
 
 pub mod action;
+pub mod attachments;
 pub mod command;
+pub mod complete;
 #[cfg(test)]
 pub mod fixtures;
 pub mod groups;
 pub mod notify;
+pub mod opener;
+pub mod pictures;
 pub mod settings;
 pub mod state;
 pub mod sync;
@@ -86,6 +90,8 @@ pub async fn run(session: Session, options: AppOptions) -> anyhow::Result<()> {
 
     let desktop = notify::desktop_session();
     let mut guard = terminal::init()?;
+    // Asked once, before events are read (the answer comes on stdin).
+    state.pictures = pictures::Pictures::new(Some(pictures::detect()));
     let size = guard.terminal.size()?;
     state.size = (size.width, size.height);
     let mut events = EventStream::new();

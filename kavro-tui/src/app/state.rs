@@ -9,6 +9,7 @@ use kavro_proto::crypto::IdentityPublic;
 use kavro_proto::v2::GroupId;
 use ratatui_textarea::TextArea;
 
+pub use super::attachments::{AttachPrompt, AttachmentStatus, AttachmentView};
 pub use super::groups::{AppSettings, DeviceView, Form, FormKind, GroupInfo, MemberView, Search};
 use crate::history::{LocalId, MessageState, OutgoingState, SenderMark, StoredMessage};
 use crate::pinning::KeyState;
@@ -139,6 +140,9 @@ pub struct MessageView {
     /// For our own messages.
     pub status: Option<SendStatus>,
     pub relay_id: Option<MessageId>,
+    /// Set for a file sent or received over Kavro v2 (`text` then holds
+    /// its history line, which search finds).
+    pub attachment: Option<Box<AttachmentView>>,
 }
 
 impl MessageView {
@@ -190,6 +194,7 @@ impl MessageView {
             mark,
             status,
             relay_id: message.relay_id,
+            attachment: None,
         }
     }
 
@@ -212,6 +217,8 @@ pub struct Conversation {
     pub scroll: usize,
     /// Whether the local history has been read in.
     pub loaded: bool,
+    /// The attachment the save/open key acts on (`None`: the newest).
+    pub selected_attachment: Option<ViewId>,
 }
 
 /// The safety-number view of one contact.
@@ -265,6 +272,8 @@ pub enum Overlay {
         group: GroupId,
         view: Option<Vec<MemberView>>,
     },
+    /// The path of a file to attach (Tab completes, Enter sends).
+    Attach(Box<AttachPrompt>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,6 +365,8 @@ pub struct State {
     /// `/` in the open conversation.
     pub search: Option<Search>,
     pub settings: AppSettings,
+    /// Thumbnails of pictures shown inline, and the terminal's protocol.
+    pub pictures: super::pictures::Pictures,
     next_pending: u64,
 }
 
@@ -382,6 +393,7 @@ impl State {
             v2: false,
             search: None,
             settings: AppSettings::default(),
+            pictures: super::pictures::Pictures::default(),
             next_pending: 1,
         }
     }

@@ -136,6 +136,32 @@ impl Worker {
             }
             // The app's own loop rings the bell (it owns the terminal).
             Command::Notify { .. } => {}
+            Command::Complete { typed } => {
+                let asked = typed.clone();
+                let completion = tokio::task::spawn_blocking(move || {
+                    super::complete::complete(&asked, super::complete::home().as_deref())
+                })
+                .await
+                .unwrap_or_default();
+                self.emit(NetEvent::Completed { typed, completion });
+            }
+            Command::LoadPicture { id, path } => {
+                let actions = self.actions.clone();
+                // Decoding is blocking work, and off the command queue.
+                tokio::task::spawn_blocking(move || {
+                    let image = super::pictures::thumbnail(std::path::Path::new(&path));
+                    emit(&actions, NetEvent::Picture { id, image });
+                });
+            }
+            Command::OpenFile { path } => {
+                let actions = self.actions.clone();
+                // Off the command queue: a viewer may take a moment to start.
+                tokio::task::spawn_blocking(move || {
+                    if let Err(reason) = super::opener::open(std::path::Path::new(&path)) {
+                        emit(&actions, NetEvent::Failed(reason));
+                    }
+                });
+            }
             Command::Trust { peer, key } => {
                 let session = self.session.read().await;
                 match session.trust(&peer, &Compared::Key(key)).await {

@@ -8,7 +8,7 @@ pub mod args;
 mod commands;
 mod direct;
 pub mod exit;
-mod files;
+pub mod files;
 pub mod input;
 mod manage;
 pub mod output;

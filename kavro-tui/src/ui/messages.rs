@@ -19,7 +19,22 @@ pub fn message_lines(
     state: &State,
     theme: &Theme,
 ) -> Vec<Line<'static>> {
+    lines_and_pictures(messages, width, state, theme).0
+}
+
+/// A picture drawn over the blank lines kept for it: the first line's
+/// index and the attachment's id.
+type Placement = (usize, i64);
+
+/// [`message_lines`], and where pictures go.
+fn lines_and_pictures(
+    messages: &[MessageView],
+    width: u16,
+    state: &State,
+    theme: &Theme,
+) -> (Vec<Line<'static>>, Vec<Placement>) {
     let width = usize::from(width.max(4));
+    let mut pictures = Vec::new();
     let mut lines = Vec::new();
     let mut previous_day = None;
     let shown = state
@@ -61,6 +76,26 @@ pub fn message_lines(
         } else {
             ("  ", theme.plain())
         };
+        if let Some(attachment) = &message.attachment {
+            let chosen = conversation_choice(state) == Some(message.id);
+            let lead = if chosen || shown == Some(index) {
+                "» "
+            } else {
+                lead
+            };
+            lines.extend(super::attachment::lines(
+                attachment, lead, style, width, theme,
+            ));
+            // A thumbnail that fits gets blank lines to be drawn over.
+            if let Some(id) = attachment.id
+                && let Some(picture) = state.pictures.get(id)
+                && usize::from(picture.size().width) + 2 <= width
+            {
+                pictures.push((lines.len(), id));
+                lines.extend((0..picture.size().height).map(|_| Line::raw("")));
+            }
+            continue;
+        }
         match &message.text {
             Some(text) => {
                 let body = wrap(text, width.saturating_sub(2));
@@ -72,11 +107,19 @@ pub fn message_lines(
             None => lines.push(Line::styled("  (no readable text)", theme.dim())),
         }
     }
-    lines
+    (lines, pictures)
+}
+
+/// The attachment the open/save key acts on, when one was chosen.
+fn conversation_choice(state: &State) -> Option<crate::app::state::ViewId> {
+    state
+        .current()
+        .and_then(|c| state.conversation(&c.name))
+        .and_then(|c| c.selected_attachment)
 }
 
 /// Wraps each line of `text` to `width` display columns, breaking long words.
-fn wrap(text: &str, width: usize) -> Vec<String> {
+pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
     let width = width.max(1);
     let options = textwrap::Options::new(width).break_words(true);
     text.split('\n')
@@ -135,6 +178,10 @@ fn header(
 fn header_parts(message: &MessageView, theme: &Theme) -> (Span<'static>, Span<'static>) {
     if message.is_own() {
         let mark = match &message.status {
+            // An attachment's own line says how far it got.
+            Some(SendStatus::Sending | SendStatus::Stored) if message.attachment.is_some() => {
+                Span::raw("")
+            }
             Some(SendStatus::Sending) => Span::styled("… sending", theme.dim()),
             Some(SendStatus::Queued(reason)) => {
                 Span::styled(format!("⧗ queued ({reason}), will retry"), theme.warn())
@@ -219,7 +266,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, theme: &Theme) {
     let Some(conversation) = state.conversation(&contact.name) else {
         return;
     };
-    let lines = message_lines(&conversation.messages, inner.width, state, theme);
+    let (lines, pictures) = lines_and_pictures(&conversation.messages, inner.width, state, theme);
     let height = usize::from(inner.height);
     let max_scroll = lines.len().saturating_sub(height);
     let scroll = conversation.scroll.min(max_scroll);
@@ -239,6 +286,19 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, theme: &Theme) {
         return;
     }
     frame.render_widget(Paragraph::new(visible), inner);
+    // Pictures wholly on screen (a graphics protocol cannot draw half of one).
+    for (first, id) in pictures {
+        let Some(picture) = state.pictures.get(id) else {
+            continue;
+        };
+        let size = picture.size();
+        if first < start || first + usize::from(size.height) > end {
+            continue;
+        }
+        let y = inner.y + u16::try_from(first - start).unwrap_or(0);
+        let rect = Rect::new(inner.x + 2, y, size.width, size.height);
+        frame.render_widget(ratatui_image::Image::new(picture), rect);
+    }
     if scroll > 0 {
         let more = format!(" ↓ {scroll} more ");
         let width = u16::try_from(more.chars().count()).unwrap_or(0);

@@ -2,6 +2,7 @@
 //! the terminal: a contacts pane beside the conversation on wide terminals,
 //! one pane at a time on narrow ones (under 60 columns).
 
+mod attachment;
 mod dialogs;
 mod login;
 mod messages;
@@ -143,5 +144,7 @@ pub fn render(frame: &mut Frame<'_>, state: &State) {
 
 #[cfg(test)]
 mod snapshots;
+#[cfg(test)]
+mod snapshots_attach;
 #[cfg(test)]
 mod snapshots_v2;

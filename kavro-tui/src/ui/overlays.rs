@@ -27,6 +27,8 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("/ then n N", "search the conversation"),
     ("Ctrl-O", "notifications on / off"),
     ("Ctrl-R", "retry queued or failed messages"),
+    ("Ctrl-T", "attach a file (Tab completes the path)"),
+    ("a / o (messages)", "choose an attachment / open or save it"),
     ("Esc", "close a dialog / back to contacts"),
     ("F1 or ?", "this help"),
     ("Ctrl-C / Ctrl-Q", "quit"),
@@ -64,6 +66,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, overlay: &Overla
         Overlay::Members { label, view, .. } => {
             super::dialogs::members(frame, area, state, label, view.as_deref(), theme);
         }
+        Overlay::Attach(prompt) => super::attachment::prompt(frame, area, state, prompt, theme),
     }
 }
 

@@ -26,6 +26,8 @@ pub mod relay;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_app_files;
+#[cfg(test)]
 mod tests_files;
 #[cfg(test)]
 mod tests_outbox;

@@ -96,6 +96,7 @@ pub(super) fn on_overlay_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
         },
         Overlay::Form(_) => groups::on_form_key(state, key),
         Overlay::Members { .. } => groups::on_members_key(state, key),
+        Overlay::Attach(_) => super::attach::on_prompt_key(state, key),
     }
 }
 

@@ -23,7 +23,7 @@ pub(super) fn on_v2(state: &mut State, event: V2Event) -> Vec<Command> {
         }
         V2Event::History { label, messages } => {
             history_in(state, &label, messages, Source::Mls);
-            Vec::new()
+            super::attach::want_pictures(state, &label)
         }
         V2Event::Received(texts) => received(state, texts),
         V2Event::Sent {
@@ -38,15 +38,21 @@ pub(super) fn on_v2(state: &mut State, event: V2Event) -> Vec<Command> {
                         .messages
                         .retain(|m| m.id != ViewId::Pending(pending));
                     history_in(state, &label, messages, Source::Mls);
+                    return super::attach::want_pictures(state, &label);
                 }
                 Err(reason) => {
-                    if let Some(message) = state
-                        .conversation_mut(&label)
-                        .messages
-                        .iter_mut()
-                        .find(|m| m.id == ViewId::Pending(pending))
+                    let messages = &mut state.conversation_mut(&label).messages;
+                    if let Some(at) = messages
+                        .iter()
+                        .position(|m| m.id == ViewId::Pending(pending))
                     {
-                        message.status = Some(SendStatus::Failed(reason.clone()));
+                        // A file that was not sent leaves no line (nothing
+                        // to retry: the notice says why); a text stays, failed.
+                        if messages[at].attachment.is_some() {
+                            messages.remove(at);
+                        } else {
+                            messages[at].status = Some(SendStatus::Failed(reason.clone()));
+                        }
                     }
                     notice(state, NoticeKind::Error, format!("Not sent: {reason}"));
                 }
@@ -83,7 +89,16 @@ pub(super) fn on_v2(state: &mut State, event: V2Event) -> Vec<Command> {
             }
             Vec::new()
         }
-        V2Event::Done(text) => {
+        V2Event::Upload {
+            pending,
+            label,
+            percent,
+            size,
+        } => {
+            super::attach::on_upload(state, pending, &label, percent, size);
+            Vec::new()
+        }
+        V2Event::Saved(text) | V2Event::Done(text) => {
             notice(state, NoticeKind::Info, text);
             Vec::new()
         }

@@ -4,7 +4,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 
 use super::dialogs::{on_login_key, on_overlay_key};
-use super::{groups, open_keys, retry, search, select, select_relative, send};
+use super::{attach, groups, open_keys, retry, search, select, select_relative, send};
 use crate::app::command::Command;
 use crate::app::state::{Focus, FormKind, LoginField, Overlay, Screen, State};
 
@@ -74,6 +74,9 @@ pub(super) fn on_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
     if is_ctrl(&key, 'o') {
         return groups::toggle_notifications(state);
     }
+    if is_ctrl(&key, 't') {
+        return attach::open_prompt(state);
+    }
     match state.focus {
         Focus::Contacts => on_contacts_key(state, key),
         Focus::Messages => on_messages_key(state, key),
@@ -142,6 +145,8 @@ fn on_messages_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
         KeyCode::Char('f') => return open_keys(state),
         KeyCode::Char('r') => return retry(state),
         KeyCode::Char('/') => return search::start(state),
+        KeyCode::Char('a') => attach::select_previous(state),
+        KeyCode::Char('o') => return attach::open_selected(state),
         KeyCode::Char('n') => {
             state.overlay = Some(Overlay::NewConversation(Box::default()));
         }
@@ -208,6 +213,10 @@ pub(super) fn on_paste(state: &mut State, text: &str) {
         },
         (Screen::Chat, Some(Overlay::NewConversation(field))) => {
             field.insert_str(text.replace(['\r', '\n'], ""));
+        }
+        (Screen::Chat, Some(Overlay::Attach(prompt))) => {
+            prompt.path.insert_str(text.replace(['\r', '\n'], ""));
+            prompt.candidates.clear();
         }
         (Screen::Chat, Some(Overlay::Form(form))) => {
             if let Some(input) = form.inputs.get_mut(form.field) {

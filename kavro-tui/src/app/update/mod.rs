@@ -4,6 +4,7 @@
 //! [`dialogs`] (overlays and the login form), [`net`] (worker results and the
 //! clock); what they share is here.
 
+mod attach;
 mod dialogs;
 mod groups;
 mod keys;
@@ -121,6 +122,7 @@ fn queue_send(state: &mut State, peer: &str, text: String) -> Command {
         mark: Mark::Own,
         status: Some(SendStatus::Sending),
         relay_id: None,
+        attachment: None,
     });
     conversation.scroll = 0;
     touch(state, peer, now);
@@ -291,16 +293,16 @@ fn retry(state: &mut State) -> Vec<Command> {
             .map(|c| {
                 c.messages
                     .iter()
+                    .filter(|m| m.attachment.is_none())
                     .filter(|m| matches!(m.status, Some(SendStatus::Failed(_))))
                     .filter_map(|m| m.text.clone())
                     .collect()
             })
             .unwrap_or_default();
         if !failed.is_empty() && !state.current_key_changed() {
-            state
-                .conversation_mut(&peer)
-                .messages
-                .retain(|m| !matches!(m.status, Some(SendStatus::Failed(_))));
+            state.conversation_mut(&peer).messages.retain(|m| {
+                m.attachment.is_some() || !matches!(m.status, Some(SendStatus::Failed(_)))
+            });
             for text in failed {
                 commands.push(queue_send(state, &peer, text));
             }
@@ -352,6 +354,8 @@ fn ensure_contact(state: &mut State, peer: &str, key_state: Option<KeyState>) ->
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_attach;
 #[cfg(test)]
 mod tests_direct;
 #[cfg(test)]

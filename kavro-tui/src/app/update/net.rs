@@ -129,6 +129,14 @@ pub(super) fn on_net(state: &mut State, event: NetEvent) -> Vec<Command> {
         }
         NetEvent::LoggedIn => Vec::new(),
         NetEvent::V2(event) => groups::on_v2(state, event),
+        NetEvent::Picture { id, image } => {
+            state.pictures.put(id, image);
+            Vec::new()
+        }
+        NetEvent::Completed { typed, completion } => {
+            super::attach::on_completed(state, &typed, completion);
+            Vec::new()
+        }
         NetEvent::LoginFailed(reason) => {
             if let Screen::Login(form) = &mut state.screen {
                 form.busy = false;

@@ -5,7 +5,7 @@
 
 use kavro_proto::crypto::SafetyNumber;
 
-use super::{HISTORY_LIMIT, V2Side, text, views};
+use super::{V2Side, text};
 use crate::app::action::V2Event;
 use crate::app::state::{MessageView, MlsKeysView};
 use crate::v2::{V2Error, V2Session};
@@ -120,8 +120,7 @@ impl V2Side {
             // a failure here must not mark it failed (a retry would repeat it).
             let _ = self.publish(v2, &[]).await;
         }
-        let rows = v2.history(&group, HISTORY_LIMIT).await?;
-        Ok(views(&rows, &self.me))
+        self.history_views(v2, &group).await
     }
 }
 

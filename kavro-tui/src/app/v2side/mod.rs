@@ -17,13 +17,14 @@ use tokio::sync::{Mutex, RwLock, mpsc};
 use super::action::{Action, NetEvent, V2Event};
 use super::command::V2Command;
 mod direct;
+mod files;
 
 use chrono::{DateTime, Utc};
 
 use super::state::{
     ContactEntry, DeviceView, GroupInfo, Mark, MemberView, MessageView, SendStatus, ViewId,
 };
-use super::sync::{HISTORY_LIMIT, SyncSettings, emit};
+use super::sync::{SyncSettings, emit};
 use crate::mls::rows::{LineKind, MessageRow};
 use crate::relay::{LongPoll, RelayError};
 use crate::session::Session;
@@ -39,6 +40,8 @@ pub struct V2Side {
     v2: Mutex<V2Session>,
     actions: mpsc::UnboundedSender<Action>,
     me: String,
+    /// Where received files go when not the user's choice (tests).
+    downloads: Option<std::path::PathBuf>,
 }
 
 /// The conversations the list shows: a 1:1 this device was removed from is
@@ -99,6 +102,7 @@ pub fn views(rows: &[MessageRow], me: &str) -> Vec<MessageView> {
                 },
                 status: own.then_some(SendStatus::Stored),
                 relay_id: None,
+                attachment: None,
             }
         })
         .collect()
@@ -127,6 +131,7 @@ impl V2Side {
                     v2: Mutex::new(v2),
                     actions,
                     me,
+                    downloads: None,
                 }))
             }
             Ok(None) => None,
@@ -153,7 +158,34 @@ impl V2Side {
             v2: Mutex::new(v2),
             actions,
             me,
+            downloads: None,
         })
+    }
+
+    /// [`Self::for_tests`], saving received files into `downloads`.
+    #[cfg(test)]
+    pub(crate) fn for_tests_saving_to(
+        session: Session,
+        v2: V2Session,
+        actions: mpsc::UnboundedSender<Action>,
+        downloads: std::path::PathBuf,
+    ) -> Arc<Self> {
+        let me = v2.username().to_owned();
+        Arc::new(Self {
+            session: Arc::new(RwLock::new(session)),
+            v2: Mutex::new(v2),
+            actions,
+            me,
+            downloads: Some(downloads),
+        })
+    }
+
+    /// Every attachment of the device, for tests.
+    #[cfg(test)]
+    pub(crate) async fn attachments_for_tests(
+        &self,
+    ) -> Vec<crate::mls::attachments::AttachmentRow> {
+        self.v2.lock().await.attachments().await.unwrap_or_default()
     }
 
     fn emit(&self, event: V2Event) {
@@ -170,10 +202,10 @@ impl V2Side {
         }
         self.emit(V2Event::Conversations(entries));
         for summary in summaries.iter().filter(|s| changed.contains(&s.group_id)) {
-            let rows = v2.history(&summary.group_id, HISTORY_LIMIT).await?;
+            let messages = self.history_views(v2, &summary.group_id).await?;
             self.emit(V2Event::History {
                 label: summary.label.clone(),
-                messages: views(&rows, &self.me),
+                messages,
             });
         }
         Ok(())
@@ -185,6 +217,21 @@ impl V2Side {
             V2Command::ApproveLink { code } => {
                 // Waits for the new device; on its own task so other commands go on.
                 tokio::spawn(self.clone().approve(code));
+                return;
+            }
+            V2Command::SendFile {
+                pending,
+                group,
+                label,
+                file,
+            } => {
+                tokio::spawn(self.clone().send_file(pending, group, label, file));
+                return;
+            }
+            V2Command::SaveAttachments => {
+                if let Err(err) = self.save_received().await {
+                    self.emit(V2Event::Failed(format!("Not saved: {}", text(&err))));
+                }
                 return;
             }
             other => other,
@@ -205,11 +252,7 @@ impl V2Side {
                 text: body,
             } => {
                 let outcome = match v2.send(&group, &body).await {
-                    Ok(_) => v2
-                        .history(&group, HISTORY_LIMIT)
-                        .await
-                        .map(|rows| views(&rows, &self.me))
-                        .map_err(|e| text(&e)),
+                    Ok(_) => self.history_views(v2, &group).await.map_err(|e| text(&e)),
                     Err(V2Error::Queued(cause)) => {
                         self.emit(V2Event::Queued {
                             pending,
@@ -227,11 +270,8 @@ impl V2Side {
                 });
             }
             V2Command::LoadHistory { group, label } => {
-                let rows = v2.history(&group, HISTORY_LIMIT).await?;
-                self.emit(V2Event::History {
-                    label,
-                    messages: views(&rows, &self.me),
-                });
+                let messages = self.history_views(v2, &group).await?;
+                self.emit(V2Event::History { label, messages });
             }
             V2Command::Members { group, members } => {
                 let own = v2.device_id();
@@ -301,6 +341,8 @@ impl V2Side {
             | V2Command::LoadHistory { .. }
             | V2Command::Members { .. }
             | V2Command::TrustRoot { .. }
+            | V2Command::SendFile { .. }
+            | V2Command::SaveAttachments
             | V2Command::ApproveLink { .. } => return Ok(()),
         };
         self.publish(v2, &[group]).await?;
@@ -398,6 +440,16 @@ impl V2Side {
                 Ok(watch) => {
                     first = false;
                     backoff = Duration::from_secs(1);
+                    // Received files go to the downloads directory; one that
+                    // cannot be fetched now waits for the next sync.
+                    match self.save_received().await {
+                        Err(V2Error::Relay(e)) if e.is_transient() => {}
+                        Err(err) => self.emit(V2Event::Failed(format!(
+                            "Received files not saved: {}",
+                            text(&err)
+                        ))),
+                        Ok(()) => {}
+                    }
                     let wait = long_poll.map_or(0, |l| l.wait(settings.long_poll_wait));
                     if wait == 0 || long_poll == Some(LongPoll::Off) {
                         tokio::time::sleep(settings.poll_interval).await;
