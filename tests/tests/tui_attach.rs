@@ -26,12 +26,12 @@ fn alice_attaches_a_file_in_the_app_and_bobs_app_saves_it() {
     let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
     std::fs::write(files.path().join("report-2026.bin"), &bytes).expect("write");
     let downloads = tempfile::tempdir().expect("tempdir");
-    let opened = files.path().join("opened.txt");
+    let record = files.path().join("record.txt");
     // bob's opener records what it was asked to open.
     let opener = files.path().join("opener.sh");
     std::fs::write(
         &opener,
-        format!("#!/bin/sh\necho \"$1\" > '{}'\n", opened.display()),
+        format!("#!/bin/sh\necho \"$1\" > '{}'\n", record.display()),
     )
     .expect("write");
     let mut permissions = std::fs::metadata(&opener).expect("stat").permissions();
@@ -71,12 +71,13 @@ fn alice_attaches_a_file_in_the_app_and_bobs_app_saves_it() {
     assert!(shown.contains("the yearly numbers"), "{shown}");
     assert_eq!(std::fs::read(&saved_to).expect("saved"), bytes);
 
-    // o in the conversation pane opens the newest attachment.
-    tmux.keys("bob", &["Tab"]);
+    // o in the conversation pane (Shift-Tab from the input) opens the
+    // newest attachment.
+    tmux.keys("bob", &["BTab"]);
     tmux.keys("bob", &["o"]);
     tmux.wait_for("bob", "Opening");
     kavro_e2e::eventually("the opener ran", std::time::Duration::from_secs(10), || {
-        std::fs::read_to_string(&opened).is_ok_and(|p| p.trim() == saved_to.display().to_string())
+        std::fs::read_to_string(&record).is_ok_and(|p| p.trim() == saved_to.display().to_string())
     });
 
     // The CLI's list agrees.
