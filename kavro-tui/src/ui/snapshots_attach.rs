@@ -109,3 +109,61 @@ fn the_attach_prompt_with_candidates() {
     );
     both("attach_prompt", state);
 }
+
+/// A saved picture drawn under its line (half blocks: what a terminal
+/// that does not answer the graphics query gets).
+#[test]
+fn a_saved_picture_is_drawn_under_its_line() {
+    use crate::app::pictures::Pictures;
+    use ratatui_image::picker::Picker;
+
+    let mut state = with_team();
+    state.selected = state.contact_index("#team").expect("listed");
+    let mut line = file_line(
+        0,
+        "bob",
+        "stripes.png",
+        AttachmentStatus::Saved("/home/alice/Downloads/stripes.png".into()),
+    );
+    if let Some(attachment) = line.attachment.as_mut() {
+        attachment.media_type = "image/png".into();
+    }
+    v2(
+        &mut state,
+        V2Event::History {
+            label: "#team".into(),
+            messages: vec![line],
+        },
+    );
+    state.pictures = Pictures::new(Some(Picker::halfblocks()));
+    assert!(state.pictures.request(0));
+    let stripes = image::RgbImage::from_fn(160, 80, |x, _| {
+        if (x / 20) % 2 == 0 {
+            image::Rgb([255, 255, 255])
+        } else {
+            image::Rgb([0, 0, 0])
+        }
+    });
+    state
+        .pictures
+        .put(0, Ok(image::DynamicImage::ImageRgb8(stripes)));
+    insta::assert_snapshot!("picture_80x24", draw(&mut state, 80, 24));
+    // The blank lines under it are drawn over with the picture's colours
+    // (the text snapshot shows only symbols).
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+    terminal
+        .draw(|frame| super::render(frame, &state))
+        .expect("draw");
+    let buffer = terminal.backend().buffer();
+    let coloured = (5..13)
+        .flat_map(|y| (22..54).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            buffer.cell((x, y)).is_some_and(|c| {
+                c.bg != ratatui::style::Color::Reset || c.fg != ratatui::style::Color::Reset
+            })
+        })
+        .count();
+    let size = state.pictures.get(0).expect("encoded").size();
+    assert_eq!(coloured, usize::from(size.width) * usize::from(size.height));
+    assert!(coloured > 0);
+}

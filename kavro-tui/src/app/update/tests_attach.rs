@@ -391,3 +391,66 @@ fn saved_files_are_announced() {
     );
     assert_eq!(state.notice.unwrap().kind, NoticeKind::Info);
 }
+
+#[test]
+fn saved_pictures_are_decoded_once_when_the_terminal_shows_pictures() {
+    use crate::app::pictures::Pictures;
+    use ratatui_image::picker::Picker;
+
+    let picture = |status| {
+        let mut line = file_line(4, "bob", "cat.png", status);
+        if let Some(a) = line.attachment.as_mut() {
+            a.media_type = "image/png".into();
+        }
+        line
+    };
+    let history = |state: &State, line: MessageView| {
+        let mut messages = state.conversation("#team").unwrap().messages.clone();
+        messages.push(line);
+        V2Event::History {
+            label: "#team".into(),
+            messages,
+        }
+    };
+    // Without a graphics protocol (tests, no terminal): a plain line.
+    let mut state = team_open();
+    let event = history(
+        &state,
+        picture(AttachmentStatus::Saved("/d/cat.png".into())),
+    );
+    assert!(v2(&mut state, event).is_empty());
+
+    let mut state = team_open();
+    state.pictures = Pictures::new(Some(Picker::halfblocks()));
+    // Not saved yet: nothing to decode.
+    let event = history(&state, picture(AttachmentStatus::OnRelay));
+    assert!(v2(&mut state, event).is_empty());
+    let mut messages = state.conversation("#team").unwrap().messages.clone();
+    messages.pop();
+    messages.push(picture(AttachmentStatus::Saved("/d/cat.png".into())));
+    let event = V2Event::History {
+        label: "#team".into(),
+        messages: messages.clone(),
+    };
+    assert_eq!(
+        v2(&mut state, event),
+        vec![Command::LoadPicture {
+            id: 4,
+            path: "/d/cat.png".into()
+        }]
+    );
+    // Asked once; a picture that does not decode stays a plain line.
+    let again = V2Event::History {
+        label: "#team".into(),
+        messages,
+    };
+    assert!(v2(&mut state, again).is_empty());
+    update(
+        &mut state,
+        Action::Net(NetEvent::Picture {
+            id: 4,
+            image: Err("not a PNG".into()),
+        }),
+    );
+    assert!(state.pictures.get(4).is_none());
+}
