@@ -91,7 +91,7 @@ pub async fn run(session: Session, options: AppOptions) -> anyhow::Result<()> {
     let desktop = notify::desktop_session();
     let mut guard = terminal::init()?;
     // Asked once, before events are read (the answer comes on stdin).
-    state.pictures = pictures::Pictures::new(Some(pictures::detect()));
+    state.pictures = pictures::Pictures::new(pictures::detect());
     let size = guard.terminal.size()?;
     state.size = (size.width, size.height);
     let mut events = EventStream::new();

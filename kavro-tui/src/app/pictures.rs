@@ -1,8 +1,9 @@
 //! Pictures inline in the conversation (`ratatui-image`): the terminal's
 //! graphics protocol, asked once at start-up (kitty, iTerm2, sixel; half
-//! blocks when it does not answer, e.g. inside tmux), and a bounded set of
-//! small thumbnails, each encoded once for that protocol. A picture that
-//! does not decode stays a plain attachment line.
+//! blocks when it does not answer), and a bounded set of
+//! small thumbnails, each encoded once for that protocol. Inside tmux
+//! pictures stay text lines (see [`detect`]). A picture that does not
+//! decode stays a plain attachment line.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -113,13 +114,26 @@ impl Pictures {
 
 /// Asks the terminal once which graphics protocol it speaks (call after
 /// entering the alternate screen, before reading events); half blocks when
-/// it does not answer in time.
-pub fn detect() -> Picker {
+/// it does not answer in time. Inside tmux: `None`, pictures stay text
+/// lines (every `Picker` constructor of ratatui-image 11 runs `tmux set -p
+/// allow-passthrough on` there, changing the user's tmux pane behind
+/// their back).
+pub fn detect() -> Option<Picker> {
+    if inside_tmux(|name| std::env::var(name).ok()) {
+        return None;
+    }
     let options = QueryStdioOptions {
         timeout: QUERY_TIMEOUT,
         ..QueryStdioOptions::default()
     };
-    Picker::from_query_stdio_with_options(options).unwrap_or_else(|_| Picker::halfblocks())
+    Some(Picker::from_query_stdio_with_options(options).unwrap_or_else(|_| Picker::halfblocks()))
+}
+
+/// Whether the app runs inside tmux, from the environment (`var`).
+fn inside_tmux(var: impl Fn(&str) -> Option<String>) -> bool {
+    var("TMUX").is_some_and(|v| !v.is_empty())
+        || var("TERM").is_some_and(|t| t.starts_with("tmux"))
+        || var("TERM_PROGRAM").is_some_and(|p| p == "tmux")
 }
 
 /// Decodes the picture at `path` into a thumbnail of at most
@@ -164,6 +178,23 @@ mod tests {
         std::fs::write(&bad, b"\x89PNG not really").unwrap();
         assert!(thumbnail(&bad).is_err());
         assert!(thumbnail(&dir.path().join("missing.png")).is_err());
+    }
+
+    #[test]
+    fn tmux_is_recognised_from_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert!(inside_tmux(env(&[("TMUX", "/tmp/tmux-0/default,1,0")])));
+        assert!(inside_tmux(env(&[("TERM", "tmux-256color")])));
+        assert!(inside_tmux(env(&[("TERM_PROGRAM", "tmux")])));
+        assert!(!inside_tmux(env(&[("TERM", "xterm-kitty"), ("TMUX", "")])));
+        assert!(!inside_tmux(env(&[])));
     }
 
     #[test]
