@@ -4,7 +4,7 @@
 //! hash does not match) is refused and nothing is saved under its name.
 #![allow(clippy::unwrap_used)]
 
-use super::files::Quiet;
+use crate::attach::transfer::Quiet;
 use super::payload::{Body, Payload};
 use super::tests::{relay, root};
 use crate::mls::attachments::AttachmentState;
