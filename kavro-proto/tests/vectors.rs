@@ -6,12 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::DateTime;
+use kavro_proto::attachment::FileRef;
 use kavro_proto::crypto::{
     CIPHERTEXT_BUCKETS, IdentityKeypair, IdentityPublic, IdentitySecret, KeyFingerprint, OpenError,
     Opened, PartyHalf, Payload, SAFETY_NUMBER_ITERATIONS, SafetyNumber, SealRandomness, open,
     seal_legacy_with_fixed_randomness, seal_with_fixed_randomness,
 };
-use kavro_proto::attachment::FileRef;
 use kavro_proto::validate::base64_strict;
 use serde::Deserialize;
 
@@ -163,8 +163,9 @@ fn check_envelopes(keys: &BTreeMap<&str, IdentityKeypair>, vectors: &[EnvelopeVe
         let expected = Payload {
             sender: v.payload.sender.clone(),
             recipient: v.payload.recipient.clone(),
-            sent_at: DateTime::from_timestamp_millis(v.payload.sent_at_ms).unwrap(),
-            message_id: v.payload.message_id.parse().unwrap(),
+            sent_at: DateTime::from_timestamp_millis(v.payload.sent_at_ms)
+                .expect("sent_at in range"),
+            message_id: v.payload.message_id.parse().expect("a UUID"),
             text: v.payload.text.clone(),
             file: v.payload.file.clone(),
         };
@@ -181,7 +182,7 @@ fn check_envelopes(keys: &BTreeMap<&str, IdentityKeypair>, vectors: &[EnvelopeVe
             v.name
         );
 
-        let decoded = base64_strict(&v.ciphertext).unwrap();
+        let decoded = base64_strict(&v.ciphertext).expect("base64");
         assert_eq!(decoded.len(), v.ciphertext_len, "{}", v.name);
         assert!(CIPHERTEXT_BUCKETS.contains(&decoded.len()), "{}", v.name);
 
@@ -286,6 +287,9 @@ fn file_envelope_vectors() {
     assert!(kinds.contains("envelope_not_authentic"), "{kinds:?}");
 }
 
+/// Spoils a file reference for a `fail_` vector.
+type Spoil = fn(&mut FileRef);
+
 /// Prints `envelope_file_v3.json` from fixed inputs: run once with
 /// `cargo test -p kavro-proto --test vectors generate_file_vectors --
 /// --ignored --nocapture`, checked in, then fixed like the v1 file.
@@ -304,9 +308,42 @@ fn generate_file_vectors() {
         media_type: media.into(),
     };
     let cases = [
-        ("file_no_caption", "alice", "bob", "", file_ref("report.pdf", 1_234_567, "application/pdf", 0x0123_4567_89ab_4cde_8f01_2345_6789_abcd)),
-        ("file_with_caption", "alice", "bob", "the numbers for Q3 ✓", file_ref("photo 1.png", 4_096, "image/png", 0x1111_2222_3333_4444_8555_6666_7777_8888)),
-        ("file_unicode_name", "bob", "alice", "", file_ref("Übersicht – 2026.txt", 0, "text/plain", 0x2222_3333_4444_4555_9666_7777_8888_9999)),
+        (
+            "file_no_caption",
+            "alice",
+            "bob",
+            "",
+            file_ref(
+                "report.pdf",
+                1_234_567,
+                "application/pdf",
+                0x0123_4567_89ab_4cde_8f01_2345_6789_abcd,
+            ),
+        ),
+        (
+            "file_with_caption",
+            "alice",
+            "bob",
+            "the numbers for Q3 ✓",
+            file_ref(
+                "photo 1.png",
+                4_096,
+                "image/png",
+                0x1111_2222_3333_4444_8555_6666_7777_8888,
+            ),
+        ),
+        (
+            "file_unicode_name",
+            "bob",
+            "alice",
+            "",
+            file_ref(
+                "Übersicht – 2026.txt",
+                0,
+                "text/plain",
+                0x2222_3333_4444_4555_9666_7777_8888_9999,
+            ),
+        ),
     ];
     let mut envelope = Vec::new();
     let mut fail = Vec::new();
@@ -316,7 +353,9 @@ fn generate_file_vectors() {
             sender: from.into(),
             recipient: to.into(),
             sent_at: DateTime::from_timestamp_millis(1_780_000_000_000 + i64::from(i)).unwrap(),
-            message_id: uuid::Uuid::from_u128(0xf11e_0000_0000_4000_8000_0000_0000_0000 + u128::from(i)),
+            message_id: uuid::Uuid::from_u128(
+                0xf11e_0000_0000_4000_8000_0000_0000_0000 + u128::from(i),
+            ),
             text: caption.into(),
             file: Some(file.clone()),
         };
@@ -325,7 +364,9 @@ fn generate_file_vectors() {
             outer_nonce: [0x20 + i; 24],
             inner_nonce: [0x30 + i; 24],
         };
-        let sealed = seal_with_fixed_randomness(&keys[from], keys[to].public(), &payload, &randomness).unwrap();
+        let sealed =
+            seal_with_fixed_randomness(&keys[from], keys[to].public(), &payload, &randomness)
+                .unwrap();
         envelope.push(serde_json::json!({
             "name": name,
             "sender": from,
@@ -356,11 +397,27 @@ fn generate_file_vectors() {
             }));
         }
     }
-    let spoilt: [(&str, &str, fn(&mut FileRef)); 4] = [
-        ("fail_file_blob_id_not_uuid", "the file reference's blob_id is not a UUID (inner box valid, alice to bob)", |f| f.blob_id = "blob-1".into()),
-        ("fail_file_key_too_short", "the file key is 31 bytes, not 32 (inner box valid, alice to bob)", |f| f.key = kavro_proto::validate::base64_encode(&[0x42; 31])),
-        ("fail_file_nonce_not_base64", "the nonce prefix is not base64 (inner box valid, alice to bob)", |f| f.nonce = "not base64!".into()),
-        ("fail_file_sha256_upper_case", "the SHA-256 is upper-case hex (inner box valid, alice to bob)", |f| f.sha256 = f.sha256.to_uppercase()),
+    let spoilt: [(&str, &str, Spoil); 4] = [
+        (
+            "fail_file_blob_id_not_uuid",
+            "the file reference's blob_id is not a UUID (inner box valid, alice to bob)",
+            |f| f.blob_id = "blob-1".into(),
+        ),
+        (
+            "fail_file_key_too_short",
+            "the file key is 31 bytes, not 32 (inner box valid, alice to bob)",
+            |f| f.key = kavro_proto::validate::base64_encode(&[0x42; 31]),
+        ),
+        (
+            "fail_file_nonce_not_base64",
+            "the nonce prefix is not base64 (inner box valid, alice to bob)",
+            |f| f.nonce = "not base64!".into(),
+        ),
+        (
+            "fail_file_sha256_upper_case",
+            "the SHA-256 is upper-case hex (inner box valid, alice to bob)",
+            |f| f.sha256 = f.sha256.to_uppercase(),
+        ),
     ];
     for (j, (name, comment, spoil)) in spoilt.into_iter().enumerate() {
         let j = u8::try_from(j).unwrap();
@@ -370,7 +427,9 @@ fn generate_file_vectors() {
             sender: "alice".into(),
             recipient: "bob".into(),
             sent_at: DateTime::from_timestamp_millis(1_780_000_000_000).unwrap(),
-            message_id: uuid::Uuid::from_u128(0xbad0_0000_0000_4000_8000_0000_0000_0000 + u128::from(j)),
+            message_id: uuid::Uuid::from_u128(
+                0xbad0_0000_0000_4000_8000_0000_0000_0000 + u128::from(j),
+            ),
             text: String::new(),
             file: Some(file),
         };
@@ -379,7 +438,9 @@ fn generate_file_vectors() {
             outer_nonce: [0x60 + j; 24],
             inner_nonce: [0x70 + j; 24],
         };
-        let sealed = seal_with_fixed_randomness(&keys["alice"], keys["bob"].public(), &payload, &randomness).unwrap();
+        let sealed =
+            seal_with_fixed_randomness(&keys["alice"], keys["bob"].public(), &payload, &randomness)
+                .unwrap();
         fail.push(serde_json::json!({
             "name": name,
             "comment": comment,
@@ -392,7 +453,12 @@ fn generate_file_vectors() {
     let keys_json: BTreeMap<_, _> = v1
         .keys
         .iter()
-        .map(|(name, k)| (name.clone(), serde_json::json!({"secret": k.secret, "public": k.public})))
+        .map(|(name, k)| {
+            (
+                name.clone(),
+                serde_json::json!({"secret": k.secret, "public": k.public}),
+            )
+        })
         .collect();
     let out = serde_json::json!({
         "about": [

@@ -160,7 +160,8 @@ fn a_v1_only_kavro_recipient_saves_a_file_and_an_unknown_one_is_refused() {
     let run = alice.exec(&["send", "erin", "--file", path]);
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(
-        run.stderr.contains("erin has not sent you an authenticated Kavro message")
+        run.stderr
+            .contains("erin has not sent you an authenticated Kavro message")
             && run.stderr.contains("cannot receive files"),
         "{run:?}"
     );
@@ -174,7 +175,11 @@ fn a_v1_only_kavro_recipient_saves_a_file_and_an_unknown_one_is_refused() {
     let sent = alice.json(&["send", "erin", "--file", path, "--caption", "read me"]);
     assert_eq!(
         (&sent[0]["protocol"], &sent[0]["file"], &sent[0]["size"]),
-        (&Value::from("v1"), &Value::from("notes.txt"), &Value::from(plain.len())),
+        (
+            &Value::from("v1"),
+            &Value::from("notes.txt"),
+            &Value::from(plain.len())
+        ),
         "{sent:?}"
     );
     let downloads = tempfile::tempdir().expect("temp dir");
@@ -194,12 +199,21 @@ fn a_v1_only_kavro_recipient_saves_a_file_and_an_unknown_one_is_refused() {
     let listed = erin.json(&["attachments"]);
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(
-        (&listed[0]["state"], &listed[0]["from"], &listed[0]["caption"]),
-        (&Value::from("saved"), &Value::from("alice"), &Value::from("read me"))
+        (
+            &listed[0]["state"],
+            &listed[0]["from"],
+            &listed[0]["caption"]
+        ),
+        (
+            &Value::from("saved"),
+            &Value::from("alice"),
+            &Value::from("read me")
+        )
     );
     let own = alice.json(&["attachments"]);
     assert!(
-        own.iter().any(|a| a["state"] == "sent" && a["to"] == "erin"),
+        own.iter()
+            .any(|a| a["state"] == "sent" && a["to"] == "erin"),
         "{own:?}"
     );
     let history = erin.ok(&["history", "alice"]);

@@ -96,17 +96,15 @@ pub(crate) fn seal(
         ENVELOPE_VERSION
     };
     let mut inner =
-        payload::encode(payload, version, recipient, MAX_TEXT_BYTES).map_err(|err| {
-            match err {
-                payload::EncodeError::InvalidUsername { field, reason } => {
-                    SealError::InvalidUsername { field, reason }
-                }
-                payload::EncodeError::TextTooLong { len } => SealError::TextTooLong {
-                    len,
-                    max: MAX_TEXT_BYTES,
-                },
-                payload::EncodeError::SentAtOutOfRange => SealError::SentAtOutOfRange,
+        payload::encode(payload, version, recipient, MAX_TEXT_BYTES).map_err(|err| match err {
+            payload::EncodeError::InvalidUsername { field, reason } => {
+                SealError::InvalidUsername { field, reason }
             }
+            payload::EncodeError::TextTooLong { len } => SealError::TextTooLong {
+                len,
+                max: MAX_TEXT_BYTES,
+            },
+            payload::EncodeError::SentAtOutOfRange => SealError::SentAtOutOfRange,
         })?;
     let bucket = bucket_for_payload_len(inner.len()).ok_or(if payload.file.is_some() {
         SealError::FileRefTooLong
@@ -223,7 +221,11 @@ mod tests {
         sent.file = Some(file_ref());
         let bytes = seal(&alice, bob.public(), &sent, &[9; 24]).unwrap();
         assert_eq!(&bytes[..5], b"\xFFKVR\x03");
-        assert_eq!(bytes.len(), 512 - OUTER_OVERHEAD, "the file ref moves it up a bucket");
+        assert_eq!(
+            bytes.len(),
+            512 - OUTER_OVERHEAD,
+            "the file ref moves it up a bucket"
+        );
         let (sender, opened) = open(&bob, &bytes).unwrap();
         assert_eq!(&sender, alice.public());
         assert_eq!(opened, sent);

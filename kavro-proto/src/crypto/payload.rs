@@ -366,14 +366,24 @@ mod tests {
     fn a_file_payload_round_trips_and_a_text_one_carries_no_file() {
         let bytes = encode(&with_file(), ENVELOPE_FILE_VERSION, &KEY, 100).unwrap();
         let text_part = encode(&sample(), ENVELOPE_FILE_VERSION, &KEY, 100).unwrap();
-        assert_eq!(&bytes[1..text_part.len()], &text_part[1..], "same layout up to the text");
+        assert_eq!(
+            &bytes[1..text_part.len()],
+            &text_part[1..],
+            "same layout up to the text"
+        );
         let mut padded = bytes.clone();
         padded.resize(bytes.len() + 20, 0);
-        assert_eq!(decode(&padded, ENVELOPE_FILE_VERSION, &KEY), Ok(with_file()));
+        assert_eq!(
+            decode(&padded, ENVELOPE_FILE_VERSION, &KEY),
+            Ok(with_file())
+        );
         // Under version 1 the file reference is trailing garbage.
         assert_eq!(decode(&bytes, 1, &KEY), Err(Malformed));
         // A version 3 payload without a file reference is cut short.
-        assert_eq!(decode(&text_part, ENVELOPE_FILE_VERSION, &KEY), Err(Malformed));
+        assert_eq!(
+            decode(&text_part, ENVELOPE_FILE_VERSION, &KEY),
+            Err(Malformed)
+        );
     }
 
     #[test]
@@ -389,7 +399,10 @@ mod tests {
         }
         let mut not_json = good.clone();
         not_json[json_at] = b'x';
-        assert_eq!(decode(&not_json, ENVELOPE_FILE_VERSION, &KEY), Err(Malformed));
+        assert_eq!(
+            decode(&not_json, ENVELOPE_FILE_VERSION, &KEY),
+            Err(Malformed)
+        );
         let bad_refs: [fn(&mut FileRef); 5] = [
             |f| f.blob_id = "not-a-uuid".into(),
             |f| f.key = validate::base64_encode(&[1; 31]),
@@ -401,7 +414,11 @@ mod tests {
             let mut p = with_file();
             spoil(p.file.as_mut().unwrap());
             let bytes = encode(&p, ENVELOPE_FILE_VERSION, &KEY, 100).unwrap();
-            assert_eq!(decode(&bytes, ENVELOPE_FILE_VERSION, &KEY), Err(Malformed), "{i}");
+            assert_eq!(
+                decode(&bytes, ENVELOPE_FILE_VERSION, &KEY),
+                Err(Malformed),
+                "{i}"
+            );
         }
     }
 

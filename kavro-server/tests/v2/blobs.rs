@@ -41,7 +41,12 @@ pub(crate) async fn put(
     .await
 }
 
-pub(crate) async fn download(s: &TestServer, token: &str, id: &str, range: Option<&str>) -> reqwest::Response {
+pub(crate) async fn download(
+    s: &TestServer,
+    token: &str,
+    id: &str,
+    range: Option<&str>,
+) -> reqwest::Response {
     let mut request = s
         .request(reqwest::Method::GET, &format!("/v2/blobs/{id}"))
         .bearer_auth(token);

@@ -27,7 +27,9 @@ async fn holder(s: &TestServer, token: &str, id: &str, user_id: i64) -> (StatusC
 }
 
 async fn status_of(s: &TestServer, token: &str, id: &str) -> StatusCode {
-    s.get(&format!("/v2/blobs/{id}/status"), Some(token)).await.0
+    s.get(&format!("/v2/blobs/{id}/status"), Some(token))
+        .await
+        .0
 }
 
 /// Uploads `data` as a blob with `token`; returns its id.
@@ -84,7 +86,11 @@ async fn v1_blob_story(s: TestServer) {
     let (status, body) = holder(&s, &alice, &id, bob_id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = holder(&s, &alice, &id, bob_id).await;
-    assert_eq!(status, StatusCode::OK, "naming twice changes nothing: {body}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "naming twice changes nothing: {body}"
+    );
     assert_eq!(status_of(&s, &bob, &id).await, StatusCode::OK);
     let response = download(&s, &bob, &id, Some("bytes=30-")).await;
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
@@ -117,7 +123,10 @@ async fn v1_blob_story(s: TestServer) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(gone, "the blob goes once the recipient account acknowledged it");
+    assert!(
+        gone,
+        "the blob goes once the recipient account acknowledged it"
+    );
 
     // A held blob nobody acknowledges goes at the message TTL.
     let id = upload(&s, &alice, &data).await;

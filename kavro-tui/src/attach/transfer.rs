@@ -44,12 +44,12 @@ impl Progress for Quiet {
 }
 
 /// The file to send could not be read.
-pub(crate) fn file_error(path: &Path, err: &dyn std::fmt::Display) -> V2Error {
+fn file_error(path: &Path, err: &dyn std::fmt::Display) -> V2Error {
     V2Error::File(format!("{}: {err}", path.display()))
 }
 
 /// The media type a file name suggests.
-pub fn media_type(path: &Path) -> String {
+fn media_type(path: &Path) -> String {
     mime_guess::from_path(path)
         .first_or_octet_stream()
         .essence_str()
@@ -364,7 +364,7 @@ fn resume_point(out: &mut std::fs::File, part: &Path) -> Result<(u64, sha2::Sha2
     Ok((segment, hasher))
 }
 
-pub(crate) fn attachment_error(err: &AttachmentError) -> V2Error {
+fn attachment_error(err: &AttachmentError) -> V2Error {
     V2Error::Attachment(err.to_string())
 }
 

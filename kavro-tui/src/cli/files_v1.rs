@@ -40,13 +40,7 @@ pub async fn send(
     );
     let bar = Bar::new(&format!("uploading {name}"), !printer.json);
     let sent = session
-        .send_file(
-            &relay,
-            &args.username,
-            path,
-            args.caption.as_deref(),
-            &bar,
-        )
+        .send_file(&relay, &args.username, path, args.caption.as_deref(), &bar)
         .await;
     bar.finish();
     let sent = sent?;
@@ -79,11 +73,7 @@ pub async fn send(
 
 /// After the v1 inbox: downloads the files that came in verified file
 /// envelopes into `dir` and says where each went, or why not.
-pub async fn save_received(
-    session: &Session,
-    printer: &Printer,
-    dir: &Path,
-) -> anyhow::Result<()> {
+pub async fn save_received(session: &Session, printer: &Printer, dir: &Path) -> anyhow::Result<()> {
     let relay = blob_relay(session)?;
     let bar = Bar::new("downloading", !printer.json);
     let saved = session.save_files(&relay, dir, &bar).await;

@@ -86,7 +86,10 @@ fn file_row(row: &SqliteRow) -> Result<FileRow, HistoryError> {
 
 impl History {
     /// The v1 attachments in `state` (all with `None`), oldest first.
-    pub async fn files(&self, state: Option<AttachmentState>) -> Result<Vec<FileRow>, HistoryError> {
+    pub async fn files(
+        &self,
+        state: Option<AttachmentState>,
+    ) -> Result<Vec<FileRow>, HistoryError> {
         let rows = sqlx::query(
             "SELECT id, message_id, peer, outgoing, file, caption, state, saved_path, error, at
              FROM attachments WHERE ($1 IS NULL OR state = $1) ORDER BY id",
@@ -99,11 +102,13 @@ impl History {
 
     /// A received file was saved at `path`.
     pub async fn set_file_saved(&self, id: i64, path: &str) -> Result<(), HistoryError> {
-        sqlx::query("UPDATE attachments SET state = 'saved', saved_path = $2, error = NULL WHERE id = $1")
-            .bind(id)
-            .bind(path)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE attachments SET state = 'saved', saved_path = $2, error = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(path)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use kavro_proto::crypto::Payload;
 use kavro_proto::v2::BlobId;
 
-use super::{Session, SentMessage, SessionError, check_username};
+use super::{SentMessage, Session, SessionError, check_username};
 use crate::attach::transfer::{Progress, Transfer};
 use crate::history::FileRow;
 use crate::mls::attachments::AttachmentState;

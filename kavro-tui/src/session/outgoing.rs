@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kavro_proto::MessageId;
-use kavro_proto::attachment::FileRef;
 use kavro_proto::api::{DeliveryState, SendMessage};
+use kavro_proto::attachment::FileRef;
 use kavro_proto::crypto::{Payload, SafetyNumber, seal};
 use uuid::Uuid;
 
@@ -91,7 +91,10 @@ impl Session {
 
     /// Retries earlier sends that did not get through, in order, before a
     /// new one; an outage is no reason not to try the new one.
-    pub(super) async fn flush_first(&self, unlocked: &Unlocked) -> Result<FlushReport, SessionError> {
+    pub(super) async fn flush_first(
+        &self,
+        unlocked: &Unlocked,
+    ) -> Result<FlushReport, SessionError> {
         match self.flush(unlocked).await {
             Ok(report) => Ok(report),
             Err(err) if err.is_transient() => Ok(FlushReport::default()),

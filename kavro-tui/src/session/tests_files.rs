@@ -36,10 +36,7 @@ async fn account(s: &TestServer, name: &str) -> Account {
         .await
         .unwrap();
     session.register(name, &password(), None).await.unwrap();
-    Account {
-        session,
-        _dir: dir,
-    }
+    Account { session, _dir: dir }
 }
 
 fn sample(len: usize) -> Vec<u8> {
@@ -160,9 +157,10 @@ async fn a_v1_file_goes_to_a_kavro_contact_and_a_lying_one_is_refused() {
     assert!(again.is_empty());
     let history = bob.session.history("alice", 10).await.unwrap();
     assert!(
-        history
-            .iter()
-            .any(|m| m.text.as_deref().is_some_and(|t| t.starts_with("[file] report.pdf"))),
+        history.iter().any(|m| m
+            .text
+            .as_deref()
+            .is_some_and(|t| t.starts_with("[file] report.pdf"))),
         "{history:?}"
     );
 }

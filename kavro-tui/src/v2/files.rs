@@ -108,4 +108,4 @@ impl V2Session {
             .await
             .map_err(MlsStoreError::from)?)
     }
-
+}

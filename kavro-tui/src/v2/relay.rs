@@ -5,16 +5,14 @@
 
 use std::time::Duration;
 
+use kavro_proto::UserId;
 use kavro_proto::v2::api::{
     Accepted, AckQueue, ApproveLink, ClaimedKeyPackages, CreateGroup, DeviceToken, EpochConflict,
     GroupState, KeyPackageCount, LinkRequestCreated, LinkRequestStatus, LinkRequestView, MlsDevice,
     MlsDeviceList, NewLinkRequest, PostCommit, PostGroupMessage, QueueAcked, QueuePage,
     RegisterDevice, SessionProof, UploadKeyPackages,
 };
-use kavro_proto::UserId;
-use kavro_proto::v2::{
-    BlobHolder, BlobId, BlobStatus, GroupId, MlsDeviceId, NewBlob, QueueSeq,
-};
+use kavro_proto::v2::{BlobHolder, BlobId, BlobStatus, GroupId, MlsDeviceId, NewBlob, QueueSeq};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;

@@ -217,7 +217,12 @@ impl BlobsApi {
         let row = state
             .v2
             .blobs
-            .readable(id.0, auth.0.user_id(), auth.0.device_id(), state.clock.now())
+            .readable(
+                id.0,
+                auth.0.user_id(),
+                auth.0.device_id(),
+                state.clock.now(),
+            )
             .await
             .map_err(failure)?;
         Ok(StatusAnswer::Ok(Json(state.v2.blobs.status(&row))))
@@ -241,7 +246,12 @@ impl BlobsApi {
         let row = state
             .v2
             .blobs
-            .release(id.0, auth.0.user_id(), auth.0.device_id(), state.clock.now())
+            .release(
+                id.0,
+                auth.0.user_id(),
+                auth.0.device_id(),
+                state.clock.now(),
+            )
             .await
             .map_err(failure)?;
         Ok(StatusAnswer::Ok(Json(state.v2.blobs.status(&row))))
@@ -296,7 +306,12 @@ impl BlobsApi {
         let state = &self.state;
         let blobs = &state.v2.blobs;
         let row = blobs
-            .readable(id.0, auth.0.user_id(), auth.0.device_id(), state.clock.now())
+            .readable(
+                id.0,
+                auth.0.user_id(),
+                auth.0.device_id(),
+                state.clock.now(),
+            )
             .await
             .map_err(failure)?;
         if !row.complete() {
