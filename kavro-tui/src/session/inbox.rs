@@ -240,7 +240,7 @@ impl Session {
             // be saved only if the envelope verifies (history::files).
             incoming.text = Some(crate::v2::payload::Body::file_line(
                 file,
-                Some(&payload.text),
+                Some(payload.text.as_str()),
             ));
             incoming.file = Some((file.clone(), payload.text.clone()));
         }

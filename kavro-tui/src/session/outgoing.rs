@@ -155,7 +155,7 @@ impl Session {
         let sealed = seal(&unlocked.keypair, &contact.key, &payload)?;
         // History shows a file as its line; the caption is the payload's text.
         let text = match &payload.file {
-            Some(file) => crate::v2::payload::Body::file_line(file, Some(&payload.text)),
+            Some(file) => crate::v2::payload::Body::file_line(file, Some(payload.text.as_str())),
             None => payload.text.clone(),
         };
         let client_msg_id = Uuid::new_v4();
