@@ -164,13 +164,12 @@ impl Blobs {
         now: DateTime<Utc>,
     ) -> Result<BlobRow, BlobFailure> {
         let row = self.readable(id, user, device, now).await?;
-        match device {
-            Some(device) => self.meta.release(id, device).await?,
-            None => {
-                self.meta.release_account(id, user).await?;
-                // A v1 recipient is the only holder as a rule: collect soon.
-                self.kick.notify_one();
-            }
+        if let Some(device) = device {
+            self.meta.release(id, device).await?;
+        } else {
+            self.meta.release_account(id, user).await?;
+            // A v1 recipient is the only holder as a rule: collect soon.
+            self.kick.notify_one();
         }
         Ok(row)
     }

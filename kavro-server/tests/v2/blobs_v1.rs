@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use super::blobs::{create, download, put};
-use crate::common::{TestServer, assert_error};
+use crate::common::{Counters, Db, TestServer, assert_error};
 use crate::on_both_databases;
 
 on_both_databases!(v1_blob_story, v1_blob_story);
