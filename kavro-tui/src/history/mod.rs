@@ -543,7 +543,7 @@ impl History {
                 caption,
                 state: AttachmentState::Pending,
             };
-            files::record(&mut *tx, id, &new, received_at).await?;
+            files::record(&mut tx, id, &new, received_at).await?;
         }
         tx.commit().await?;
         Ok(Inserted::New(LocalId(id)))
@@ -592,7 +592,7 @@ impl History {
                 caption,
                 state: AttachmentState::Sent,
             };
-            files::record(&mut *tx, id, &new, now).await?;
+            files::record(&mut tx, id, &new, now).await?;
         }
         tx.commit().await?;
         Ok(LocalId(id))
