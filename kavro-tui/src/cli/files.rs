@@ -128,38 +128,51 @@ pub async fn save_received(
     let saved = v2.save_pending(dir, &bar).await;
     bar.finish();
     for SaveOutcome { row, result } in saved? {
-        let name = sanitize(&row.file.name);
-        match &result {
-            Ok(path) => printer.emit(
-                &format!(
-                    "Saved {name} ({}) from {} to {}",
-                    human_size(row.file.size),
-                    sanitize(&row.sender),
-                    path.display()
-                ),
-                &json!({
-                    "attachment": row.id,
-                    "from": row.sender,
-                    "file": row.file.name,
-                    "size": row.file.size,
-                    "media_type": row.file.media_type,
-                    "saved_to": path,
-                    "state": "saved",
-                }),
-            )?,
-            Err(reason) => {
-                printer.emit(
-                    &format!("Not saved: {name} from {}: {reason}", sanitize(&row.sender)),
-                    &json!({
-                        "attachment": row.id,
-                        "from": row.sender,
-                        "file": row.file.name,
-                        "state": "failed",
-                        "error": reason,
-                    }),
-                )?;
-            }
-        }
+        print_saved(printer, row.id, &row.sender, &row.file, &result, "mls")?;
+    }
+    Ok(())
+}
+
+/// Says where a received file went, or why it was not saved.
+pub(super) fn print_saved(
+    printer: &Printer,
+    id: i64,
+    from: &str,
+    file: &kavro_proto::attachment::FileRef,
+    result: &Result<PathBuf, String>,
+    protocol: &str,
+) -> anyhow::Result<()> {
+    let name = sanitize(&file.name);
+    match result {
+        Ok(path) => printer.emit(
+            &format!(
+                "Saved {name} ({}) from {} to {}",
+                human_size(file.size),
+                sanitize(from),
+                path.display()
+            ),
+            &json!({
+                "attachment": id,
+                "from": from,
+                "file": file.name,
+                "size": file.size,
+                "media_type": file.media_type,
+                "saved_to": path,
+                "state": "saved",
+                "protocol": protocol,
+            }),
+        )?,
+        Err(reason) => printer.emit(
+            &format!("Not saved: {name} from {}: {reason}", sanitize(from)),
+            &json!({
+                "attachment": id,
+                "from": from,
+                "file": file.name,
+                "state": "failed",
+                "error": reason,
+                "protocol": protocol,
+            }),
+        )?,
     }
     Ok(())
 }

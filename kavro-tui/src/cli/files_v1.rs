@@ -79,38 +79,7 @@ pub async fn save_received(session: &Session, printer: &Printer, dir: &Path) -> 
     let saved = session.save_files(&relay, dir, &bar).await;
     bar.finish();
     for SavedFile { row, result } in saved? {
-        let name = sanitize(&row.file.name);
-        match &result {
-            Ok(path) => printer.emit(
-                &format!(
-                    "Saved {name} ({}) from {} to {}",
-                    human_size(row.file.size),
-                    sanitize(&row.peer),
-                    path.display()
-                ),
-                &json!({
-                    "attachment": row.id,
-                    "from": row.peer,
-                    "file": row.file.name,
-                    "size": row.file.size,
-                    "media_type": row.file.media_type,
-                    "saved_to": path,
-                    "state": "saved",
-                    "protocol": "v1",
-                }),
-            )?,
-            Err(reason) => printer.emit(
-                &format!("Not saved: {name} from {}: {reason}", sanitize(&row.peer)),
-                &json!({
-                    "attachment": row.id,
-                    "from": row.peer,
-                    "file": row.file.name,
-                    "state": "failed",
-                    "error": reason,
-                    "protocol": "v1",
-                }),
-            )?,
-        }
+        super::files::print_saved(printer, row.id, &row.peer, &row.file, &result, "v1")?;
     }
     Ok(())
 }
