@@ -42,6 +42,7 @@ fn payload(text: String) -> Payload {
         sent_at: DateTime::from_timestamp_millis(1_780_000_000_000).unwrap(),
         message_id: Uuid::from_u128(7),
         text,
+        file: None,
     }
 }
 

@@ -1,8 +1,9 @@
 //! Attachments with the real binaries (issue #14): `kavro send USER|#GROUP
 //! --file` seals and uploads, `kavro inbox` saves what came (checked, never
 //! over an existing file), `kavro attachments` lists both sides; a missing
-//! file, a v1-only recipient and a file over the relay's cap are refused
-//! before anything is uploaded.
+//! file, a recipient not known to run Kavro and a file over the relay's cap
+//! are refused before anything is uploaded. A Kavro recipient without v2
+//! devices gets files in a v1 file envelope.
 
 use std::path::Path;
 use std::process::Output;
@@ -116,7 +117,8 @@ fn files_go_through_one_to_one_and_groups_and_bad_ones_are_refused() {
     );
 
     // Refused before any upload: a missing file, a directory, a recipient
-    // whose client speaks only v1, a file over the relay's cap.
+    // without v2 devices who never sent alice a Kavro envelope, a file over
+    // the relay's cap.
     let missing = files.path().join("nope.txt");
     let run = alice.exec(&["send", "bob", "--file", missing.to_str().expect("utf-8")]);
     assert_eq!(run.code, Some(2), "{run:?}");
@@ -125,7 +127,7 @@ fn files_go_through_one_to_one_and_groups_and_bad_ones_are_refused() {
     kavro_e2e::Http::new(&server.url).register("dave", &dave.password);
     let run = alice.exec(&["send", "dave", "--file", path]);
     assert_eq!(run.code, Some(2), "{run:?}");
-    assert!(run.stderr.contains("only v1"), "{run:?}");
+    assert!(run.stderr.contains("cannot receive files"), "{run:?}");
     let big = files.path().join("big.iso");
     std::fs::File::create(&big)
         .and_then(|f| f.set_len(101 * 1024 * 1024))
@@ -135,4 +137,88 @@ fn files_go_through_one_to_one_and_groups_and_bad_ones_are_refused() {
     assert!(run.stderr.contains("100 MiB"), "{run:?}");
     let run = alice.exec(&["send", "bob", "text", "--file", path]);
     assert_eq!(run.code, Some(2), "TEXT and --file together: {run:?}");
+}
+
+/// A Kavro client that is no v2 device (logged in on a fresh installation:
+/// only `register` makes one): files reach it in v1 file envelopes once it
+/// has sent the sender an authenticated message; before that, the send is
+/// refused with the reason and exit code 2, nothing uploaded.
+#[test]
+fn a_v1_only_kavro_recipient_saves_a_file_and_an_unknown_one_is_refused() {
+    let server = Server::start();
+    let alice = registered(&server, "alice");
+    let erin = User::new("erin", &server.url);
+    kavro_e2e::Http::new(&server.url).register("erin", &erin.password);
+    erin.ok(&["login", "erin"]);
+    let files = tempfile::tempdir().expect("temp dir");
+    let notes = files.path().join("notes.txt");
+    let plain = sample(70 * 1024 + 3);
+    std::fs::write(&notes, &plain).expect("write");
+    let path = notes.to_str().expect("utf-8 path");
+
+    // erin never sent alice anything: she may be a legacy client.
+    let run = alice.exec(&["send", "erin", "--file", path]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("erin has not sent you an authenticated Kavro message")
+            && run.stderr.contains("cannot receive files"),
+        "{run:?}"
+    );
+    assert!(alice.json(&["attachments"]).is_empty());
+
+    // erin writes (over v1: she has no v2 device); alice reads it.
+    let sent = erin.json(&["send", "alice", "hello from v1"]);
+    assert_eq!(sent[0]["state"], "stored", "{sent:?}");
+    alice.ok(&["inbox"]);
+
+    let sent = alice.json(&["send", "erin", "--file", path, "--caption", "read me"]);
+    assert_eq!(
+        (&sent[0]["protocol"], &sent[0]["file"], &sent[0]["size"]),
+        (
+            &Value::from("v1"),
+            &Value::from("notes.txt"),
+            &Value::from(plain.len())
+        ),
+        "{sent:?}"
+    );
+    let downloads = tempfile::tempdir().expect("temp dir");
+    let got = inbox_into(&erin, downloads.path());
+    assert!(
+        got.iter().any(|l| l["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("[file] notes.txt") && t.ends_with("read me"))),
+        "{got:?}"
+    );
+    let saved = got.iter().find(|l| l["state"] == "saved").expect("saved");
+    assert_eq!(saved["protocol"], "v1");
+    assert_eq!(
+        std::fs::read(downloads.path().join("notes.txt")).expect("saved file"),
+        plain
+    );
+    let listed = erin.json(&["attachments"]);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (
+            &listed[0]["state"],
+            &listed[0]["from"],
+            &listed[0]["caption"]
+        ),
+        (
+            &Value::from("saved"),
+            &Value::from("alice"),
+            &Value::from("read me")
+        )
+    );
+    let own = alice.json(&["attachments"]);
+    assert!(
+        own.iter()
+            .any(|a| a["state"] == "sent" && a["to"] == "erin"),
+        "{own:?}"
+    );
+    let history = erin.ok(&["history", "alice"]);
+    assert!(history.contains("[file] notes.txt"), "{history}");
+    // Saved once: the next inbox saves nothing again.
+    let again = inbox_into(&erin, downloads.path());
+    assert!(!again.iter().any(|l| l.get("state").is_some()), "{again:?}");
 }

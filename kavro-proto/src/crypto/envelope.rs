@@ -6,11 +6,18 @@
 //! ```text
 //! offset  len  field
 //!      0    4  magic FF 4B 56 52 ("\xFFKVR"; 0xFF never starts UTF-8 text)
-//!      4    1  version = 0x01
+//!      4    1  version = 0x01 (text) or 0x03 (attachment, see below)
 //!      5   32  sender identity public key
 //!     37   24  inner nonce
 //!     61  16+n inner box: crypto_box(sender_sk, recipient_pk, nonce, payload || zeros)
 //! ```
+//!
+//! Version `0x03` is the same envelope around a payload that also carries an
+//! attachment's [`FileRef`](crate::attachment::FileRef). A text envelope is
+//! byte for byte what it was before attachments; a client that knows only
+//! `0x01` refuses `0x03` as [`OpenError::UnsupportedVersion`] ("update
+//! Kavro"), never as garbage. `0x02` stays unassigned: the v1 test vectors
+//! use it as *the* unknown version (`fail_unknown_version`).
 
 use super::error::{OpenError, SealError};
 use super::keys::{IdentityKeypair, IdentityPublic};
@@ -21,8 +28,11 @@ use crate::validate::MAX_CIPHERTEXT_BYTES;
 /// First bytes of every envelope. `0xFF` can never start (or appear in) valid
 /// UTF-8, so an envelope is never mistaken for a legacy text and vice versa.
 pub const ENVELOPE_MAGIC: [u8; 4] = [0xFF, b'K', b'V', b'R'];
-/// The envelope version this code writes and reads.
+/// The envelope version of a text message.
 pub const ENVELOPE_VERSION: u8 = 1;
+/// The envelope version of an attachment (a text payload, its text the
+/// caption, plus the file reference).
+pub const ENVELOPE_FILE_VERSION: u8 = 3;
 /// Magic, version, sender key and inner nonce.
 pub const ENVELOPE_HEADER_LEN: usize = ENVELOPE_MAGIC.len() + 1 + KEY_LEN + NONCE_LEN;
 /// What the outer layer adds to its plaintext: nonce and tag.
@@ -80,22 +90,29 @@ pub(crate) fn seal(
     payload: &Payload,
     inner_nonce: &[u8; NONCE_LEN],
 ) -> Result<Vec<u8>, SealError> {
+    let version = if payload.file.is_some() {
+        ENVELOPE_FILE_VERSION
+    } else {
+        ENVELOPE_VERSION
+    };
     let mut inner =
-        payload::encode(payload, ENVELOPE_VERSION, recipient, MAX_TEXT_BYTES).map_err(|err| {
-            match err {
-                payload::EncodeError::InvalidUsername { field, reason } => {
-                    SealError::InvalidUsername { field, reason }
-                }
-                payload::EncodeError::TextTooLong { len } => SealError::TextTooLong {
-                    len,
-                    max: MAX_TEXT_BYTES,
-                },
-                payload::EncodeError::SentAtOutOfRange => SealError::SentAtOutOfRange,
+        payload::encode(payload, version, recipient, MAX_TEXT_BYTES).map_err(|err| match err {
+            payload::EncodeError::InvalidUsername { field, reason } => {
+                SealError::InvalidUsername { field, reason }
             }
+            payload::EncodeError::TextTooLong { len } => SealError::TextTooLong {
+                len,
+                max: MAX_TEXT_BYTES,
+            },
+            payload::EncodeError::SentAtOutOfRange => SealError::SentAtOutOfRange,
         })?;
-    let bucket = bucket_for_payload_len(inner.len()).ok_or(SealError::TextTooLong {
-        len: payload.text.len(),
-        max: MAX_TEXT_BYTES,
+    let bucket = bucket_for_payload_len(inner.len()).ok_or(if payload.file.is_some() {
+        SealError::FileRefTooLong
+    } else {
+        SealError::TextTooLong {
+            len: payload.text.len(),
+            max: MAX_TEXT_BYTES,
+        }
     })?;
     inner.resize(bucket - ENVELOPE_OVERHEAD, 0);
 
@@ -109,7 +126,7 @@ pub(crate) fn seal(
 
     let mut envelope = Vec::with_capacity(ENVELOPE_HEADER_LEN + inner_box.len());
     envelope.extend_from_slice(&ENVELOPE_MAGIC);
-    envelope.push(ENVELOPE_VERSION);
+    envelope.push(version);
     envelope.extend_from_slice(sender.public().as_bytes());
     envelope.extend_from_slice(inner_nonce);
     envelope.extend_from_slice(&inner_box);
@@ -131,7 +148,7 @@ pub(crate) fn open(
     let ([version], rest) = rest
         .split_first_chunk::<1>()
         .ok_or(OpenError::EnvelopeNotAuthentic)?;
-    if *version != ENVELOPE_VERSION {
+    if *version != ENVELOPE_VERSION && *version != ENVELOPE_FILE_VERSION {
         return Err(OpenError::UnsupportedVersion(*version));
     }
     let (sender_key, rest) = rest
@@ -181,7 +198,75 @@ mod tests {
             sent_at: DateTime::from_timestamp_millis(1_780_000_000_000).unwrap(),
             message_id: Uuid::from_u128(42),
             text: text.into(),
+            file: None,
         }
+    }
+
+    fn file_ref() -> crate::attachment::FileRef {
+        crate::attachment::FileRef {
+            blob_id: Uuid::from_u128(7).to_string(),
+            key: crate::validate::base64_encode(&[1; 32]),
+            nonce: crate::validate::base64_encode(&[2; 7]),
+            size: 1234,
+            sha256: "ab".repeat(32),
+            name: "report.pdf".into(),
+            media_type: "application/pdf".into(),
+        }
+    }
+
+    #[test]
+    fn a_file_envelope_is_version_3_and_opens_with_its_file() {
+        let (alice, bob) = (pair(1), pair(2));
+        let mut sent = payload("the numbers");
+        sent.file = Some(file_ref());
+        let bytes = seal(&alice, bob.public(), &sent, &[9; 24]).unwrap();
+        assert_eq!(&bytes[..5], b"\xFFKVR\x03");
+        assert_eq!(
+            bytes.len(),
+            512 - OUTER_OVERHEAD,
+            "the file ref moves it up a bucket"
+        );
+        let (sender, opened) = open(&bob, &bytes).unwrap();
+        assert_eq!(&sender, alice.public());
+        assert_eq!(opened, sent);
+        // A text envelope is unchanged by the file kind.
+        let text = seal(&alice, bob.public(), &payload("hi"), &[9; 24]).unwrap();
+        assert_eq!(text[4], ENVELOPE_VERSION);
+    }
+
+    #[test]
+    fn the_version_byte_cannot_swap_text_and_file() {
+        let (alice, bob) = (pair(1), pair(2));
+        let mut bytes = seal(&alice, bob.public(), &payload("hi"), &[9; 24]).unwrap();
+        bytes[4] = ENVELOPE_FILE_VERSION;
+        assert_eq!(open(&bob, &bytes), Err(OpenError::EnvelopeNotAuthentic));
+        let mut with_file = payload("");
+        with_file.file = Some(file_ref());
+        let mut bytes = seal(&alice, bob.public(), &with_file, &[9; 24]).unwrap();
+        bytes[4] = ENVELOPE_VERSION;
+        assert_eq!(open(&bob, &bytes), Err(OpenError::EnvelopeNotAuthentic));
+    }
+
+    #[test]
+    fn a_file_ref_too_large_for_the_cap_is_an_error() {
+        let (alice, bob) = (pair(1), pair(2));
+        let mut huge = file_ref();
+        huge.name = "n".repeat(MAX_TEXT_BYTES);
+        let mut sent = payload("");
+        sent.file = Some(huge);
+        assert_eq!(
+            seal(&alice, bob.public(), &sent, &[0; 24]),
+            Err(SealError::FileRefTooLong)
+        );
+        // Just under the cap still goes, in the largest bucket.
+        let mut fits = file_ref();
+        let base = serde_json::to_vec(&fits).unwrap().len();
+        fits.name = "n".repeat(MAX_TEXT_BYTES - base - 4 - 10 + "report.pdf".len());
+        let mut sent = payload("");
+        sent.file = Some(fits);
+        let bytes = seal(&alice, bob.public(), &sent, &[0; 24]).unwrap();
+        assert_eq!(bytes.len(), MAX_CIPHERTEXT_BYTES - OUTER_OVERHEAD);
+        assert_eq!(open(&bob, &bytes).unwrap().1, sent);
     }
 
     #[test]

@@ -11,6 +11,12 @@ pub enum SealError {
         "the message is too long: {len} bytes of UTF-8, at most {max} fit in one message; split it into several"
     )]
     TextTooLong { len: usize, max: usize },
+    /// An attachment's reference (its name, media type) and caption do not
+    /// fit in one message.
+    #[error(
+        "the attachment's name, media type and caption are too long for one message; shorten the file name or the caption"
+    )]
+    FileRefTooLong,
     #[error("the {field} name is not a valid username: {reason}")]
     InvalidUsername { field: &'static str, reason: String },
     #[error("the send time is outside the years 0001 to 9999; check the system clock")]

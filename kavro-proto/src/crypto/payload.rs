@@ -4,14 +4,22 @@
 //! Binary rather than JSON so that the text's encoded length is exactly its
 //! UTF-8 length (JSON escaping can grow text sixfold), which is what lets
 //! [`super::MAX_TEXT_BYTES`] be a constant.
+//!
+//! An attachment (envelope version [`super::ENVELOPE_FILE_VERSION`]) is the
+//! same layout, its text the caption, followed by the [`FileRef`] as a
+//! length-prefixed JSON object (docs/PROTOCOL.md section 5.1): the file
+//! reference is small and bounded by the bucket, so JSON's growth does not
+//! matter there, and it is the form v2's MLS payload already carries.
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::envelope::ENVELOPE_FILE_VERSION;
 use super::keys::IdentityPublic;
 use super::nacl::KEY_LEN;
+use crate::attachment::{FileKey, FileRef};
 use crate::validate;
 
 /// Bytes of the payload encoding that do not depend on its strings: version
@@ -42,7 +50,11 @@ pub struct Payload {
     pub sent_at: DateTime<Utc>,
     /// Random (UUID v4) per message; receivers de-duplicate on it.
     pub message_id: Uuid,
+    /// The text; for an attachment its caption (empty: none).
     pub text: String,
+    /// An attachment: the relay's blob and what opens it. `Some` makes the
+    /// envelope a file envelope (version [`super::ENVELOPE_FILE_VERSION`]).
+    pub file: Option<FileRef>,
 }
 
 impl Payload {
@@ -60,6 +72,20 @@ impl Payload {
             sent_at: DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now),
             message_id: Uuid::new_v4(),
             text: text.into(),
+            file: None,
+        }
+    }
+
+    /// A new attachment message sent now: `file` with an optional caption.
+    pub fn with_file(
+        sender: impl Into<String>,
+        recipient: impl Into<String>,
+        file: FileRef,
+        caption: Option<&str>,
+    ) -> Self {
+        Self {
+            file: Some(file),
+            ..Self::new(sender, recipient, caption.unwrap_or_default())
         }
     }
 
@@ -83,6 +109,7 @@ impl fmt::Debug for Payload {
             .field("sent_at", &self.sent_at)
             .field("message_id", &self.message_id)
             .field("text", &format_args!("<{} bytes>", self.text.len()))
+            .field("file", &self.file)
             .finish()
     }
 }
@@ -95,7 +122,12 @@ pub(crate) enum EncodeError {
     SentAtOutOfRange,
 }
 
+/// Bytes the file reference's length field takes.
+const FILE_LEN_BYTES: usize = 4;
+
 /// Encodes `payload` without padding. `max_text` bounds the text length.
+/// The caller passes [`ENVELOPE_FILE_VERSION`] exactly when the payload
+/// has a file (the envelope chooses the version from the payload).
 pub(crate) fn encode(
     payload: &Payload,
     version: u8,
@@ -132,7 +164,30 @@ pub(crate) fn encode(
     }
     out.extend_from_slice(&text_len.to_be_bytes());
     out.extend_from_slice(text);
+    if let Some(file) = &payload.file {
+        // Serialising a struct of strings and a number cannot fail; the
+        // length is bounded by the bucket check of the caller.
+        let json = serde_json::to_vec(file).unwrap_or_default();
+        let len = u32::try_from(json.len()).map_err(|_| EncodeError::TextTooLong {
+            len: text.len() + json.len(),
+        })?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&json);
+    }
     Ok(out)
+}
+
+/// Whether a received file reference is usable as it stands: a blob id that
+/// is a UUID, a 32-byte key and 7-byte nonce, a SHA-256 in lowercase hex.
+/// Anything else is refused with the envelope, not at download time.
+fn file_ref_is_well_formed(file: &FileRef) -> bool {
+    Uuid::try_parse(&file.blob_id).is_ok()
+        && FileKey::from_ref(file).is_ok()
+        && file.sha256.len() == 64
+        && file
+            .sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The payload is not well formed. Carries no detail: the caller reports it
@@ -167,6 +222,16 @@ pub(crate) fn decode(
     let text = std::str::from_utf8(input.take(text_len)?)
         .map_err(|_| Malformed)?
         .to_owned();
+    let file = if version == ENVELOPE_FILE_VERSION {
+        let len = u32::from_be_bytes(*input.array::<FILE_LEN_BYTES>()?) as usize;
+        let file: FileRef = serde_json::from_slice(input.take(len)?).map_err(|_| Malformed)?;
+        if !file_ref_is_well_formed(&file) {
+            return Err(Malformed);
+        }
+        Some(file)
+    } else {
+        None
+    };
     if input.0.iter().any(|&b| b != 0) {
         return Err(Malformed);
     }
@@ -176,6 +241,7 @@ pub(crate) fn decode(
         sent_at,
         message_id,
         text,
+        file,
     })
 }
 
@@ -217,6 +283,7 @@ mod tests {
             sent_at: DateTime::from_timestamp_millis(1_780_000_000_123).unwrap(),
             message_id: Uuid::from_u128(0x0123_4567_89ab_4cde_8f01_2345_6789_abcd),
             text: "héllo".into(),
+            file: None,
         }
     }
 
@@ -279,6 +346,80 @@ mod tests {
         let mut long_text = good;
         long_text[67..71].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(decode(&long_text, 1, &KEY), Err(Malformed), "text overruns");
+    }
+
+    fn with_file() -> Payload {
+        let mut p = sample();
+        p.file = Some(FileRef {
+            blob_id: Uuid::from_u128(9).to_string(),
+            key: validate::base64_encode(&[1; 32]),
+            nonce: validate::base64_encode(&[2; 7]),
+            size: 10,
+            sha256: "0f".repeat(32),
+            name: "a.png".into(),
+            media_type: "image/png".into(),
+        });
+        p
+    }
+
+    #[test]
+    fn a_file_payload_round_trips_and_a_text_one_carries_no_file() {
+        let bytes = encode(&with_file(), ENVELOPE_FILE_VERSION, &KEY, 100).unwrap();
+        let text_part = encode(&sample(), ENVELOPE_FILE_VERSION, &KEY, 100).unwrap();
+        assert_eq!(
+            &bytes[1..text_part.len()],
+            &text_part[1..],
+            "same layout up to the text"
+        );
+        let mut padded = bytes.clone();
+        padded.resize(bytes.len() + 20, 0);
+        assert_eq!(
+            decode(&padded, ENVELOPE_FILE_VERSION, &KEY),
+            Ok(with_file())
+        );
+        // Under version 1 the file reference is trailing garbage.
+        assert_eq!(decode(&bytes, 1, &KEY), Err(Malformed));
+        // A version 3 payload without a file reference is cut short.
+        assert_eq!(
+            decode(&text_part, ENVELOPE_FILE_VERSION, &KEY),
+            Err(Malformed)
+        );
+    }
+
+    #[test]
+    fn a_malformed_file_ref_is_refused() {
+        let good = encode(&with_file(), ENVELOPE_FILE_VERSION, &KEY, 100).unwrap();
+        let json_at = encode(&sample(), 1, &KEY, 100).unwrap().len() + 4;
+        for cut in json_at - 4..good.len() {
+            assert_eq!(
+                decode(&good[..cut], ENVELOPE_FILE_VERSION, &KEY),
+                Err(Malformed),
+                "cut at {cut}"
+            );
+        }
+        let mut not_json = good.clone();
+        not_json[json_at] = b'x';
+        assert_eq!(
+            decode(&not_json, ENVELOPE_FILE_VERSION, &KEY),
+            Err(Malformed)
+        );
+        let bad_refs: [fn(&mut FileRef); 5] = [
+            |f| f.blob_id = "not-a-uuid".into(),
+            |f| f.key = validate::base64_encode(&[1; 31]),
+            |f| f.nonce = "***".into(),
+            |f| f.sha256 = "0F".repeat(32),
+            |f| f.sha256 = "0f".repeat(31),
+        ];
+        for (i, spoil) in bad_refs.into_iter().enumerate() {
+            let mut p = with_file();
+            spoil(p.file.as_mut().unwrap());
+            let bytes = encode(&p, ENVELOPE_FILE_VERSION, &KEY, 100).unwrap();
+            assert_eq!(
+                decode(&bytes, ENVELOPE_FILE_VERSION, &KEY),
+                Err(Malformed),
+                "{i}"
+            );
+        }
     }
 
     #[test]

@@ -38,6 +38,16 @@ pub struct NewBlob {
     pub size: u64,
 }
 
+/// Body of `POST /v2/blobs/{id}/holders`: the uploader lets an account read
+/// a complete blob (a recipient of a v1 message that carries its key), until
+/// that account acknowledges it or the blob expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct BlobHolder {
+    /// The recipient account (`user_id` of `GET /users/{username}`).
+    pub user_id: crate::UserId,
+}
+
 /// Answer of `POST /v2/blobs` (201), of every chunk `PUT` (200) and of
 /// `GET /v2/blobs/{id}/status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

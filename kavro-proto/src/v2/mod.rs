@@ -25,6 +25,6 @@ pub mod mls;
 mod strings;
 pub mod suites;
 
-pub use blobs::{BlobId, BlobStatus, NewBlob};
+pub use blobs::{BlobHolder, BlobId, BlobStatus, NewBlob};
 pub use ids::{GroupId, MlsDeviceId, QueueSeq, V2MessageId};
 pub use strings::{GroupIdText, MlsBytes, SignatureB64, SignatureKeyB64};

@@ -135,13 +135,14 @@ impl Blobs {
             .await?)
     }
 
-    /// The blob, for its owner's devices or a device a referencing message
-    /// is queued for; [`BlobError::Gone`] for everyone else alike.
+    /// The blob, for its owner, a device a referencing message is queued
+    /// for, or an account named a holder (`device` is `None` for a caller
+    /// with an account token); [`BlobError::Gone`] for everyone else alike.
     pub async fn readable(
         &self,
         id: BlobId,
         user: UserId,
-        device: MlsDeviceId,
+        device: Option<MlsDeviceId>,
         now: DateTime<Utc>,
     ) -> Result<BlobRow, BlobFailure> {
         let row = self.meta.blob(id, now).await?.ok_or(BlobError::Gone)?;
@@ -151,18 +152,48 @@ impl Blobs {
         Ok(row)
     }
 
-    /// `device` is done with the blob (saved or refused it): it no longer
-    /// holds it, and the blob goes once no device does. [`BlobError::Gone`]
-    /// as for [`Self::readable`].
+    /// The caller is done with the blob (saved or refused it): a device
+    /// drops its device hold, an account token (`device` `None`) the
+    /// account's hold; the blob goes once nobody holds it.
+    /// [`BlobError::Gone`] as for [`Self::readable`].
     pub async fn release(
         &self,
         id: BlobId,
         user: UserId,
-        device: MlsDeviceId,
+        device: Option<MlsDeviceId>,
         now: DateTime<Utc>,
     ) -> Result<BlobRow, BlobFailure> {
         let row = self.readable(id, user, device, now).await?;
-        self.meta.release(id, device).await?;
+        if let Some(device) = device {
+            self.meta.release(id, device).await?;
+        } else {
+            self.meta.release_account(id, user).await?;
+            // A v1 recipient is the only holder as a rule: collect soon.
+            self.kick.notify_one();
+        }
+        Ok(row)
+    }
+
+    /// `owner` lets account `holder` read its complete blob (a v1 message
+    /// to `holder` carries its key). [`BlobError::Gone`] unless the blob is
+    /// `owner`'s and alive; [`BlobFailure::Incomplete`] before its last byte.
+    pub async fn add_holder(
+        &self,
+        id: BlobId,
+        owner: UserId,
+        holder: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<BlobRow, BlobFailure> {
+        let row = self
+            .meta
+            .blob(id, now)
+            .await?
+            .filter(|row| row.owner == owner)
+            .ok_or(BlobError::Gone)?;
+        if !row.complete() {
+            return Err(BlobFailure::Incomplete);
+        }
+        self.meta.add_account_hold(id, owner, holder, now).await?;
         Ok(row)
     }
 

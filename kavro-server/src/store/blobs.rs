@@ -3,8 +3,10 @@
 //! implement it with the same SQL text (`blobs_sql.rs`).
 //!
 //! Lifetime: a blob lives until `expires_at`; once a message referenced it
-//! (`referenced`), also only while a referencing message is stored, i.e.
-//! until every device that message was queued for acknowledged it.
+//! or its uploader named a holder account (`referenced`), also only while
+//! someone holds it: a device a referencing v2 message was queued for, or an
+//! account named for a v1 message (`v2_blob_account_holds`), until each
+//! acknowledged it.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -97,17 +99,31 @@ pub trait BlobMeta: Send + Sync + 'static {
     async fn add_chunk(&self, chunk: NewChunk<'_>) -> Result<BlobRow, BlobError>;
     /// The stored chunks, in order.
     async fn chunks(&self, id: BlobId) -> Result<Vec<ChunkRow>, BlobError>;
-    /// Whether `device` of `user` may read the blob: the owner's devices, and
-    /// devices a referencing message was queued for, until they release it.
+    /// Whether `user` (calling from `device`, or with its account token when
+    /// `None`) may read the blob: the owner, a device a referencing message
+    /// was queued for, and an account the owner named a holder, until they
+    /// release it.
     async fn may_read(
         &self,
         id: BlobId,
         user: UserId,
-        device: MlsDeviceId,
+        device: Option<MlsDeviceId>,
     ) -> Result<bool, BlobError>;
     /// `device` is done with the blob (saved or refused it): it no longer
     /// holds it.
     async fn release(&self, id: BlobId, device: MlsDeviceId) -> Result<(), BlobError>;
+    /// Account `user` is done with the blob: its account hold goes.
+    async fn release_account(&self, id: BlobId, user: UserId) -> Result<(), BlobError>;
+    /// Lets account `holder` read `owner`'s blob until it releases it (or
+    /// the blob expires); marks the blob referenced. [`BlobError::Gone`]
+    /// unless the blob is `owner`'s, complete and alive.
+    async fn add_account_hold(
+        &self,
+        id: BlobId,
+        owner: UserId,
+        holder: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<(), BlobError>;
     /// Deletes up to `limit` blobs that are past `expires_at`, or referenced
     /// once and held by no device any more; returns the object keys to delete.
     async fn remove_dead(

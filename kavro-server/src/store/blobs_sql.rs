@@ -166,15 +166,18 @@ macro_rules! blob_meta_impl {
                 &self,
                 id: BlobId,
                 user: UserId,
-                device: MlsDeviceId,
+                device: Option<MlsDeviceId>,
             ) -> Result<bool, BlobError> {
+                // A device hold is that device's; an account hold is the
+                // account's, whichever token it calls with.
                 let found: Option<i64> = sqlx::query_scalar(
-                    "SELECT CAST(1 AS BIGINT) FROM v2_blobs b WHERE b.id = $1 AND (b.user_id = $2 OR EXISTS (
-                        SELECT 1 FROM v2_blob_holds h WHERE h.blob_id = b.id AND h.device_id = $3))",
+                    "SELECT CAST(1 AS BIGINT) FROM v2_blobs b WHERE b.id = $1 AND (b.user_id = $2
+                       OR EXISTS (SELECT 1 FROM v2_blob_holds h WHERE h.blob_id = b.id AND h.device_id = $3)
+                       OR EXISTS (SELECT 1 FROM v2_blob_account_holds a WHERE a.blob_id = b.id AND a.user_id = $2))",
                 )
                 .bind(id.0)
                 .bind(user.0)
-                .bind(device.0)
+                .bind(device.map(|d| d.0))
                 .fetch_optional(&self.$read)
                 .await?;
                 Ok(found.is_some())
@@ -189,6 +192,47 @@ macro_rules! blob_meta_impl {
                 Ok(())
             }
 
+            async fn release_account(&self, id: BlobId, user: UserId) -> Result<(), BlobError> {
+                sqlx::query("DELETE FROM v2_blob_account_holds WHERE blob_id = $1 AND user_id = $2")
+                    .bind(id.0)
+                    .bind(user.0)
+                    .execute(&self.$write)
+                    .await?;
+                Ok(())
+            }
+
+            async fn add_account_hold(
+                &self,
+                id: BlobId,
+                owner: UserId,
+                holder: UserId,
+                now: DateTime<Utc>,
+            ) -> Result<(), BlobError> {
+                let mut tx = self.$write.begin().await?;
+                let marked = sqlx::query(
+                    "UPDATE v2_blobs SET referenced = 1
+                     WHERE id = $1 AND user_id = $2 AND received = size AND expires_at > $3",
+                )
+                .bind(id.0)
+                .bind(owner.0)
+                .bind(millis(now))
+                .execute(&mut *tx)
+                .await?;
+                if marked.rows_affected() == 0 {
+                    return Err(BlobError::Gone);
+                }
+                sqlx::query(
+                    "INSERT INTO v2_blob_account_holds (blob_id, user_id) VALUES ($1, $2)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(id.0)
+                .bind(holder.0)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn remove_dead(
                 &self,
                 now: DateTime<Utc>,
@@ -197,7 +241,8 @@ macro_rules! blob_meta_impl {
                 let mut tx = self.$write.begin().await?;
                 let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
                     "SELECT id FROM v2_blobs b WHERE b.expires_at <= $1 OR (b.referenced = 1
-                       AND NOT EXISTS (SELECT 1 FROM v2_blob_holds h WHERE h.blob_id = b.id))
+                       AND NOT EXISTS (SELECT 1 FROM v2_blob_holds h WHERE h.blob_id = b.id)
+                       AND NOT EXISTS (SELECT 1 FROM v2_blob_account_holds a WHERE a.blob_id = b.id))
                      LIMIT $2",
                 )
                 .bind(millis(now))

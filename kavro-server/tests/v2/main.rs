@@ -3,7 +3,8 @@
 //! clients through the relay (`three_clients`), and two relay instances on
 //! one PostgreSQL and Redis under concurrent committers (`scaleout`), and
 //! key packages per ciphersuite for post-quantum groups (`suites`), and
-//! the blob store for attachments (`blobs`).
+//! the blob store for attachments (`blobs`; with account tokens and
+//! account holders for v1 attachments, `blobs_v1`).
 
 // Scenario helpers outside #[test] fns unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -12,6 +13,7 @@
 mod common;
 
 mod blobs;
+mod blobs_v1;
 mod client;
 mod links;
 mod routes;

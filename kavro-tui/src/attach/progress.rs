@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::v2::files::Progress;
+use crate::attach::transfer::Progress;
 
 /// After this long a transfer gets a bar.
 const SHOW_AFTER: Duration = Duration::from_secs(1);

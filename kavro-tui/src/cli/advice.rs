@@ -44,6 +44,10 @@ pub fn for_session(err: &SessionError) -> Option<String> {
             "Run `kavro login {username}` for that account, or use another profile for another \
              account (`kavro --profile NAME ...`)."
         ),
+        SessionError::FilesNotReceivable { username } => format!(
+            "Ask {username} to send you a message from their Kavro client, run `kavro inbox`, \
+             then send the file again. A text message reaches them as it is."
+        ),
         SessionError::NoUsableKey { username, .. } => {
             format!("Ask {username} to run `kavro login {username}`.")
         }

@@ -386,9 +386,10 @@ pub struct SendArgs {
     #[arg(value_name = "TEXT|-", conflicts_with = "file")]
     pub text: Option<String>,
 
-    /// Send this file (encrypted on this device, over Kavro v2 only: the
-    /// recipient needs Kavro v2 devices; files over the relay's cap are
-    /// refused before upload)
+    /// Send this file (encrypted on this device; over Kavro v2 when the
+    /// recipient has v2 devices, else in a v1 envelope to a Kavro client that
+    /// has sent you a message; files over the relay's cap are refused before
+    /// upload)
     #[arg(long, value_name = "PATH", conflicts_with_all = ["v1", "wait_delivered"])]
     pub file: Option<std::path::PathBuf>,
 

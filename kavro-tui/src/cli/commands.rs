@@ -130,7 +130,7 @@ pub async fn send(
 }
 
 /// Tells what retrying the outbox did, if anything.
-fn report_flush(report: &FlushReport) {
+pub(super) fn report_flush(report: &FlushReport) {
     if report.sent > 0 {
         warn(&format!(
             "note: sent {} message(s) queued earlier.",

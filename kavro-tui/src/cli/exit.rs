@@ -40,6 +40,7 @@ pub fn for_session(err: &SessionError) -> u8 {
         SessionError::NoSuchUser(_) => NO_USER,
         SessionError::Certificate { .. } => CERTIFICATE,
         SessionError::InvalidInput(_)
+        | SessionError::FilesNotReceivable { .. }
         | SessionError::UsernameTaken { .. }
         | SessionError::Keystore {
             source: KeystoreError::InvalidChoice(_),
@@ -52,6 +53,7 @@ pub fn for_session(err: &SessionError) -> u8 {
         | SessionError::Keystore { .. }
         | SessionError::History(_)
         | SessionError::Seal(_)
+        | SessionError::Attachment(_)
         | SessionError::Relay(_) => OTHER,
     }
 }

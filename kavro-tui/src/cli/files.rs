@@ -1,8 +1,9 @@
 //! Attachments from the command line (issue #14): `kavro send TARGET --file
 //! PATH [--caption TEXT]`, the files `kavro inbox` saves, and `kavro
-//! attachments`. Files go over Kavro v2 only (a group, or the 1:1 MLS
-//! conversation): a contact whose client speaks only v1 could not open one,
-//! so the send is refused with that reason before anything is uploaded.
+//! attachments`. A group, or a person with Kavro v2 devices when this
+//! installation is one, gets the file over MLS; any other person in a v1
+//! file envelope (`session::files`), which the core refuses before anything
+//! is uploaded unless they are known to run a Kavro client (see there).
 
 use std::path::{Path, PathBuf};
 
@@ -33,37 +34,45 @@ pub async fn send_file(
         .and_then(|file| file.metadata())
         .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?
         .len();
+    let target = args.username.as_str();
+    let group = target.starts_with('#');
+    if !group {
+        crate::session::check_username(target)?;
+    }
     if !super::v2::has_device(session)? {
-        return Err(UsageError(
-            "files go over Kavro v2 only: this installation is not a Kavro v2 device (`kavro device link`)"
-                .to_owned(),
-        )
-        .into());
+        if group {
+            return Err(UsageError(
+                "group files go over Kavro v2: this installation is not a Kavro v2 device (`kavro device link`)"
+                    .to_owned(),
+            )
+            .into());
+        }
+        return super::files_v1::send(session, printer, args, path, size).await;
     }
     let mut v2 = open(session).await?;
     let result = send_inner(&mut v2, printer, args, path, size).await;
     v2.close().await;
-    result
+    match result? {
+        Some(code) => Ok(code),
+        None => super::files_v1::send(session, printer, args, path, size).await,
+    }
 }
 
+/// Over MLS; `None`: the person has no Kavro v2 device, send over v1.
 async fn send_inner(
     v2: &mut V2Session,
     printer: &Printer,
     args: &SendArgs,
     path: &Path,
     size: u64,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Option<u8>> {
     v2.sync().await?;
     let target = args.username.as_str();
     let group = if target.starts_with('#') {
         v2.find(target).await?
     } else {
-        crate::session::check_username(target)?;
         if !v2.has_active_devices(target).await? {
-            return Err(UsageError(format!(
-                "{target} has no Kavro v2 device: their client speaks only v1 and cannot receive files"
-            ))
-            .into());
+            return Ok(None);
         }
         v2.direct(target).await?
     };
@@ -93,7 +102,7 @@ async fn send_inner(
             "protocol": "mls",
         }),
     )?;
-    Ok(exit::OK)
+    Ok(Some(exit::OK))
 }
 
 /// Where received files go: `--download-dir` / `KAVRO_DOWNLOAD_DIR`, else
@@ -119,44 +128,76 @@ pub async fn save_received(
     let saved = v2.save_pending(dir, &bar).await;
     bar.finish();
     for SaveOutcome { row, result } in saved? {
-        let name = sanitize(&row.file.name);
-        match &result {
-            Ok(path) => printer.emit(
-                &format!(
-                    "Saved {name} ({}) from {} to {}",
-                    human_size(row.file.size),
-                    sanitize(&row.sender),
-                    path.display()
-                ),
-                &json!({
-                    "attachment": row.id,
-                    "from": row.sender,
-                    "file": row.file.name,
-                    "size": row.file.size,
-                    "media_type": row.file.media_type,
-                    "saved_to": path,
-                    "state": "saved",
-                }),
-            )?,
-            Err(reason) => {
-                printer.emit(
-                    &format!("Not saved: {name} from {}: {reason}", sanitize(&row.sender)),
-                    &json!({
-                        "attachment": row.id,
-                        "from": row.sender,
-                        "file": row.file.name,
-                        "state": "failed",
-                        "error": reason,
-                    }),
-                )?;
-            }
-        }
+        print_saved(printer, row.id, &row.sender, &row.file, &result, "mls")?;
     }
     Ok(())
 }
 
-/// `kavro attachments`.
+/// Says where a received file went, or why it was not saved.
+pub(super) fn print_saved(
+    printer: &Printer,
+    id: i64,
+    from: &str,
+    file: &kavro_proto::attachment::FileRef,
+    result: &Result<PathBuf, String>,
+    protocol: &str,
+) -> anyhow::Result<()> {
+    let name = sanitize(&file.name);
+    match result {
+        Ok(path) => printer.emit(
+            &format!(
+                "Saved {name} ({}) from {} to {}",
+                human_size(file.size),
+                sanitize(from),
+                path.display()
+            ),
+            &json!({
+                "attachment": id,
+                "from": from,
+                "file": file.name,
+                "size": file.size,
+                "media_type": file.media_type,
+                "saved_to": path,
+                "state": "saved",
+                "protocol": protocol,
+            }),
+        )?,
+        Err(reason) => printer.emit(
+            &format!("Not saved: {name} from {}: {reason}", sanitize(from)),
+            &json!({
+                "attachment": id,
+                "from": from,
+                "file": file.name,
+                "state": "failed",
+                "error": reason,
+                "protocol": protocol,
+            }),
+        )?,
+    }
+    Ok(())
+}
+
+/// `kavro attachments`: the files of v1 conversations, then those of v2
+/// ones (when this installation is a device).
 pub async fn attachments(session: &Session, printer: &Printer) -> anyhow::Result<u8> {
+    let me = session.account()?.username.clone();
+    for row in session.files().await? {
+        let line = Line {
+            at: row.at,
+            outgoing: row.outgoing,
+            shown: &row.peer,
+            from: if row.outgoing { &me } else { &row.peer },
+            to: row.outgoing.then_some(row.peer.as_str()),
+            file: &row.file,
+            caption: row.caption.as_deref(),
+            state: row.state,
+            saved_path: row.saved_path.as_deref(),
+            error: row.error.as_deref(),
+            id: row.id,
+            protocol: "v1",
+        };
+        print_line(printer, &line)?;
+    }
     if !super::v2::has_device(session)? {
         return Ok(exit::OK);
     }
@@ -164,38 +205,77 @@ pub async fn attachments(session: &Session, printer: &Printer) -> anyhow::Result
     let rows = v2.attachments().await;
     v2.close().await;
     for row in rows? {
-        let state = match (row.state, &row.saved_path, &row.error) {
-            (AttachmentState::Saved, Some(path), _) => format!("saved to {path}"),
-            (AttachmentState::Failed, _, Some(error)) => format!("not saved: {error}"),
-            (AttachmentState::Pending, ..) => "on the relay (kavro inbox saves it)".to_owned(),
-            (AttachmentState::Sent, ..) => "sent".to_owned(),
-            (state, ..) => state.as_str().to_owned(),
+        let line = Line {
+            at: row.at,
+            outgoing: row.outgoing,
+            shown: &row.sender,
+            from: &row.sender,
+            to: None,
+            file: &row.file,
+            caption: row.caption.as_deref(),
+            state: row.state,
+            saved_path: row.saved_path.as_deref(),
+            error: row.error.as_deref(),
+            id: row.id,
+            protocol: "mls",
         };
-        let direction = if row.outgoing { "to" } else { "from" };
-        printer.emit(
-            &format!(
-                "{}  {} ({}) {direction} {}: {}",
-                json_time(row.at),
-                sanitize(&row.file.name),
-                human_size(row.file.size),
-                sanitize(&row.sender),
-                sanitize(&state)
-            ),
-            &json!({
-                "attachment": row.id,
-                "at": json_time(row.at),
-                "outgoing": row.outgoing,
-                "from": row.sender,
-                "file": row.file.name,
-                "size": row.file.size,
-                "media_type": row.file.media_type,
-                "sha256": row.file.sha256,
-                "caption": row.caption,
-                "state": row.state.as_str(),
-                "saved_to": row.saved_path,
-                "error": row.error,
-            }),
-        )?;
+        print_line(printer, &line)?;
     }
     Ok(exit::OK)
+}
+
+/// One attachment as `kavro attachments` lists it, whichever protocol.
+struct Line<'a> {
+    at: chrono::DateTime<chrono::Utc>,
+    outgoing: bool,
+    /// Who the human line names (v2 names the sender, v1 the other side).
+    shown: &'a str,
+    from: &'a str,
+    /// The recipient of a sent v1 file.
+    to: Option<&'a str>,
+    file: &'a kavro_proto::attachment::FileRef,
+    caption: Option<&'a str>,
+    state: AttachmentState,
+    saved_path: Option<&'a str>,
+    error: Option<&'a str>,
+    id: i64,
+    protocol: &'static str,
+}
+
+fn print_line(printer: &Printer, row: &Line<'_>) -> anyhow::Result<()> {
+    let state = match (row.state, row.saved_path, row.error) {
+        (AttachmentState::Saved, Some(path), _) => format!("saved to {path}"),
+        (AttachmentState::Failed, _, Some(error)) => format!("not saved: {error}"),
+        (AttachmentState::Pending, ..) => "on the relay (kavro inbox saves it)".to_owned(),
+        (AttachmentState::Sent, ..) => "sent".to_owned(),
+        (state, ..) => state.as_str().to_owned(),
+    };
+    let direction = if row.outgoing { "to" } else { "from" };
+    printer.emit(
+        &format!(
+            "{}  {} ({}) {direction} {}: {}",
+            json_time(row.at),
+            sanitize(&row.file.name),
+            human_size(row.file.size),
+            sanitize(row.shown),
+            sanitize(&state)
+        ),
+        &json!({
+            "attachment": row.id,
+            "at": json_time(row.at),
+            "outgoing": row.outgoing,
+            "from": row.from,
+            "to": row.to,
+            "file": row.file.name,
+            "size": row.file.size,
+            "media_type": row.file.media_type,
+            "sha256": row.file.sha256,
+            "caption": row.caption,
+            "state": row.state.as_str(),
+            "saved_to": row.saved_path,
+            "error": row.error,
+            "protocol": row.protocol,
+        }),
+    )?;
+    Ok(())
 }

@@ -9,6 +9,7 @@ mod commands;
 mod direct;
 pub mod exit;
 pub mod files;
+mod files_v1;
 pub mod input;
 mod manage;
 pub mod output;
@@ -253,6 +254,8 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             let result = commands::inbox(&session, &printer, args, poll_interval).await;
             match result {
                 Ok(code) if !args.watch && !args.no_ack => {
+                    let dir = files::download_dir(&session, args.download_dir.as_deref());
+                    files_v1::save_received(&session, &printer, &dir).await?;
                     v2::inbox(&session, &printer, args.download_dir.as_deref())
                         .await
                         .map(|()| code)

@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use kavro_proto::attachment::FileRef;
 use kavro_proto::crypto::IdentityPublic;
 use kavro_proto::{MessageId, UserId};
 use sqlx::sqlite::{
@@ -21,6 +22,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
+use crate::mls::attachments::AttachmentState;
 use crate::pinning::{Contact, KeyState, PendingKey};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -263,6 +265,9 @@ pub struct NewIncoming {
     pub sender_key: Option<IdentityPublic>,
     pub ciphertext: String,
     pub ephemeral_pubkey: String,
+    /// An attachment the envelope carries (`text` is then its history
+    /// line). Recorded to be saved only when the message is `Ok`.
+    pub file: Option<(FileRef, String)>,
 }
 
 /// The outcome of storing a received message.
@@ -288,6 +293,8 @@ pub struct NewOutgoing {
     pub text: String,
     pub ciphertext: String,
     pub ephemeral_pubkey: String,
+    /// The attachment this message carries, with its caption.
+    pub file: Option<(FileRef, String)>,
 }
 
 /// A queued send.
@@ -527,6 +534,17 @@ impl History {
         if let Some(contact) = contact {
             save_contact_in(&mut tx, contact).await?;
         }
+        if let (Some((file, caption)), IncomingState::Ok, Some(peer)) =
+            (&message.file, message.state, &message.peer)
+        {
+            let new = files::NewFile {
+                peer,
+                file,
+                caption,
+                state: AttachmentState::Pending,
+            };
+            files::record(&mut tx, id, &new, received_at).await?;
+        }
         tx.commit().await?;
         Ok(Inserted::New(LocalId(id)))
     }
@@ -567,6 +585,15 @@ impl History {
         .bind(ts(now))
         .execute(&mut *tx)
         .await?;
+        if let Some((file, caption)) = &message.file {
+            let new = files::NewFile {
+                peer: &message.peer,
+                file,
+                caption,
+                state: AttachmentState::Sent,
+            };
+            files::record(&mut tx, id, &new, now).await?;
+        }
         tx.commit().await?;
         Ok(LocalId(id))
     }
@@ -784,6 +811,8 @@ async fn save_contact_in(
     Ok(())
 }
 
+mod files;
+pub use files::FileRow;
 mod replay;
 mod settings;
 

@@ -43,6 +43,7 @@ fn envelope(uuid: u128, relay: i64, text: &str) -> NewIncoming {
         sender_key: Some(IdentityPublic::from_bytes([1; 32])),
         ciphertext: format!("cipher-{relay}"),
         ephemeral_pubkey: "ab".repeat(32),
+        file: None,
     }
 }
 
@@ -61,6 +62,7 @@ fn broken(relay: i64, ciphertext: &str) -> NewIncoming {
         sender_key: None,
         ciphertext: ciphertext.into(),
         ephemeral_pubkey: "cd".repeat(32),
+        file: None,
     }
 }
 
@@ -194,6 +196,7 @@ fn outgoing(uuid: u128, text: &str) -> NewOutgoing {
         text: text.into(),
         ciphertext: "CT==".into(),
         ephemeral_pubkey: "ef".repeat(32),
+        file: None,
     }
 }
 

@@ -29,7 +29,7 @@ impl AttachmentState {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "pending" => Self::Pending,
             "saved" => Self::Saved,

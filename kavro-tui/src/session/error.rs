@@ -83,6 +83,16 @@ pub enum SessionError {
     History(#[from] HistoryError),
     #[error(transparent)]
     Seal(#[from] kavro_proto::crypto::SealError),
+    /// An attachment over v1 goes only to a contact known to run a Kavro
+    /// client: one whose authenticated envelope reached this history. A
+    /// legacy client cannot open it. Nothing was uploaded.
+    #[error(
+        "{username} has not sent you an authenticated Kavro message here, so their client may be          a legacy one that cannot receive files; nothing was uploaded"
+    )]
+    FilesNotReceivable { username: String },
+    /// The attachment could not be read, sealed, uploaded or saved.
+    #[error("{0}")]
+    Attachment(String),
     /// Any other refusal from the relay.
     #[error("{}", .0.describe_details())]
     Relay(RelayError),

@@ -186,6 +186,7 @@ impl Session {
             sender_key: None,
             ciphertext: message.ciphertext.clone(),
             ephemeral_pubkey: message.ephemeral_pubkey.clone(),
+            file: None,
         };
 
         let opened = match open(
@@ -234,6 +235,15 @@ impl Session {
         incoming.sent_at = payload.sent_at;
         incoming.sender_key = Some(sender_key);
         incoming.text = Some(payload.text.clone());
+        if let Some(file) = &payload.file {
+            // History shows the file as its line; the file is recorded to
+            // be saved only if the envelope verifies (history::files).
+            incoming.text = Some(crate::v2::payload::Body::file_line(
+                file,
+                Some(payload.text.as_str()),
+            ));
+            incoming.file = Some((file.clone(), payload.text.clone()));
+        }
         incoming.state = IncomingState::Unverified;
 
         if let Some(horizon) = horizon

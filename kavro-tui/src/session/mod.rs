@@ -10,6 +10,7 @@
 mod accounts;
 mod contacts;
 mod error;
+mod files;
 mod inbox;
 mod manage;
 mod outgoing;
@@ -17,6 +18,8 @@ mod outgoing;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_files;
 #[cfg(test)]
 mod tests_manage;
 #[cfg(test)]
@@ -34,6 +37,7 @@ use kavro_proto::validate;
 pub use self::accounts::{AccountSummary, LogoutOutcome, WhoAmI};
 pub use self::contacts::{Compared, ContactKeys, OwnKey, TrustOutcome};
 pub use self::error::{NotLoggedIn, SessionError};
+pub use self::files::SavedFile;
 #[cfg(test)]
 pub use self::inbox::SyncBatch;
 pub use self::inbox::SyncOptions;

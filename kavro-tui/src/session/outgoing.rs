@@ -8,12 +8,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kavro_proto::MessageId;
 use kavro_proto::api::{DeliveryState, SendMessage};
+use kavro_proto::attachment::FileRef;
 use kavro_proto::crypto::{Payload, SafetyNumber, seal};
 use uuid::Uuid;
 
 use super::{Session, SessionError, Unlocked, check_username, now};
 use crate::history::{LocalId, NewOutgoing, OutboxEntry, OutgoingState};
-use crate::pinning::{self, Observation};
+use crate::pinning::{self, Contact, Observation};
 use crate::relay::RelayError;
 
 /// A message handed to the relay.
@@ -77,13 +78,37 @@ impl Session {
             ));
         }
         let unlocked = self.unlock()?;
-        // Earlier sends that did not get through go first, in order.
-        let flushed = match self.flush(&unlocked).await {
-            Ok(report) => report,
-            Err(err) if err.is_transient() => FlushReport::default(),
-            Err(err) => return Err(err),
-        };
+        let flushed = self.flush_first(&unlocked).await?;
+        let (contact, first_use) = self.recipient(&unlocked, to).await?;
+        let payload = Payload::new(
+            unlocked.account.username.clone(),
+            contact.username.clone(),
+            text,
+        );
+        self.send_sealed(&unlocked, contact, payload, None, first_use, flushed)
+            .await
+    }
 
+    /// Retries earlier sends that did not get through, in order, before a
+    /// new one; an outage is no reason not to try the new one.
+    pub(super) async fn flush_first(
+        &self,
+        unlocked: &Unlocked,
+    ) -> Result<FlushReport, SessionError> {
+        match self.flush(unlocked).await {
+            Ok(report) => Ok(report),
+            Err(err) if err.is_transient() => Ok(FlushReport::default()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The contact to send to, their key checked against the pinned one
+    /// (pinned now on first use: then with the safety number to compare).
+    pub(super) async fn recipient(
+        &self,
+        unlocked: &Unlocked,
+        to: &str,
+    ) -> Result<(Contact, Option<SafetyNumber>), SessionError> {
         let (info, server_key) = self.lookup(&unlocked.token, to).await?;
         let existing = self.history.contact(&info.username).await?;
         let observed = pinning::observe(
@@ -113,13 +138,26 @@ impl Session {
                 &contact.key,
             )
         });
+        Ok((contact, first_use))
+    }
 
-        let payload = Payload::new(
-            unlocked.account.username.clone(),
-            contact.username.clone(),
-            text,
-        );
+    /// Seals `payload` to `contact`, queues it in the outbox (with the
+    /// attachment it carries, if any, and its caption) and posts it.
+    pub(super) async fn send_sealed(
+        &self,
+        unlocked: &Unlocked,
+        contact: Contact,
+        payload: Payload,
+        file: Option<(FileRef, String)>,
+        first_use: Option<SafetyNumber>,
+        flushed: FlushReport,
+    ) -> Result<SentMessage, SessionError> {
         let sealed = seal(&unlocked.keypair, &contact.key, &payload)?;
+        // History shows a file as its line; the caption is the payload's text.
+        let text = match &payload.file {
+            Some(file) => crate::v2::payload::Body::file_line(file, Some(payload.text.as_str())),
+            None => payload.text.clone(),
+        };
         let client_msg_id = Uuid::new_v4();
         let local_id = self
             .history
@@ -130,9 +168,10 @@ impl Session {
                     peer: contact.username.clone(),
                     peer_user_id: contact.user_id,
                     sent_at: payload.sent_at,
-                    text: payload.text.clone(),
+                    text,
                     ciphertext: sealed.ciphertext_b64.clone(),
                     ephemeral_pubkey: sealed.ephemeral_pubkey_hex.clone(),
+                    file,
                 },
                 now(),
             )
@@ -145,7 +184,7 @@ impl Session {
             ephemeral_pubkey: sealed.ephemeral_pubkey_hex,
             attempts: 0,
         };
-        let relay_id = match self.post(&unlocked, &entry).await {
+        let relay_id = match self.post(unlocked, &entry).await {
             Ok(id) => id,
             Err(err) if err.is_transient() => {
                 return Err(SessionError::Queued {

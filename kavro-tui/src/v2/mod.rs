@@ -42,7 +42,7 @@ mod trust;
 #[cfg(test)]
 #[allow(unused_macros, clippy::pedantic)]
 #[path = "../../../kavro-server/tests/common/mod.rs"]
-mod test_relay;
+pub(crate) mod test_relay;
 
 use chrono::Utc;
 use kavro_proto::UserId;

@@ -5,13 +5,14 @@
 
 use std::time::Duration;
 
+use kavro_proto::UserId;
 use kavro_proto::v2::api::{
     Accepted, AckQueue, ApproveLink, ClaimedKeyPackages, CreateGroup, DeviceToken, EpochConflict,
     GroupState, KeyPackageCount, LinkRequestCreated, LinkRequestStatus, LinkRequestView, MlsDevice,
     MlsDeviceList, NewLinkRequest, PostCommit, PostGroupMessage, QueueAcked, QueuePage,
     RegisterDevice, SessionProof, UploadKeyPackages,
 };
-use kavro_proto::v2::{BlobId, BlobStatus, GroupId, MlsDeviceId, NewBlob, QueueSeq};
+use kavro_proto::v2::{BlobHolder, BlobId, BlobStatus, GroupId, MlsDeviceId, NewBlob, QueueSeq};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -417,6 +418,22 @@ impl V2Relay {
     ) -> Result<BlobStatus, RelayError> {
         self.call(self.request(Method::POST, &format!("/v2/blobs/{blob}/ack"), token))
             .await
+    }
+
+    /// `POST /v2/blobs/{id}/holders`: lets account `user` read this complete
+    /// blob (the recipient of a v1 message carrying its key) until it
+    /// acknowledges it.
+    pub async fn add_blob_holder(
+        &self,
+        token: &AccessToken,
+        blob: BlobId,
+        user: UserId,
+    ) -> Result<BlobStatus, RelayError> {
+        self.call(
+            self.request(Method::POST, &format!("/v2/blobs/{blob}/holders"), token)
+                .json(&BlobHolder { user_id: user }),
+        )
+        .await
     }
 
     /// `GET /v2/blobs/{id}` from byte `from`: the response, to read in chunks.

@@ -4,9 +4,9 @@
 //! hash does not match) is refused and nothing is saved under its name.
 #![allow(clippy::unwrap_used)]
 
-use super::files::Quiet;
 use super::payload::{Body, Payload};
 use super::tests::{relay, root};
+use crate::attach::transfer::Quiet;
 use crate::mls::attachments::AttachmentState;
 
 fn sample(len: usize) -> Vec<u8> {

@@ -1,13 +1,16 @@
 //! `/v2/blobs`: encrypted attachments, uploaded in chunks with resume
 //! (`offset` must equal `received`) and downloaded as a stream with a single
-//! `Range`. Creating a blob counts as a send (rate limit); chunk uploads and
+//! `Range`. Every route takes a device token or the account token: a v1
+//! client (no v2 device) uploads with its account token and names the
+//! recipient account a holder (`/holders`), which downloads and acknowledges
+//! with its own account token. Creating a blob counts as a send (rate limit); chunk uploads and
 //! downloads are bounded by the blob's size and the account's quota instead,
 //! so a 1 GiB transfer is not throttled chunk by chunk.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kavro_proto::v2::{BlobId, BlobStatus, NewBlob};
+use kavro_proto::v2::{BlobHolder, BlobId, BlobStatus, NewBlob};
 use poem::Body;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json};
@@ -128,7 +131,7 @@ fn failure(err: BlobFailure) -> ApiError {
 impl BlobsApi {
     /// Reserve a blob
     ///
-    /// With a device token. `413` over the relay's cap, `409` over the
+    /// With a device token or the account token. `413` over the relay's cap, `409` over the
     /// account's quota (uploaded plus reserved), `507` when the relay's
     /// storage is out of space, `422` for size 0. The blob expires after the
     /// message TTL, or earlier once every device a message referencing it
@@ -136,13 +139,13 @@ impl BlobsApi {
     #[oai(path = "/v2/blobs", method = "post", operation_id = "v2_create_blob")]
     async fn create(&self, auth: V2Auth, body: Json<NewBlob>) -> Result<CreatedAnswer, ApiError> {
         let state = &self.state;
-        let device = auth.0.device_spending(state, Route::Send).await?;
+        auth.0.spend(state, Route::Send).await?;
         let now = state.clock.now();
         let expires_at = after(now, state.settings.message_ttl);
         match state
             .v2
             .blobs
-            .create(device.user_id, body.0.size, now, expires_at)
+            .create(auth.0.user_id(), body.0.size, now, expires_at)
             .await
         {
             Ok(row) => Ok(CreatedAnswer::Created(Json(state.v2.blobs.status(&row)))),
@@ -156,7 +159,7 @@ impl BlobsApi {
     /// The body (1 to `chunk_max` bytes) is stored at `offset`, which must
     /// equal the blob's `received` (`409` naming the expected offset
     /// otherwise: read the status and continue). Only the uploading
-    /// account's devices. A chunk past `size` is a `422`; the last byte
+    /// account (its account token or its devices). A chunk past `size` is a `422`; the last byte
     /// completes the blob.
     #[oai(
         path = "/v2/blobs/:id",
@@ -171,7 +174,7 @@ impl BlobsApi {
         body: Binary<Bytes>,
     ) -> Result<StatusAnswer, ApiError> {
         let state = &self.state;
-        let device = auth.0.device()?;
+        let owner = auth.0.user_id();
         let chunk = body.0;
         if chunk.is_empty() {
             return Err(ApiError::invalid_field(
@@ -189,7 +192,7 @@ impl BlobsApi {
         match state
             .v2
             .blobs
-            .put_chunk(id.0, device.user_id, offset.0, chunk, now)
+            .put_chunk(id.0, owner, offset.0, chunk, now)
             .await
         {
             Ok(row) => Ok(StatusAnswer::Ok(Json(state.v2.blobs.status(&row)))),
@@ -200,8 +203,9 @@ impl BlobsApi {
 
     /// A blob's upload status
     ///
-    /// For the uploader's devices and devices a message referencing it was
-    /// queued for; `404` for anyone else (as for an unknown blob).
+    /// For the uploading account, devices a message referencing it was
+    /// queued for, and accounts named holders; `404` for anyone else (as for
+    /// an unknown blob).
     #[oai(
         path = "/v2/blobs/:id/status",
         method = "get",
@@ -209,11 +213,16 @@ impl BlobsApi {
     )]
     async fn status(&self, auth: V2Auth, id: Path<BlobId>) -> Result<StatusAnswer, ApiError> {
         let state = &self.state;
-        let device = auth.0.device_spending(state, Route::Lookup).await?;
+        auth.0.spend(state, Route::Lookup).await?;
         let row = state
             .v2
             .blobs
-            .readable(id.0, device.user_id, device.device_id, state.clock.now())
+            .readable(
+                id.0,
+                auth.0.user_id(),
+                auth.0.device_id(),
+                state.clock.now(),
+            )
             .await
             .map_err(failure)?;
         Ok(StatusAnswer::Ok(Json(state.v2.blobs.status(&row))))
@@ -222,9 +231,10 @@ impl BlobsApi {
     /// Done with a blob
     ///
     /// This device saved the blob (or refused it for good): it no longer
-    /// holds it. A referenced blob is deleted once every device it was sent
-    /// to is done with it (else at its `expires_at`). `404` as for the
-    /// status.
+    /// holds it; with the account token, the account's hold (see
+    /// `/holders`) goes. A referenced blob is deleted once every device and
+    /// account it was sent to is done with it (else at its `expires_at`).
+    /// `404` as for the status.
     #[oai(
         path = "/v2/blobs/:id/ack",
         method = "post",
@@ -232,11 +242,49 @@ impl BlobsApi {
     )]
     async fn ack(&self, auth: V2Auth, id: Path<BlobId>) -> Result<StatusAnswer, ApiError> {
         let state = &self.state;
-        let device = auth.0.device_spending(state, Route::Lookup).await?;
+        auth.0.spend(state, Route::Lookup).await?;
         let row = state
             .v2
             .blobs
-            .release(id.0, device.user_id, device.device_id, state.clock.now())
+            .release(
+                id.0,
+                auth.0.user_id(),
+                auth.0.device_id(),
+                state.clock.now(),
+            )
+            .await
+            .map_err(failure)?;
+        Ok(StatusAnswer::Ok(Json(state.v2.blobs.status(&row))))
+    }
+
+    /// Let an account read a blob
+    ///
+    /// For attachments in a v1 envelope, which the relay cannot link to a
+    /// blob: the uploading account names the recipient account, which may
+    /// then read the blob (with its account token or any of its device
+    /// tokens) until it acknowledges it with its account token, or the blob
+    /// expires. Only for a complete blob (`409` before). `404` for an
+    /// unknown blob or one of another account, and for an unknown account.
+    #[oai(
+        path = "/v2/blobs/:id/holders",
+        method = "post",
+        operation_id = "v2_add_blob_holder"
+    )]
+    async fn add_holder(
+        &self,
+        auth: V2Auth,
+        id: Path<BlobId>,
+        body: Json<BlobHolder>,
+    ) -> Result<StatusAnswer, ApiError> {
+        let state = &self.state;
+        auth.0.spend(state, Route::Lookup).await?;
+        if state.store.user_by_id(body.0.user_id).await?.is_none() {
+            return Err(ApiError::not_found("Unknown user"));
+        }
+        let row = state
+            .v2
+            .blobs
+            .add_holder(id.0, auth.0.user_id(), body.0.user_id, state.clock.now())
             .await
             .map_err(failure)?;
         Ok(StatusAnswer::Ok(Json(state.v2.blobs.status(&row))))
@@ -256,10 +304,14 @@ impl BlobsApi {
         req: &poem::Request,
     ) -> Result<DownloadAnswer, ApiError> {
         let state = &self.state;
-        let device = auth.0.device()?;
         let blobs = &state.v2.blobs;
         let row = blobs
-            .readable(id.0, device.user_id, device.device_id, state.clock.now())
+            .readable(
+                id.0,
+                auth.0.user_id(),
+                auth.0.device_id(),
+                state.clock.now(),
+            )
             .await
             .map_err(failure)?;
         if !row.complete() {

@@ -96,6 +96,14 @@ impl Principal {
         }
     }
 
+    /// The calling device; `None` for an account token.
+    pub fn device_id(&self) -> Option<MlsDeviceId> {
+        match self {
+            Self::Device(device) => Some(device.device_id),
+            Self::Account(..) => None,
+        }
+    }
+
     /// The calling device, for device routes.
     pub fn device(&self) -> Result<&DeviceCaller, ApiError> {
         match self {
