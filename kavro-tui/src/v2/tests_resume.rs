@@ -15,7 +15,14 @@ use super::files::Quiet;
 use super::test_relay::{Counters, Db, TestServer};
 use super::tests::root_at;
 
-const SIZE: u64 = 1 << 30;
+/// 1 GiB (the goal); `KAVRO_RESUME_TEST_MIB` makes it smaller to
+/// try the test quickly.
+fn size() -> u64 {
+    std::env::var("KAVRO_RESUME_TEST_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(1 << 30, |mib| mib << 20)
+}
 
 /// Writes `size` bytes that do not repeat within the file (a counter
 /// through SHA-256, stretched by xorshift), returns their SHA-256.
@@ -50,15 +57,16 @@ fn sha256_of(path: &std::path::Path) -> String {
     hex::encode(hasher.finalize())
 }
 
-// Not yet seen to pass: its first run (debug build, load average 5-7 on
-// the two shared cores) had not finished after 7 minutes, whether slow or
-// stuck is not known yet. Run it with `cargo test -p kavro-tui --lib
-// tests_resume -- --ignored`.
-#[ignore = "not yet seen to finish: see the comment above"]
+// Too slow for CI as it stands: with 64 MiB (`KAVRO_RESUME_TEST_MIB=64`)
+// it passed in 22 s (debug build, load average 5-7 on two shared cores);
+// the full 1 GiB run had not finished after 7 minutes there. Run it with
+// `cargo test -p kavro-tui --lib tests_resume -- --ignored`.
+#[ignore = "1 GiB takes minutes in the debug build: see the comment above"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gigabyte_cut_at_half_resumes_without_sending_the_first_half_again() {
+    let size = size();
     let Some(s) = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
-        c.blob_max_bytes = SIZE + (64 << 20);
+        c.blob_max_bytes = size + (64 << 20);
         c.blob_quota_bytes = c.blob_max_bytes;
     })
     .await
@@ -76,8 +84,8 @@ async fn a_gigabyte_cut_at_half_resumes_without_sending_the_first_half_again() {
 
     let files = tempfile::tempdir().unwrap();
     let path = files.path().join("big.bin");
-    let sha256 = write_file(&path, SIZE);
-    let sealed = kavro_proto::attachment::sealed_len(SIZE);
+    let sha256 = write_file(&path, size);
+    let sealed = kavro_proto::attachment::sealed_len(size);
 
     // Up: the connection carrying the upload is cut once half the blob
     // went through the proxy.
