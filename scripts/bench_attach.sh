@@ -6,7 +6,9 @@
 # random MiB, then times `kavro send bob --file` (seal + upload) and bob's
 # `kavro inbox` (download + open + check), and prints MB/s, each client's peak
 # RSS (/usr/bin/time) and the relay's RSS growth (VmRSS before and after,
-# VmHWM). Checks that the saved file is the same bytes.
+# VmHWM), and the 1-minute load average before each transfer (the machine
+# is shared). Checks that the saved file is the same bytes. BIN_DIR picks
+# the binaries (A/B runs of two builds).
 #
 #   cargo build --release -p kavro-server -p kavro-tui
 #   SIZE_MIB=1024 scripts/bench_attach.sh
@@ -37,23 +39,26 @@ client bob register bob >/dev/null
 client alice send bob warm-up >/dev/null
 client bob inbox >/dev/null
 head -c "$((size_mib * 1024 * 1024))" /dev/urandom >"$work/file.bin"
+sync # the new file's writeback does not compete with the transfer
 before=$(rss)
 
+load_up=$(cut -d' ' -f1 /proc/loadavg)
 client alice send bob --file "$work/file.bin" >/dev/null
 read -r up_s up_kib <"$work/time.alice"
 after_up=$(rss)
+load_down=$(cut -d' ' -f1 /proc/loadavg)
 client bob inbox >/dev/null
 read -r down_s down_kib <"$work/time.bob"
 after_down=$(rss)
 hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$relay/status")
 cmp "$work/file.bin" "$work/downloads/file.bin"
 
-python3 - "$size_mib" "$up_s" "$up_kib" "$down_s" "$down_kib" "$before" "$after_up" "$after_down" "$hwm" <<'PY'
+python3 - "$size_mib" "$up_s" "$up_kib" "$down_s" "$down_kib" "$before" "$after_up" "$after_down" "$hwm" "$load_up" "$load_down" "$bin" <<'PY'
 import sys
-mib, up_s, up_kib, down_s, down_kib, before, after_up, after_down, hwm = sys.argv[1:]
+mib, up_s, up_kib, down_s, down_kib, before, after_up, after_down, hwm, load_up, load_down, bin_dir = sys.argv[1:]
 mb = int(mib) * 1024 * 1024 / 1e6
-print(f"{mib} MiB file, embedded relay (SQLite, local blobs), loopback; the saved file is identical")
-print(f"  send (seal + upload + message): {float(up_s):.2f} s = {mb/float(up_s):.0f} MB/s, client peak RSS {int(up_kib)/1024:.1f} MiB")
-print(f"  inbox (download + open + check + save): {float(down_s):.2f} s = {mb/float(down_s):.0f} MB/s, client peak RSS {int(down_kib)/1024:.1f} MiB")
+print(f"{mib} MiB file, embedded relay (SQLite, local blobs), loopback, binaries in {bin_dir}; the saved file is identical")
+print(f"  send (seal + upload + message): {float(up_s):.2f} s = {mb/float(up_s):.0f} MB/s, client peak RSS {int(up_kib)/1024:.1f} MiB, load average {load_up} before")
+print(f"  inbox (download + open + check + save): {float(down_s):.2f} s = {mb/float(down_s):.0f} MB/s, client peak RSS {int(down_kib)/1024:.1f} MiB, load average {load_down} before")
 print(f"  relay RSS {int(before)/1024:.1f} MiB before, {int(after_up)/1024:.1f} after the upload, {int(after_down)/1024:.1f} after the download (peak {int(hwm)/1024:.1f})")
 PY

@@ -196,22 +196,39 @@ impl<R: std::io::Read> Encryptor<R> {
 
     /// The next sealed segment, `None` after the last.
     pub fn next_segment(&mut self) -> Result<Option<Vec<u8>>, EncryptError> {
+        let mut sealed = Vec::new();
+        Ok(self.seal_into(&mut sealed)?.then_some(sealed))
+    }
+
+    /// Appends the next sealed segment to `out`, read, hashed and sealed
+    /// in place there (no buffer of its own, no copy); `false` after the
+    /// last. An upload fills its chunks this way.
+    pub fn seal_into(&mut self, out: &mut Vec<u8>) -> Result<bool, EncryptError> {
         if self.done {
-            return Ok(None);
+            return Ok(false);
         }
         let start = self.index * SEGMENT as u64;
         let want = usize::try_from((self.size - start).min(SEGMENT as u64)).unwrap_or(SEGMENT);
-        let mut plain = vec![0u8; want];
-        self.reader
-            .read_exact(&mut plain)
-            .map_err(|e| match e.kind() {
+        let at = out.len();
+        out.reserve(want + TAG);
+        out.resize(at + want, 0);
+        let read = self.reader.read_exact(&mut out[at..]);
+        if let Err(e) = read {
+            out.truncate(at);
+            return Err(match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => EncryptError::Changed,
                 _ => EncryptError::Read(e),
-            })?;
-        self.hasher.update(&plain);
-        let sealed = self.key.encrypt_segment(self.size, self.index, &plain)?;
+            });
+        }
+        self.hasher.update(&out[at..]);
+        let position = u32::try_from(self.index).map_err(|_| AttachmentError::TooLarge)?;
+        let last = self.index + 1 == segments(self.size);
+        self.key
+            .stream()
+            .encrypt_in_place(position, last, b"", &mut Tail { vec: out, at })
+            .map_err(|_| AttachmentError::TooLarge)?;
         self.index += 1;
-        if self.index == segments(self.size) {
+        if last {
             // Nothing may follow the announced size.
             let mut probe = [0u8; 1];
             match self.reader.read(&mut probe) {
@@ -221,7 +238,7 @@ impl<R: std::io::Read> Encryptor<R> {
             }
             self.done = true;
         }
-        Ok(Some(sealed))
+        Ok(true)
     }
 
     /// The plaintext's SHA-256 (hex), once every segment was taken.
@@ -230,6 +247,36 @@ impl<R: std::io::Read> Encryptor<R> {
             return Err(EncryptError::Changed);
         }
         Ok(sha256_hex(self.hasher))
+    }
+}
+
+/// The end of a vector from `at`, as the AEAD's in-place buffer: a segment
+/// is sealed where it lies in an upload's chunk.
+struct Tail<'a> {
+    vec: &'a mut Vec<u8>,
+    at: usize,
+}
+
+impl AsRef<[u8]> for Tail<'_> {
+    fn as_ref(&self) -> &[u8] {
+        &self.vec[self.at..]
+    }
+}
+
+impl AsMut<[u8]> for Tail<'_> {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.vec[self.at..]
+    }
+}
+
+impl chacha20poly1305::aead::Buffer for Tail<'_> {
+    fn extend_from_slice(&mut self, other: &[u8]) -> chacha20poly1305::aead::Result<()> {
+        self.vec.extend_from_slice(other);
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.vec.truncate(self.at + len);
     }
 }
 

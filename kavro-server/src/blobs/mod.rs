@@ -8,6 +8,7 @@
 
 pub mod objects;
 pub mod range;
+mod read;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -273,12 +274,14 @@ impl Blobs {
                         range: Some(GetRange::Bounded(within)),
                         ..GetOptions::default()
                     };
-                    let got = store.get_opts(&Path::from(key), options).await?;
-                    Ok::<_, object_store::Error>(got.into_stream())
+                    let got = store
+                        .get_opts(&Path::from(key), options)
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    Ok::<_, std::io::Error>(read::object_stream(got))
                 }
             })
             .try_flatten()
-            .map_err(std::io::Error::other)
             .boxed();
         Ok(Download {
             size: row.size,

@@ -76,7 +76,12 @@ pub fn open(
         let dir = data_dir.join("blobs");
         std::fs::create_dir_all(&dir)
             .map_err(|e| OpenError::Directory(dir.display().to_string(), e))?;
-        let store = LocalFileSystem::new_with_prefix(&dir).map_err(OpenError::Store)?;
+        // A chunk the relay answered for must survive a crash: its object
+        // is flushed to disk (file and directory) before it is recorded.
+        // object_store leaves this off by default.
+        let store = LocalFileSystem::new_with_prefix(&dir)
+            .map_err(OpenError::Store)?
+            .with_fsync(true);
         return Ok(Storage {
             store: Arc::new(store),
             prefix: Path::default(),

@@ -5,5 +5,6 @@
 //! transfer.
 
 pub mod names;
+mod pipeline;
 pub mod progress;
 pub mod transfer;

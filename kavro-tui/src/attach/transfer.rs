@@ -9,17 +9,15 @@
 //! the file's size. A dropped connection resumes where the relay stands
 //! (upload: its `received`; download: the last whole segment written).
 
-use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use kavro_proto::attachment::{
-    self, AttachmentError, DecryptError, Decryptor, EncryptError, Encryptor, FileKey, FileRef,
-    SEGMENT,
+    self, AttachmentError, Decryptor, EncryptError, Encryptor, FileKey, FileRef,
 };
 use kavro_proto::v2::{BlobId, BlobStatus};
-use sha2::Digest as _;
 use uuid::Uuid;
 
+use super::pipeline::{BATCH, Sealer, Sink, Writer, resume_point, seal_next};
 use crate::attach::names;
 use crate::keystore::AccessToken;
 use crate::v2::V2Error;
@@ -44,7 +42,7 @@ impl Progress for Quiet {
 }
 
 /// The file to send could not be read.
-fn file_error(path: &Path, err: &dyn std::fmt::Display) -> V2Error {
+pub(super) fn file_error(path: &Path, err: &dyn std::fmt::Display) -> V2Error {
     V2Error::File(format!("{}: {err}", path.display()))
 }
 
@@ -122,26 +120,27 @@ impl Transfer<'_> {
         progress: &dyn Progress,
     ) -> Result<String, V2Error> {
         let chunk_max = usize::try_from(blob.chunk_max.clamp(1, 64 << 20)).unwrap_or(8 << 20);
-        let mut encryptor = Encryptor::new(key, opened, size).map_err(|e| attachment_error(&e))?;
+        let encryptor = Encryptor::new(key, opened, size).map_err(|e| attachment_error(&e))?;
+        let mut sealing = seal_next(Sealer {
+            encryptor,
+            pending: None,
+            chunk_max,
+        });
         let mut offset = 0u64;
         let mut attempts = 0;
-        let mut pending: Option<Vec<u8>> = None;
         loop {
-            // The next chunk of whole segments, sealed off the async runtime
-            // (file reads and encryption are blocking work).
-            let filled = tokio::task::spawn_blocking(move || {
-                let mut chunk = Vec::with_capacity(chunk_max);
-                let filled = fill_chunk(&mut encryptor, &mut pending, &mut chunk, chunk_max);
-                (encryptor, pending, chunk, filled)
-            })
-            .await
-            .map_err(|e| V2Error::File(format!("sealing the file: {e}")))?;
-            let chunk;
-            (encryptor, pending, chunk) = (filled.0, filled.1, filled.2);
-            filled.3.map_err(|e| encrypt_error(path, e))?;
+            let (sealer, chunk) = sealing
+                .await
+                .map_err(|e| V2Error::File(format!("sealing the file: {e}")))?;
+            let chunk = chunk.map_err(|e| encrypt_error(path, e))?;
             if chunk.is_empty() {
-                break;
+                return sealer
+                    .encryptor
+                    .finish()
+                    .map_err(|e| encrypt_error(path, e));
             }
+            // The following chunk is sealed while this one is sent.
+            sealing = seal_next(sealer);
             let mut body = bytes::Bytes::from(chunk);
             while !body.is_empty() {
                 match self
@@ -168,7 +167,6 @@ impl Transfer<'_> {
                 }
             }
         }
-        encryptor.finish().map_err(|e| encrypt_error(path, e))
     }
 
     /// Downloads and opens one file into `dir`: first into a hidden part
@@ -214,7 +212,7 @@ impl Transfer<'_> {
             .open(part)
             .map_err(|e| file_error(part, &e))?;
         let decryptor = Decryptor::new(file).map_err(|e| attachment_error(&e))?;
-        let mut sink = Sink { decryptor, out };
+        let mut sink = Sink::new(decryptor, out);
         let total = attachment::sealed_len(file.size);
         let mut from = 0u64;
         let mut attempts = 0;
@@ -235,7 +233,7 @@ impl Transfer<'_> {
                 Err(err) => return Err(err),
             }
         }
-        let Sink { decryptor, out } = sink;
+        let Sink { decryptor, out, .. } = sink;
         decryptor.finish().map_err(|e| attachment_error(&e))?;
         tokio::task::spawn_blocking(move || out.sync_all())
             .await
@@ -244,134 +242,63 @@ impl Transfer<'_> {
         Ok(())
     }
 
-    /// Reads the blob from `from` into `sink`, a batch of about [`BATCH`]
-    /// bytes at a time; gives `sink` back with the outcome.
+    /// Reads the blob from `from` into `sink`, in batches of about
+    /// [`BATCH`] bytes: while one batch is opened and written on the
+    /// blocking pool, the next one comes in. Gives `sink` back with the
+    /// outcome.
     async fn fetch(
         &mut self,
         blob: BlobId,
         from: u64,
         total: u64,
-        mut sink: Sink,
+        sink: Sink,
         progress: &dyn Progress,
     ) -> (Sink, Result<(), V2Error>) {
         let mut response = match self.relay.download_blob(&self.token, blob, from).await {
             Ok(response) => response,
             Err(err) => return (sink, Err(err.into())),
         };
+        let mut writer = Writer::Idle(sink);
         let mut done = from;
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch = Vec::new();
+        let mut batched = 0;
         loop {
             let piece = match self.relay.next_piece(&mut response).await {
                 Ok(piece) => piece,
                 Err(err) => {
                     // What came before the break is still written.
-                    let (back, _) = sink.take(batch).await;
-                    return (back, Err(err.into()));
+                    // A refused segment outweighs the broken connection.
+                    let (sink, written) = writer.idle().await;
+                    if let Err(refused) = written {
+                        return (sink, Err(refused));
+                    }
+                    let (sink, written) = sink.write(batch).await;
+                    return (sink, written.and(Err(err.into())));
                 }
             };
             let end = piece.is_none();
             if let Some(piece) = piece {
                 done += piece.len() as u64;
-                batch.extend_from_slice(&piece);
+                batched += piece.len();
+                batch.push(piece);
             }
-            if batch.len() >= BATCH || (end && !batch.is_empty()) {
-                let written;
-                (sink, written) = sink.take(std::mem::take(&mut batch)).await;
+            if batched >= BATCH || end {
+                let (sink, written) = writer.idle().await;
                 if let Err(err) = written {
                     return (sink, Err(err));
                 }
+                writer = Writer::Busy(sink.write_in_background(std::mem::take(&mut batch)));
+                batched = 0;
                 progress.update(done, total);
             }
             if end {
-                return (sink, Ok(()));
+                return writer.idle().await;
             }
         }
     }
 }
 
-/// Bytes of the blob opened and written at once, off the async runtime.
-const BATCH: usize = 1024 * 1024;
-
-/// Where a download goes: its decryptor and the part file.
-struct Sink {
-    decryptor: Decryptor,
-    out: std::fs::File,
-}
-
-impl Sink {
-    /// Opens `sealed` and writes its plaintext, on the blocking pool (file
-    /// writes and decryption are blocking work); gives itself back.
-    async fn take(mut self, sealed: Vec<u8>) -> (Self, Result<(), V2Error>) {
-        let joined = tokio::task::spawn_blocking(move || {
-            let written = self.decryptor.push(&sealed, &mut self.out);
-            (self, written)
-        })
-        .await;
-        match joined {
-            Ok((sink, written)) => (
-                sink,
-                written.map_err(|e| match e {
-                    DecryptError::Attachment(a) => attachment_error(&a),
-                    DecryptError::Write(e) => V2Error::File(format!("writing the attachment: {e}")),
-                }),
-            ),
-            // The blocking task panicked: the sink went with it.
-            Err(err) => std::panic::resume_unwind(err.into_panic()),
-        }
-    }
-}
-
-/// Appends sealed segments to `chunk` up to `chunk_max` bytes (a segment
-/// may span two chunks: its rest waits in `pending`).
-fn fill_chunk(
-    encryptor: &mut Encryptor<std::fs::File>,
-    pending: &mut Option<Vec<u8>>,
-    chunk: &mut Vec<u8>,
-    chunk_max: usize,
-) -> Result<(), EncryptError> {
-    while chunk.len() < chunk_max {
-        let segment = match pending.take() {
-            Some(rest) => rest,
-            None => match encryptor.next_segment()? {
-                Some(segment) => segment,
-                None => break,
-            },
-        };
-        let room = chunk_max - chunk.len();
-        if segment.len() > room {
-            chunk.extend_from_slice(&segment[..room]);
-            *pending = Some(segment[room..].to_vec());
-        } else {
-            chunk.extend_from_slice(&segment);
-        }
-    }
-    Ok(())
-}
-
-/// Where an interrupted download goes on: the whole segments in the part
-/// file (the rest is cut off) and the SHA-256 state over them.
-fn resume_point(out: &mut std::fs::File, part: &Path) -> Result<(u64, sha2::Sha256), V2Error> {
-    let io = |e: std::io::Error| file_error(part, &e);
-    let len = out.metadata().map_err(io)?.len();
-    let segment = len / SEGMENT as u64;
-    let keep = segment * SEGMENT as u64;
-    out.set_len(keep).map_err(io)?;
-    out.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; SEGMENT];
-    let mut left = keep;
-    while left > 0 {
-        let n = usize::try_from(left.min(SEGMENT as u64)).unwrap_or(SEGMENT);
-        out.read_exact(&mut buffer[..n]).map_err(io)?;
-        hasher.update(&buffer[..n]);
-        left -= n as u64;
-    }
-    out.seek(std::io::SeekFrom::Start(keep)).map_err(io)?;
-    out.flush().map_err(io)?;
-    Ok((segment, hasher))
-}
-
-fn attachment_error(err: &AttachmentError) -> V2Error {
+pub(super) fn attachment_error(err: &AttachmentError) -> V2Error {
     V2Error::Attachment(err.to_string())
 }
 

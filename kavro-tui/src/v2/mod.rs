@@ -16,6 +16,8 @@
 //! Local state is in [`crate::mls::MlsStore`]; nothing here prints.
 
 mod app_api;
+#[cfg(test)]
+mod cut_proxy;
 mod direct;
 pub mod files;
 mod groups;
@@ -33,6 +35,8 @@ mod tests_files;
 mod tests_outbox;
 #[cfg(test)]
 mod tests_pq;
+#[cfg(test)]
+mod tests_resume;
 #[cfg(test)]
 mod tests_session_cache;
 #[cfg(test)]

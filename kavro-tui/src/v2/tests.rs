@@ -53,11 +53,16 @@ pub(super) async fn relay() -> Option<TestServer> {
 
 /// Registers `name` and its first device.
 pub(super) async fn root(s: &TestServer, name: &str) -> Device {
+    root_at(s, name, &s.base).await
+}
+
+/// [`root`], its session talking to the relay at `base` (e.g. a proxy).
+pub(super) async fn root_at(s: &TestServer, name: &str, base: &str) -> Device {
     let (token, user_id) = s.register(name).await;
     let dir = tempfile::tempdir().unwrap();
     let store = MlsStore::open(&dir.path().join("mls.db")).await.unwrap();
     let session = V2Session::register_first(
-        V2Relay::for_tests(&s.base),
+        V2Relay::for_tests(base),
         store,
         new_signer().unwrap(),
         &AccessToken::new(token),
