@@ -18,7 +18,7 @@ use crate::app::state::MessageView;
 use crate::app::sync::{HISTORY_LIMIT, emit};
 use crate::mls::attachments::AttachmentRow;
 use crate::mls::rows::MessageRow;
-use crate::v2::files::Progress;
+use crate::attach::transfer::Progress;
 use crate::v2::payload::Body;
 use crate::v2::{V2Error, V2Session};
 
