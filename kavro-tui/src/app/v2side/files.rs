@@ -16,9 +16,9 @@ use crate::app::attachments::{AttachmentView, FileToSend};
 use crate::app::complete;
 use crate::app::state::MessageView;
 use crate::app::sync::{HISTORY_LIMIT, emit};
+use crate::attach::transfer::Progress;
 use crate::mls::attachments::AttachmentRow;
 use crate::mls::rows::MessageRow;
-use crate::attach::transfer::Progress;
 use crate::v2::payload::Body;
 use crate::v2::{V2Error, V2Session};
 
