@@ -7,7 +7,18 @@ use std::path::PathBuf;
 use kavro_proto::v2::GroupId;
 use ratatui_textarea::TextArea;
 
+use crate::history::FileRow;
 use crate::mls::attachments::{AttachmentRow, AttachmentState};
+
+/// Which protocol carried an attachment's key: the line looks the same,
+/// but its row lives in a different table and is saved by a different run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileProtocol {
+    /// In a v1 file envelope (`attachments`, `session::files`).
+    V1,
+    /// In a Kavro v2 (MLS) message (`v2_attachments`).
+    V2,
+}
 
 /// Where an attachment stands, as its line says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +37,10 @@ pub enum AttachmentStatus {
 /// An attachment as a conversation line shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachmentView {
-    /// The row in `v2_attachments`; `None` while it is being uploaded.
+    /// The row in `v2_attachments` or `attachments` (see `protocol`);
+    /// `None` while it is being uploaded.
     pub id: Option<i64>,
+    pub protocol: FileProtocol,
     pub name: String,
     pub size: u64,
     pub media_type: String,
@@ -36,25 +49,57 @@ pub struct AttachmentView {
     pub caption: Option<String>,
 }
 
+/// Where a stored attachment stands, the same for both tables.
+fn status(
+    state: AttachmentState,
+    saved_path: Option<&String>,
+    error: Option<&String>,
+) -> AttachmentStatus {
+    match (state, saved_path) {
+        (AttachmentState::Saved, Some(path)) => AttachmentStatus::Saved(path.clone()),
+        (AttachmentState::Failed, _) => {
+            AttachmentStatus::NotSaved(error.cloned().unwrap_or_else(|| "refused".to_owned()))
+        }
+        _ => AttachmentStatus::OnRelay,
+    }
+}
+
 impl AttachmentView {
-    /// How a row of the local attachments table shows.
+    /// How a row of the local (Kavro v2) attachments table shows.
     pub fn from_row(row: &AttachmentRow) -> Self {
-        let status = match (row.state, &row.saved_path, &row.error) {
-            (AttachmentState::Saved, Some(path), _) => AttachmentStatus::Saved(path.clone()),
-            (AttachmentState::Failed, _, error) => {
-                AttachmentStatus::NotSaved(error.clone().unwrap_or_else(|| "refused".to_owned()))
-            }
-            _ => AttachmentStatus::OnRelay,
-        };
         Self {
             id: Some(row.id),
+            protocol: FileProtocol::V2,
             name: row.file.name.clone(),
             size: row.file.size,
             media_type: row.file.media_type.clone(),
             outgoing: row.outgoing,
-            status,
+            status: status(row.state, row.saved_path.as_ref(), row.error.as_ref()),
             caption: row.caption.clone().filter(|c| !c.is_empty()),
         }
+    }
+
+    /// How a row of the v1 attachments table shows.
+    pub fn from_file_row(row: &FileRow) -> Self {
+        Self {
+            id: Some(row.id),
+            protocol: FileProtocol::V1,
+            name: row.file.name.clone(),
+            size: row.file.size,
+            media_type: row.file.media_type.clone(),
+            outgoing: row.outgoing,
+            status: status(row.state, row.saved_path.as_ref(), row.error.as_ref()),
+            caption: row.caption.clone().filter(|c| !c.is_empty()),
+        }
+    }
+
+    /// The key of its thumbnail: the two tables number their rows
+    /// independently, so v1 rows take the negative keys.
+    pub fn picture_key(&self) -> Option<i64> {
+        self.id.map(|id| match self.protocol {
+            FileProtocol::V2 => id,
+            FileProtocol::V1 => -id,
+        })
     }
 
     /// Whether it is a picture the app may show inline once saved.

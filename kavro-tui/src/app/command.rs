@@ -60,6 +60,8 @@ pub enum Command {
     /// Decode a saved picture into a thumbnail (answered with
     /// `NetEvent::Picture`).
     LoadPicture { id: i64, path: String },
+    /// Download the files received in v1 file envelopes not saved yet, now.
+    SaveV1Files,
 }
 
 /// What the worker's v2 side does; each answers with a `NetEvent::V2`.

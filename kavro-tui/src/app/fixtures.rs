@@ -243,6 +243,7 @@ pub fn file_line(
     );
     message.attachment = Some(Box::new(super::state::AttachmentView {
         id: Some(i64::try_from(index).unwrap()),
+        protocol: super::attachments::FileProtocol::V2,
         name: name.into(),
         size: 2048,
         media_type: "application/pdf".into(),

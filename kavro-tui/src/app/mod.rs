@@ -10,6 +10,7 @@ pub mod action;
 pub mod attachments;
 pub mod command;
 pub mod complete;
+pub mod files_v1;
 #[cfg(test)]
 pub mod fixtures;
 pub mod groups;

@@ -9,7 +9,7 @@ use kavro_proto::crypto::IdentityPublic;
 use kavro_proto::v2::GroupId;
 use ratatui_textarea::TextArea;
 
-pub use super::attachments::{AttachPrompt, AttachmentStatus, AttachmentView};
+pub use super::attachments::{AttachPrompt, AttachmentStatus, AttachmentView, FileProtocol};
 pub use super::groups::{AppSettings, DeviceView, Form, FormKind, GroupInfo, MemberView, Search};
 use crate::history::{LocalId, MessageState, OutgoingState, SenderMark, StoredMessage};
 use crate::pinning::KeyState;

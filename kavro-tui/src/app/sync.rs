@@ -66,16 +66,12 @@ pub async fn report_history(
         .map(|a| a.username.clone())
         .unwrap_or_default();
     let messages = session.history(&peer, HISTORY_LIMIT).await?;
-    emit(
-        actions,
-        NetEvent::History {
-            messages: messages
-                .iter()
-                .map(|m| MessageView::from_stored(m, &me))
-                .collect(),
-            peer,
-        },
-    );
+    let mut messages: Vec<MessageView> = messages
+        .iter()
+        .map(|m| MessageView::from_stored(m, &me))
+        .collect();
+    super::files_v1::with_files(&mut messages, &session.files().await?);
+    emit(actions, NetEvent::History { messages, peer });
     Ok(())
 }
 
@@ -165,6 +161,10 @@ pub async fn sync_loop(
                 );
                 if !peers.is_empty() {
                     report_key_states(&session, &actions, peers).await;
+                    // Files that came in v1 file envelopes go to the downloads.
+                    let guard = session.read().await;
+                    let dir = super::v2side::files::download_dir(&guard);
+                    super::files_v1::save_received(&guard, &actions, &dir).await;
                 }
                 if was_offline {
                     retry_outbox(&*session.read().await, &actions).await;

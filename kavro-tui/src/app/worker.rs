@@ -8,7 +8,7 @@ use kavro_proto::strings::Password;
 use tokio::sync::{RwLock, mpsc};
 
 use super::action::{Action, NetEvent, SendOutcome, V2Event};
-use super::command::Command;
+use super::command::{Command, V2Command};
 use super::settings;
 use super::state::{ContactEntry, KeysView, Me, SendStatus};
 use super::sync::{self, SyncSettings, emit, report_history, retry_outbox, short_reason};
@@ -120,6 +120,31 @@ impl Worker {
                 }
             }
             Command::LoadKeys { peer } => self.keys(&peer).await,
+            // To a person: over Kavro v2 when their account has v2 devices
+            // (as `kavro send USER --file`), else in a v1 file envelope.
+            Command::V2(V2Command::SendFile {
+                pending,
+                group: None,
+                label,
+                file,
+            }) if !label.starts_with('#')
+                && match self.v2.get() {
+                    Some(v2) => !v2.file_reaches(&label).await,
+                    None => true,
+                } =>
+            {
+                let (session, actions) = (self.session.clone(), self.actions.clone());
+                // Its own task: an upload takes a while.
+                tokio::spawn(async move {
+                    let session = session.read().await;
+                    super::files_v1::send_file(&session, &actions, pending, label, file).await;
+                });
+            }
+            Command::SaveV1Files => {
+                let session = self.session.read().await;
+                let dir = super::v2side::files::download_dir(&session);
+                super::files_v1::save_received(&session, &self.actions, &dir).await;
+            }
             Command::V2(command) => match self.v2.get() {
                 Some(v2) => v2.handle(command).await,
                 None => self.emit(NetEvent::Failed(

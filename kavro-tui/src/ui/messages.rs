@@ -87,7 +87,7 @@ fn lines_and_pictures(
                 attachment, lead, style, width, theme,
             ));
             // A thumbnail that fits gets blank lines to be drawn over.
-            if let Some(id) = attachment.id
+            if let Some(id) = attachment.picture_key()
                 && let Some(picture) = state.pictures.get(id)
                 && usize::from(picture.size().width) + 2 <= width
             {

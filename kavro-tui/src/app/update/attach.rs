@@ -13,13 +13,14 @@ use crate::app::attachments::FileToSend;
 use crate::app::command::{Command, V2Command};
 use crate::app::complete::Completion;
 use crate::app::state::{
-    AttachPrompt, AttachmentStatus, AttachmentView, Mark, MessageView, NoticeKind, Overlay,
-    SendStatus, State, ViewId,
+    AttachPrompt, AttachmentStatus, AttachmentView, FileProtocol, Mark, MessageView, NoticeKind,
+    Overlay, SendStatus, State, ViewId,
 };
 use crate::v2::payload::human_size;
 
 /// The attach key: opens the path prompt for the open conversation when
-/// files can go there (over Kavro v2); else says why.
+/// files can go there (a group over Kavro v2; a person over v2 or in a v1
+/// file envelope, which the worker chooses and may refuse); else says why.
 pub(super) fn open_prompt(state: &mut State) -> Vec<Command> {
     let Some(contact) = state.current() else {
         notice(
@@ -35,17 +36,17 @@ pub(super) fn open_prompt(state: &mut State) -> Vec<Command> {
         .as_ref()
         .or(contact.direct.as_ref())
         .map(|g| (g.id.clone(), g.active));
-    if !state.v2 {
-        notice(
-            state,
-            NoticeKind::Error,
-            "Files go over Kavro v2 only: this installation is not a Kavro v2 device",
-        );
-        return Vec::new();
-    }
     // A named group this device left; a person's 1:1 this device was
     // removed from is found or made again by the worker.
     let named = contact.group.is_some();
+    if named && !state.v2 {
+        notice(
+            state,
+            NoticeKind::Error,
+            "Group files go over Kavro v2: this installation is not a Kavro v2 device",
+        );
+        return Vec::new();
+    }
     if named && group.as_ref().is_some_and(|(_, active)| !active) {
         notice(
             state,
@@ -107,6 +108,7 @@ fn submit(state: &mut State) -> Vec<Command> {
         .map(|m| m.username.clone())
         .unwrap_or_default();
     let now = state.now;
+    let v2 = state.v2;
     let text = match &caption {
         Some(caption) => format!("[file] {name} {caption}"),
         None => format!("[file] {name}"),
@@ -122,6 +124,13 @@ fn submit(state: &mut State) -> Vec<Command> {
         relay_id: None,
         attachment: Some(Box::new(AttachmentView {
             id: None,
+            // For a person, the worker chooses (a v2 device may still send
+            // over v1); the history's line replaces this one once sent.
+            protocol: if group.is_none() && !v2 {
+                FileProtocol::V1
+            } else {
+                FileProtocol::V2
+            },
             name,
             size: 0,
             media_type: String::new(),
@@ -287,7 +296,10 @@ pub(super) fn open_selected(state: &mut State) -> Vec<Command> {
                 NoticeKind::Info,
                 format!("Downloading {}…", attachment.name),
             );
-            vec![Command::V2(V2Command::SaveAttachments)]
+            vec![match attachment.protocol {
+                FileProtocol::V1 => Command::SaveV1Files,
+                FileProtocol::V2 => Command::V2(V2Command::SaveAttachments),
+            }]
         }
         (AttachmentStatus::OnRelay | AttachmentStatus::Uploading { .. }, true) => {
             notice(
@@ -314,7 +326,7 @@ pub(super) fn want_pictures(state: &mut State, label: &str) -> Vec<Command> {
                 .iter()
                 .filter_map(|m| m.attachment.as_deref())
                 .filter(|a| a.is_picture())
-                .filter_map(|a| Some((a.id?, a.saved_path()?.to_owned())))
+                .filter_map(|a| Some((a.picture_key()?, a.saved_path()?.to_owned())))
                 .collect()
         })
         .unwrap_or_default();

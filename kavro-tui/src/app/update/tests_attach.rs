@@ -10,7 +10,7 @@ use crossterm::event::KeyCode;
 
 use super::update;
 use crate::app::action::{Action, NetEvent, V2Event};
-use crate::app::attachments::FileToSend;
+use crate::app::attachments::{FileProtocol, FileToSend};
 use crate::app::command::{Command, V2Command};
 use crate::app::complete::Completion;
 use crate::app::fixtures::{
@@ -134,16 +134,45 @@ fn esc_cancels_and_an_empty_path_is_refused_in_the_prompt() {
 }
 
 #[test]
-fn no_attach_without_v2_or_a_conversation_or_in_a_group_left() {
+fn a_v1_conversation_attaches_and_the_worker_chooses_the_protocol() {
+    // Not a Kavro v2 device: the file to bob goes in a v1 file envelope
+    // (the worker refuses it when bob may run a legacy client).
     let mut state = ready();
+    assert!(!state.v2);
     assert!(update(&mut state, ctrl('t')).is_empty());
-    assert!(state.overlay.is_none());
+    assert!(matches!(&state.overlay, Some(Overlay::Attach(p)) if p.group.is_none()));
+    type_text(&mut state, "/tmp/a.pdf");
+    let commands = update(&mut state, key(KeyCode::Enter));
     assert!(
-        notice_text(&state).contains("Kavro v2 only"),
-        "{}",
-        notice_text(&state)
+        matches!(
+            commands.as_slice(),
+            [Command::V2(V2Command::SendFile { group: None, label, .. })] if label == "bob"
+        ),
+        "{commands:?}"
     );
+    let attachment = last(&state, "bob").attachment.unwrap();
+    assert_eq!(attachment.protocol, FileProtocol::V1);
+    assert_eq!(
+        attachment.status,
+        AttachmentStatus::Uploading { percent: 0 }
+    );
+}
 
+#[test]
+fn o_downloads_a_v1_file_still_on_the_relay_with_the_v1_run() {
+    let mut state = ready();
+    let mut line = crate::app::fixtures::file_line(9, "bob", "a.pdf", AttachmentStatus::OnRelay);
+    line.attachment.as_mut().unwrap().protocol = FileProtocol::V1;
+    state.conversation_mut("bob").messages.push(line);
+    state.focus = Focus::Messages;
+    assert_eq!(
+        update(&mut state, key(KeyCode::Char('o'))),
+        vec![Command::SaveV1Files]
+    );
+}
+
+#[test]
+fn no_attach_without_a_conversation_or_in_a_group_left() {
     let mut state = with_team();
     state.contacts.clear();
     update(&mut state, ctrl('t'));

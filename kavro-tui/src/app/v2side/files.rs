@@ -74,8 +74,9 @@ pub fn check_file(path: &Path) -> Result<u64, String> {
     Ok(metadata.len())
 }
 
-/// Reports an upload's progress to the app, once per whole percent.
-struct Reporter {
+/// Reports an upload's progress to the app, once per whole percent (v1
+/// and v2 uploads alike).
+pub(crate) struct Reporter {
     actions: mpsc::UnboundedSender<Action>,
     pending: u64,
     label: String,
@@ -85,7 +86,22 @@ struct Reporter {
 }
 
 impl Reporter {
-    fn send(&self, percent: u8) {
+    pub(crate) fn new(
+        actions: mpsc::UnboundedSender<Action>,
+        pending: u64,
+        label: &str,
+        size: u64,
+    ) -> Self {
+        Self {
+            actions,
+            pending,
+            label: label.to_owned(),
+            size,
+            last: AtomicU8::new(u8::MAX),
+        }
+    }
+
+    pub(crate) fn send(&self, percent: u8) {
         if self.last.swap(percent, Ordering::Relaxed) != percent {
             emit(
                 &self.actions,
@@ -182,13 +198,7 @@ impl V2Side {
             let _ = self.publish(&v2, &[]).await;
             group
         };
-        let reporter = Reporter {
-            actions: self.actions.clone(),
-            pending,
-            label: label.to_owned(),
-            size,
-            last: AtomicU8::new(u8::MAX),
-        };
+        let reporter = Reporter::new(self.actions.clone(), pending, label, size);
         reporter.send(0);
         match v2
             .send_file(&group, &path, file.caption.as_deref(), &reporter)
@@ -209,6 +219,17 @@ impl V2Side {
             .await
             .map(Some)
             .map_err(|e| text(&e))
+    }
+
+    /// Whether a file to person `peer` goes over Kavro v2: their account
+    /// has active v2 devices, or (the relay not answering) this device
+    /// already has a 1:1 with them. Else it goes in a v1 file envelope.
+    pub(crate) async fn file_reaches(&self, peer: &str) -> bool {
+        let mut v2 = self.v2.lock().await;
+        match v2.has_active_devices(peer).await {
+            Ok(reaches) => reaches,
+            Err(_) => v2.find(peer).await.is_ok(),
+        }
     }
 
     /// Downloads the received files not saved yet; then shows the

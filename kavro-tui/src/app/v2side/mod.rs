@@ -17,7 +17,7 @@ use tokio::sync::{Mutex, RwLock, mpsc};
 use super::action::{Action, NetEvent, V2Event};
 use super::command::V2Command;
 mod direct;
-mod files;
+pub(crate) mod files;
 
 use chrono::{DateTime, Utc};
 
