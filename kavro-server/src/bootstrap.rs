@@ -33,6 +33,17 @@ pub async fn build_with(
     clock: Arc<dyn Clock>,
     passwords: Passwords,
 ) -> anyhow::Result<Arc<AppState>> {
+    // Boxed: the state machine of everything a start opens (stores, Redis,
+    // blob storage) is over 16 KiB, too large to move around inline in
+    // every caller's future (clippy::large_futures).
+    Box::pin(build_boxed(config, clock, passwords)).await
+}
+
+async fn build_boxed(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    passwords: Passwords,
+) -> anyhow::Result<Arc<AppState>> {
     config.validate()?;
     let embedded = config.is_embedded_database();
     if embedded {

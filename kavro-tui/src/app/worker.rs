@@ -11,7 +11,7 @@ use super::action::{Action, NetEvent, SendOutcome, V2Event};
 use super::command::{Command, V2Command};
 use super::settings;
 use super::state::{ContactEntry, KeysView, Me, SendStatus};
-use super::sync::{self, SyncSettings, emit, report_history, retry_outbox, short_reason};
+use super::sync::{self, SyncSettings, emit, report_history, retry_outbox};
 use super::v2side::V2Side;
 use crate::session::{Compared, DeliveryOutcome, Session, SessionError};
 
@@ -270,27 +270,7 @@ impl Worker {
 
     async fn send(&self, pending: u64, peer: String, text: &str) {
         let session = self.session.read().await;
-        let outcome = match session.send(&peer, text).await {
-            Ok(sent) => SendOutcome::Stored {
-                local_id: sent.local_id,
-                relay_id: sent.relay_id,
-                sent_at: sent.sent_at,
-            },
-            Err(SessionError::Queued { cause }) => SendOutcome::Queued {
-                reason: short_reason(&cause),
-            },
-            Err(SessionError::KeyChanged { .. }) => SendOutcome::Refused {
-                reason: format!("{peer}'s key changed; compare safety numbers (Ctrl-F)"),
-                key_changed: true,
-            },
-            Err(err) if err.is_transient() => SendOutcome::Queued {
-                reason: short_reason(&err),
-            },
-            Err(err) => SendOutcome::Refused {
-                reason: err.to_string(),
-                key_changed: false,
-            },
-        };
+        let outcome = super::files_v1::outcome(&peer, session.send(&peer, text).await);
         let stored = matches!(outcome, SendOutcome::Stored { .. });
         self.emit(NetEvent::Sent {
             pending,
