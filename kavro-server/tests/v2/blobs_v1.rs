@@ -68,7 +68,7 @@ async fn v1_blob_story(s: TestServer) {
     let (status, body) = holder(&s, &carol, &id, carol_id).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "only the uploader: {body}");
     let (status, body) = holder(&s, &alice, &id, 999_999).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body.contains("Unknown user"), "{body}");
     let unknown = "01234567-89ab-4cde-8f01-23456789abcd";
     let (status, _) = holder(&s, &alice, unknown, bob_id).await;

@@ -264,7 +264,8 @@ impl BlobsApi {
     /// then read the blob (with its account token or any of its device
     /// tokens) until it acknowledges it with its account token, or the blob
     /// expires. Only for a complete blob (`409` before). `404` for an
-    /// unknown blob or one of another account, and for an unknown account.
+    /// unknown blob or one of another account; `422` for an unknown account
+    /// (the blob exists: it is the body that names nothing).
     #[oai(
         path = "/v2/blobs/:id/holders",
         method = "post",
@@ -279,7 +280,7 @@ impl BlobsApi {
         let state = &self.state;
         auth.0.spend(state, Route::Lookup).await?;
         if state.store.user_by_id(body.0.user_id).await?.is_none() {
-            return Err(ApiError::not_found("Unknown user"));
+            return Err(ApiError::invalid_field("user_id", "Unknown user"));
         }
         let row = state
             .v2
