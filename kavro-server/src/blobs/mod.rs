@@ -19,7 +19,9 @@ use futures_util::stream::{self, BoxStream, StreamExt as _, TryStreamExt as _};
 use kavro_proto::UserId;
 use kavro_proto::v2::{BlobId, BlobStatus, MlsDeviceId};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutPayload};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutPayload, WriteMultipart,
+};
 use uuid::Uuid;
 
 use crate::store::blobs::{BlobError, BlobMeta, BlobRow, ChunkRow, NewChunk};
@@ -55,6 +57,34 @@ pub enum BlobFailure {
     /// The blob is not complete yet.
     #[error("the blob is not complete")]
     Incomplete,
+    /// A chunk's body passed [`BlobLimits::chunk_max`] (bytes).
+    #[error("a chunk is at most {0} bytes")]
+    ChunkTooLarge(u64),
+    /// A chunk without a byte.
+    #[error("a chunk has at least 1 byte")]
+    EmptyChunk,
+    /// The chunk's body could not be read (the connection broke, or the
+    /// body did not arrive in time: [`std::io::ErrorKind::TimedOut`]).
+    #[error("could not read the chunk: {0}")]
+    Body(#[source] std::io::Error),
+}
+
+/// A chunk's bytes as they arrive.
+pub type ChunkBody = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// The pieces a streamed chunk is written to its file in.
+const PART: usize = 1024 * 1024;
+
+/// A chunk `length` bytes long so far is within the chunk cap and the
+/// blob's `room`.
+fn admit(length: u64, chunk_max: u64, room: u64) -> Result<(), BlobFailure> {
+    if length > chunk_max {
+        return Err(BlobFailure::ChunkTooLarge(chunk_max));
+    }
+    if length > room {
+        return Err(BlobError::PastSize.into());
+    }
+    Ok(())
 }
 
 fn storage_failure(err: object_store::Error) -> BlobFailure {
@@ -71,6 +101,8 @@ pub struct Blobs {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     space: Arc<dyn FreeSpace>,
+    /// See [`Storage::streams`].
+    streams: bool,
     pub limits: BlobLimits,
     /// Kicked by queue acknowledgements: a blob whose last referencing
     /// message was acknowledged goes soon after (see [`run_collector`]).
@@ -91,6 +123,7 @@ impl Blobs {
             store: storage.store,
             prefix: storage.prefix,
             space: storage.space,
+            streams: storage.streams,
             limits,
             kick: tokio::sync::Notify::new(),
         }
@@ -198,13 +231,15 @@ impl Blobs {
         Ok(row)
     }
 
-    /// Stores one chunk at `offset` for the owner's device.
+    /// Stores one chunk at `offset` for the owner's device, written as its
+    /// body arrives (see [`Storage::streams`]); the chunk is recorded only
+    /// once its object is durable.
     pub async fn put_chunk(
         &self,
         id: BlobId,
         owner: UserId,
         offset: u64,
-        chunk: Bytes,
+        body: ChunkBody,
         now: DateTime<Utc>,
     ) -> Result<BlobRow, BlobFailure> {
         let row = self
@@ -219,20 +254,15 @@ impl Blobs {
             }
             .into());
         }
-        let length = chunk.len() as u64;
-        if offset.saturating_add(length) > row.size {
-            return Err(BlobError::PastSize.into());
-        }
         let key = self
             .prefix
             .clone()
             .join("blobs")
             .join(id.to_string())
             .join(format!("{offset:020}-{}", Uuid::new_v4().simple()));
-        self.store
-            .put(&key, PutPayload::from_bytes(chunk))
-            .await
-            .map_err(storage_failure)?;
+        let length = self
+            .write_chunk(&key, body, row.size.saturating_sub(offset))
+            .await?;
         let recorded = self
             .meta
             .add_chunk(NewChunk {
@@ -251,6 +281,69 @@ impl Blobs {
             }
         }
         Ok(recorded?)
+    }
+
+    /// Writes the chunk object `key` from `body`, at most `room` bytes (what
+    /// is left of the blob); returns its length. Nothing is left behind when
+    /// the body is refused or breaks.
+    async fn write_chunk(
+        &self,
+        key: &Path,
+        mut body: ChunkBody,
+        room: u64,
+    ) -> Result<u64, BlobFailure> {
+        let max = self.limits.chunk_max;
+        let mut length = 0u64;
+        if !self.streams {
+            let mut chunk = bytes::BytesMut::new();
+            while let Some(frame) = body.next().await {
+                let frame = frame.map_err(BlobFailure::Body)?;
+                length += frame.len() as u64;
+                admit(length, max, room)?;
+                chunk.extend_from_slice(&frame);
+            }
+            if length == 0 {
+                return Err(BlobFailure::EmptyChunk);
+            }
+            self.store
+                .put(key, PutPayload::from_bytes(chunk.freeze()))
+                .await
+                .map_err(storage_failure)?;
+            return Ok(length);
+        }
+        let upload = self
+            .store
+            .put_multipart(key)
+            .await
+            .map_err(storage_failure)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+        let written = async {
+            while let Some(frame) = body.next().await {
+                let frame = frame.map_err(BlobFailure::Body)?;
+                length += frame.len() as u64;
+                admit(length, max, room)?;
+                // At most two parts on their way to the file.
+                writer.wait_for_capacity(2).await.map_err(storage_failure)?;
+                writer.put(frame);
+            }
+            if length == 0 {
+                return Err(BlobFailure::EmptyChunk);
+            }
+            Ok(())
+        }
+        .await;
+        match written {
+            Ok(()) => {
+                writer.finish().await.map_err(storage_failure)?;
+                Ok(length)
+            }
+            Err(err) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(error = %abort, "could not remove a refused blob chunk");
+                }
+                Err(err)
+            }
+        }
     }
 
     /// Streams a complete blob's bytes in `range` (the whole blob if `None`).
@@ -307,8 +400,30 @@ impl Blobs {
                         tracing::warn!(blob = %id, error = %err, "could not delete a blob object");
                     }
                 }
+                self.delete_leftovers(*id).await;
             }
             removed += dead.len() as u64;
+        }
+    }
+}
+
+impl Blobs {
+    /// Deletes what is left under a dead blob's prefix that no record
+    /// named: a chunk object whose request was cancelled after the object
+    /// was written and before it was recorded.
+    async fn delete_leftovers(&self, id: BlobId) {
+        let prefix = self.prefix.clone().join("blobs").join(id.to_string());
+        let mut listing = self.store.list(Some(&prefix));
+        while let Some(object) = listing.next().await {
+            let deleted = match object {
+                Ok(object) => self.store.delete(&object.location).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = deleted
+                && !matches!(err, object_store::Error::NotFound { .. })
+            {
+                tracing::warn!(blob = %id, error = %err, "could not delete a leftover blob object");
+            }
         }
     }
 }

@@ -57,6 +57,11 @@ pub struct Storage {
     pub space: Arc<dyn FreeSpace>,
     /// For logs: `data directory` or the S3 bucket (never credentials).
     pub description: String,
+    /// Whether a chunk's object is written as its body arrives (a local
+    /// file takes writes of any size, so the disk works while the rest
+    /// comes in); S3 wants multipart parts of at least 5 MiB, so a chunk
+    /// goes up there in one `PUT` once it is all in.
+    pub streams: bool,
 }
 
 /// Opens the storage `blob_url` names: empty for `<data_dir>/blobs`,
@@ -87,6 +92,7 @@ pub fn open(
             prefix: Path::default(),
             space: Arc::new(DiskSpace(dir.clone())),
             description: format!("directory {}", dir.display()),
+            streams: true,
         });
     }
     let (bucket, prefix) = parse_s3_url(blob_url)?;
@@ -114,6 +120,7 @@ pub fn open(
         prefix: Path::from(prefix.as_str()),
         space: Arc::new(Unknown),
         description: format!("s3://{bucket}/{prefix}"),
+        streams: false,
     })
 }
 

@@ -46,9 +46,9 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
-        let max = if req.method() == poem::http::Method::PUT
-            && req.uri().path().starts_with("/v2/blobs/")
-        {
+        let blob_chunk =
+            req.method() == poem::http::Method::PUT && req.uri().path().starts_with("/v2/blobs/");
+        let max = if blob_chunk {
             self.blob_chunk_max
         } else {
             self.max
@@ -69,7 +69,14 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             has_body = declared > 0;
             expected = usize::try_from(declared).unwrap_or(max);
         }
-        if has_body {
+        if has_body && blob_chunk {
+            // A blob chunk streams on to storage as it arrives
+            // (`blobs::Blobs::put_chunk` counts it against the chunk cap):
+            // only the deadline is kept here.
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let body = req.take_body();
+            req.set_body(poem::Body::from_bytes_stream(with_deadline(body, deadline)));
+        } else if has_body {
             let body = req.take_body();
             let bytes = tokio::time::timeout(self.timeout, read_limited(body, expected, max))
                 .await
@@ -98,6 +105,29 @@ async fn read_limited(body: poem::Body, expected: usize, max: usize) -> Result<b
         data.extend_from_slice(&frame);
     }
     Ok(data.freeze())
+}
+
+/// The body's frames until `deadline`; then an error of kind
+/// [`std::io::ErrorKind::TimedOut`] (answered `408`).
+fn with_deadline(
+    body: poem::Body,
+    deadline: tokio::time::Instant,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    let frames = Box::pin(body.into_bytes_stream());
+    futures_util::stream::unfold(Some(frames), move |frames| async move {
+        let mut frames = frames?;
+        match tokio::time::timeout_at(deadline, frames.next()).await {
+            Ok(Some(frame)) => Some((frame, Some(frames))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the request body did not arrive in time",
+                )),
+                None,
+            )),
+        }
+    })
 }
 
 /// A request without `Content-Length` may still stream a chunked body.

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use serde_json::{Value, json};
@@ -302,4 +304,174 @@ async fn cap_and_quota_come_from_the_config() {
     assert!(assert_error(status, &body, StatusCode::CONFLICT).contains("3 MiB"));
     let (status, _) = create(&s, &alice.token, 1024 * 1024).await;
     assert_eq!(status, StatusCode::CREATED, "exactly the quota");
+}
+
+/// A chunk's body goes to storage as it arrives (issue #14): one without a
+/// declared length is counted as it streams, and every refused or broken
+/// body leaves nothing behind (no object, no staging file, `received`
+/// unchanged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_bodies_are_checked_as_they_stream() {
+    let s = TestServer::start(Db::Sqlite, Counters::Memory, |c| {
+        c.body_timeout = Duration::from_secs(1);
+    })
+    .await
+    .unwrap();
+    let alice = Client::root(&s, "alice").await;
+    let blobs_dir = s.config.data_dir.join("blobs");
+    // No connection is used twice: a relay that refuses a body before its
+    // end closes the connection it came on.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let send = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    };
+    let create = |size: u64| {
+        let request = http
+            .post(s.url("/v2/blobs"))
+            .bearer_auth(&alice.token)
+            .json(&json!({ "size": size }));
+        async move {
+            send(request).await.1["blob_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let chunked = |id: &str, frames: Vec<Vec<u8>>| {
+        let stream = futures_util::stream::iter(frames.into_iter().map(Ok::<_, std::io::Error>));
+        send(
+            http.put(s.url(&format!("/v2/blobs/{id}?offset=0")))
+                .bearer_auth(&alice.token)
+                .header("content-type", "application/octet-stream")
+                .body(reqwest::Body::wrap_stream(stream)),
+        )
+    };
+    let status_of = |id: &str| {
+        let request = http
+            .get(s.url(&format!("/v2/blobs/{id}/status")))
+            .bearer_auth(&alice.token);
+        async move { send(request).await.1["received"].as_u64().unwrap() }
+    };
+
+    // Over the chunk cap without a declared length: 413 once it passes.
+    let chunk_max = 8 * 1024 * 1024;
+    let big = create(chunk_max + 2).await;
+    let frames = vec![vec![7u8; 1024 * 1024]; 9];
+    let (status, body) = chunked(&big, frames).await;
+    assert!(
+        assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE).contains("8388608 bytes"),
+        "{body}"
+    );
+    assert_eq!(status_of(&big).await, 0);
+
+    // Past the blob's size, and empty: 422.
+    let small = create(20).await;
+    let (status, body) = chunked(&small, vec![vec![1; 15], vec![2; 15]]).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("past"),
+        "{body}"
+    );
+    let (status, body) = chunked(&small, vec![]).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 byte"),
+        "{body}"
+    );
+    assert_eq!(status_of(&small).await, 0);
+    assert_eq!(
+        files_under(&blobs_dir),
+        0,
+        "nothing stored for refused chunks"
+    );
+
+    // A body that stalls: 408 after the body timeout; one that breaks off:
+    // nothing recorded. Both over a raw connection (a client library would
+    // not send half a body).
+    let head = |length: usize| {
+        format!(
+            "PUT /v2/blobs/{small}?offset=0 HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/octet-stream\r\ncontent-length: {length}\r\n\r\n",
+            host = s.base.trim_start_matches("http://"),
+            token = alice.token,
+        )
+    };
+    let mut stalled = raw_connection(&s).await;
+    stalled.write_all(head(20).as_bytes()).await.unwrap();
+    stalled.write_all(&[3; 5]).await.unwrap();
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), stalled.read_exact(&mut answer))
+        .await
+        .expect("an answer within the body timeout")
+        .unwrap();
+    assert_eq!(
+        &answer,
+        b"HTTP/1.1 408",
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let mut broken = raw_connection(&s).await;
+    broken.write_all(head(20).as_bytes()).await.unwrap();
+    broken.write_all(&[4; 5]).await.unwrap();
+    drop(broken);
+    // The relay notices the break and removes its staging file.
+    for _ in 0..50 {
+        if files_under(&blobs_dir) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(files_under(&blobs_dir), 0, "no staging file left");
+    assert_eq!(status_of(&small).await, 0);
+
+    // A good chunked body in pieces is stored whole.
+    let (status, body) = chunked(&small, vec![vec![5; 8], vec![6; 12]]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["complete"], true);
+    let response = http
+        .get(s.url(&format!("/v2/blobs/{small}")))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    let mut expected = vec![5u8; 8];
+    expected.extend_from_slice(&[6; 12]);
+    assert_eq!(
+        response.bytes().await.unwrap().as_ref(),
+        expected.as_slice()
+    );
+
+    // An object no record names (a request cancelled between writing its
+    // chunk and recording it) goes with its blob.
+    let stray = blobs_dir
+        .join("blobs")
+        .join(&small)
+        .join("00000000000000000000-stray");
+    std::fs::write(&stray, b"left over").unwrap();
+    s.clock
+        .advance(s.config.message_ttl + Duration::from_secs(1));
+    kavro_server::retention::sweep_once(&s.state).await.unwrap();
+    assert_eq!(
+        files_under(&blobs_dir),
+        0,
+        "every object of the expired blobs went"
+    );
+}
+
+async fn raw_connection(s: &TestServer) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .unwrap()
 }

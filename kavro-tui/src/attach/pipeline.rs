@@ -165,6 +165,8 @@ pub(super) struct Sealer {
     pub(super) encryptor: Encryptor<std::fs::File>,
     pub(super) pending: Option<Vec<u8>>,
     pub(super) chunk_max: usize,
+    /// A buffer to seal the next chunk into (an uploaded chunk's).
+    pub(super) spare: Option<Vec<u8>>,
 }
 
 type Sealed = (Sealer, Result<Vec<u8>, EncryptError>);
@@ -173,7 +175,14 @@ type Sealed = (Sealer, Result<Vec<u8>, EncryptError>);
 /// and SHA-256 are blocking work); an empty chunk means the file is done.
 pub(super) fn seal_next(mut sealer: Sealer) -> tokio::task::JoinHandle<Sealed> {
     tokio::task::spawn_blocking(move || {
-        let mut chunk = Vec::with_capacity(sealer.chunk_max);
+        let mut chunk = match sealer.spare.take() {
+            Some(mut spare) => {
+                spare.clear();
+                spare.reserve(sealer.chunk_max);
+                spare
+            }
+            None => Vec::with_capacity(sealer.chunk_max),
+        };
         let filled = fill_chunk(
             &mut sealer.encryptor,
             &mut sealer.pending,
@@ -296,22 +305,28 @@ mod tests {
                 .unwrap(),
                 pending: None,
                 chunk_max,
+                spare: None,
             };
-            let mut got = Vec::new();
-            loop {
-                let mut chunk = Vec::new();
-                fill_chunk(
-                    &mut sealer.encryptor,
-                    &mut sealer.pending,
-                    &mut chunk,
-                    chunk_max,
-                )
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
                 .unwrap();
+            let mut got = Vec::new();
+            // Each chunk is sealed into the buffer of the one before, as
+            // an upload recycles them: nothing of the old one may remain.
+            let mut spare = None;
+            loop {
+                sealer.spare = spare.take();
+                let (next, chunk) = runtime
+                    .block_on(async move { seal_next(sealer).await })
+                    .unwrap();
+                sealer = next;
+                let chunk = chunk.unwrap();
                 if chunk.is_empty() {
                     break;
                 }
                 assert!(chunk.len() <= chunk_max);
                 got.extend_from_slice(&chunk);
+                spare = Some(chunk);
             }
             assert_eq!(got, expected, "chunk_max {chunk_max}");
             assert_eq!(sealer.encryptor.finish().unwrap(), sha);

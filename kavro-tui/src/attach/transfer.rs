@@ -125,11 +125,15 @@ impl Transfer<'_> {
             encryptor,
             pending: None,
             chunk_max,
+            spare: None,
         });
         let mut offset = 0u64;
         let mut attempts = 0;
+        // The buffer the previous chunk went up in: two buffers take turns,
+        // so memory stays at two chunks whatever the allocator keeps.
+        let mut spare = None;
         loop {
-            let (sealer, chunk) = sealing
+            let (mut sealer, chunk) = sealing
                 .await
                 .map_err(|e| V2Error::File(format!("sealing the file: {e}")))?;
             let chunk = chunk.map_err(|e| encrypt_error(path, e))?;
@@ -140,8 +144,10 @@ impl Transfer<'_> {
                     .map_err(|e| encrypt_error(path, e));
             }
             // The following chunk is sealed while this one is sent.
+            sealer.spare = spare.take();
             sealing = seal_next(sealer);
-            let mut body = bytes::Bytes::from(chunk);
+            let sent = bytes::Bytes::from(chunk);
+            let mut body = sent.clone();
             while !body.is_empty() {
                 match self
                     .relay
@@ -166,6 +172,9 @@ impl Transfer<'_> {
                     Err(err) => return Err(err.into()),
                 }
             }
+            drop(body);
+            // Ours alone again once the HTTP client let go of it.
+            spare = sent.try_into_mut().ok().map(Vec::from);
         }
     }
 

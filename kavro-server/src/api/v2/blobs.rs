@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use futures_util::StreamExt as _;
 use kavro_proto::v2::{BlobHolder, BlobId, BlobStatus, NewBlob};
-use poem::Body;
+use poem::{Body, Request};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, OpenApi};
@@ -119,12 +119,32 @@ fn failure(err: BlobFailure) -> ApiError {
         BlobFailure::Incomplete => {
             ApiError::conflict("The blob is not complete yet; try again once it is uploaded")
         }
+        BlobFailure::ChunkTooLarge(max) => {
+            ApiError::too_large(format!("A chunk is at most {max} bytes"))
+        }
+        BlobFailure::EmptyChunk => ApiError::invalid_field("body", "a chunk has at least 1 byte"),
+        BlobFailure::Body(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            ApiError::request_timeout()
+        }
+        BlobFailure::Body(_) => ApiError::bad_request("Could not read the request body"),
         BlobFailure::OutOfSpace => ApiError::unavailable(),
         BlobFailure::Storage(e) => {
             tracing::error!(error = %crate::error::error_chain(&e), "blob storage failed");
             ApiError::unavailable()
         }
     }
+}
+
+/// The request's `Content-Length`, when it declares a valid one (the body
+/// limit refused an invalid one already).
+fn declared_length(req: &Request) -> Option<u64> {
+    req.headers()
+        .get(poem::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[OpenApi(tag = "V2Tags::V2Blobs")]
@@ -168,26 +188,26 @@ impl BlobsApi {
     )]
     async fn put_chunk(
         &self,
+        req: &Request,
         auth: V2Auth,
         id: Path<BlobId>,
         offset: Query<u64>,
-        body: Binary<Bytes>,
+        body: Binary<Body>,
     ) -> Result<StatusAnswer, ApiError> {
         let state = &self.state;
         let owner = auth.0.user_id();
-        let chunk = body.0;
-        if chunk.is_empty() {
-            return Err(ApiError::invalid_field(
-                "body",
-                "a chunk has at least 1 byte",
-            ));
+        // A declared length is checked before anything is read; a chunked
+        // body is counted as it streams in (`Blobs::put_chunk`).
+        match declared_length(req) {
+            Some(0) => return Err(failure(BlobFailure::EmptyChunk)),
+            Some(n) if n > state.v2.blobs.limits.chunk_max => {
+                return Err(failure(BlobFailure::ChunkTooLarge(
+                    state.v2.blobs.limits.chunk_max,
+                )));
+            }
+            _ => {}
         }
-        if chunk.len() as u64 > state.v2.blobs.limits.chunk_max {
-            return Err(ApiError::too_large(format!(
-                "A chunk is at most {} bytes",
-                state.v2.blobs.limits.chunk_max
-            )));
-        }
+        let chunk = body.0.into_bytes_stream().boxed();
         let now = state.clock.now();
         match state
             .v2
