@@ -218,17 +218,28 @@ impl Blobs {
         holder: UserId,
         now: DateTime<Utc>,
     ) -> Result<BlobRow, BlobFailure> {
-        let row = self
-            .meta
-            .blob(id, now)
-            .await?
-            .filter(|row| row.owner == owner)
-            .ok_or(BlobError::Gone)?;
+        let row = self.owned(id, owner, now).await?;
         if !row.complete() {
             return Err(BlobFailure::Incomplete);
         }
         self.meta.add_account_hold(id, owner, holder, now).await?;
         Ok(row)
+    }
+
+    /// The live blob, if `owner` uploads it; [`BlobError::Gone`] otherwise
+    /// (another account's blob looks like none).
+    async fn owned(
+        &self,
+        id: BlobId,
+        owner: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<BlobRow, BlobFailure> {
+        Ok(self
+            .meta
+            .blob(id, now)
+            .await?
+            .filter(|row| row.owner == owner)
+            .ok_or(BlobError::Gone)?)
     }
 
     /// Stores one chunk at `offset` for the owner's device, written as its
@@ -242,12 +253,7 @@ impl Blobs {
         body: ChunkBody,
         now: DateTime<Utc>,
     ) -> Result<BlobRow, BlobFailure> {
-        let row = self
-            .meta
-            .blob(id, now)
-            .await?
-            .filter(|row| row.owner == owner)
-            .ok_or(BlobError::Gone)?;
+        let row = self.owned(id, owner, now).await?;
         if offset != row.received {
             return Err(BlobError::OffsetMismatch {
                 expected: row.received,

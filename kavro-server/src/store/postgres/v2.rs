@@ -211,51 +211,62 @@ async fn earlier_post(
 }
 
 /// Acknowledges `device`'s queue up to `up_to` in one statement: deletes
-/// its entries, counts each message's recipients down (deleting a message
-/// its last recipient acknowledged), moves the device's position when it
-/// moves. Every recipient of a message locks that message's row here; in
-/// one statement the lock is held from this statement to the commit, not
-/// across several round trips to the relay (PostgreSQL, groups of 10 at
-/// 200/s: acks taken step by step queued behind each other on the message
-/// rows, filled the pool, and posts waited 16-20 ms for a connection).
-/// (Every data-modifying part of the statement runs to completion whether
-/// or not the final `SELECT` reads it.)
+/// its entries and moves its position when it moves; returns the position
+/// and the messages whose entries went. Only the device's own rows are
+/// written: the message bodies are deleted after the commit
+/// ([`drop_delivered`]). Counting each message's recipients down here made
+/// every recipient of a message lock that message's row until its commit,
+/// and with nine receivers per message (PostgreSQL, groups of 10 at
+/// 200/s) the acks queued behind each other, filled the pool, and posts
+/// waited 16-20 ms for a connection.
 async fn ack_in(
     conn: &mut PgConnection,
     device: MlsDeviceId,
     up_to: i64,
-) -> Result<QueueSeq, V2Error> {
-    // Rows are locked in id order (`locked`), so concurrent acks of
-    // overlapping messages cannot deadlock. A position that does not move
-    // is not written: a reader that acknowledges what it already had
-    // (`after=n&ack=n` on every poll) writes nothing and commits without a
-    // WAL flush.
-    let acked: Option<i64> = sqlx::query_scalar(
+) -> Result<(QueueSeq, Vec<i64>), V2Error> {
+    // A position that does not move is not written: a reader that
+    // acknowledges what it already had (`after=n&ack=n` on every poll)
+    // writes nothing and commits without a WAL flush. (Every
+    // data-modifying part runs to completion whether or not the final
+    // `SELECT` reads it.)
+    let row = sqlx::query(
         "WITH gone AS (
              DELETE FROM v2_queue WHERE device_id = $1 AND seq <= $2 RETURNING message_id
-         ), counts AS (
-             SELECT message_id AS id, count(*)::int AS n FROM gone GROUP BY message_id
-         ), locked AS (
-             SELECT m.id, m.pending - c.n AS remaining
-             FROM v2_messages m JOIN counts c ON c.id = m.id ORDER BY m.id FOR UPDATE OF m
-         ), kept AS (
-             UPDATE v2_messages m SET pending = l.remaining
-             FROM locked l WHERE m.id = l.id AND l.remaining > 0 RETURNING m.id
-         ), dropped AS (
-             DELETE FROM v2_messages m USING locked l
-             WHERE m.id = l.id AND l.remaining <= 0 RETURNING m.id
          ), moved AS (
              UPDATE v2_devices SET acked_seq = LEAST($2, next_seq - 1)
              WHERE id = $1 AND acked_seq < LEAST($2, next_seq - 1) RETURNING acked_seq
          )
          SELECT COALESCE((SELECT acked_seq FROM moved),
-                         (SELECT acked_seq FROM v2_devices WHERE id = $1))",
+                         (SELECT acked_seq FROM v2_devices WHERE id = $1)) AS acked,
+                COALESCE((SELECT array_agg(DISTINCT message_id) FROM gone), '{}') AS messages",
     )
     .bind(device.0)
     .bind(up_to)
     .fetch_one(&mut *conn)
     .await?;
-    acked.map(QueueSeq).ok_or(V2Error::DeviceInactive)
+    let acked: Option<i64> = row.try_get("acked")?;
+    let messages: Vec<i64> = row.try_get("messages")?;
+    let acked = acked.map(QueueSeq).ok_or(V2Error::DeviceInactive)?;
+    Ok((acked, messages))
+}
+
+/// Deletes those of `messages` no queue entry names any more (their last
+/// recipient acknowledged them), once the acknowledgement committed. Two
+/// last recipients acknowledging at the same moment may each still see
+/// the other's entry and leave the body: the retention sweep deletes such
+/// bodies ([`SWEEP_BATCH`] at a time, see `sweep_v2`).
+async fn drop_delivered(pool: &sqlx::PgPool, messages: &[i64]) -> Result<(), sqlx::Error> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM v2_messages m WHERE m.id = ANY($1)
+         AND NOT EXISTS (SELECT 1 FROM v2_queue q WHERE q.message_id = m.id)",
+    )
+    .bind(messages)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 async fn tally(
@@ -406,13 +417,14 @@ impl V2Store for PgStore {
                 .bind(id.0)
                 .execute(&mut *tx)
                 .await?;
-            ack_in(&mut tx, id, i64::MAX).await?;
+            let (_, messages) = ack_in(&mut tx, id, i64::MAX).await?;
             // A revoked device reads no blob: it holds none.
             sqlx::query("DELETE FROM v2_blob_holds WHERE device_id = $1")
                 .bind(id.0)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            drop_delivered(&self.primary, &messages).await?;
             Ok(true)
         })
         .await
@@ -969,20 +981,11 @@ impl V2Store for PgStore {
 
     async fn ack_queue(&self, device: MlsDeviceId, up_to: QueueSeq) -> Result<QueueSeq, V2Error> {
         retrying(|| async {
-            let mut tx = self.primary.begin().await?;
-            // Committed without waiting for the WAL flush. An ack locks the
-            // device's row (its `acked_seq`), which every post to one of the
-            // device's groups locks too (`take_seqs`): held through a flush,
-            // the acks of nine receivers queued each group's posts behind
-            // them (PostgreSQL, groups of 10 at 200/s: posts took 20 ms at
-            // the median). Losing the last acks in a crash loses nothing:
-            // they are cumulative, the client keeps its own durable queue
-            // position, and its next ack deletes the same entries.
-            sqlx::query("SET LOCAL synchronous_commit TO OFF")
-                .execute(&mut *tx)
-                .await?;
-            let acked = ack_in(&mut tx, device, up_to.0).await?;
-            tx.commit().await?;
+            // One statement: its own transaction.
+            let mut conn = self.primary.acquire().await?;
+            let (acked, messages) = ack_in(&mut conn, device, up_to.0).await?;
+            drop(conn);
+            drop_delivered(&self.primary, &messages).await?;
             Ok(acked)
         })
         .await
@@ -1039,6 +1042,28 @@ impl V2Store for PgStore {
             .await?;
             report.expired_messages += swept as u64;
             if swept < SWEEP_BATCH as usize {
+                break;
+            }
+        }
+        // Bodies whose last recipients acknowledged at the same moment
+        // (see `drop_delivered`). `pending` is the number of queue entries a
+        // message was stored with (it is not counted down on PostgreSQL): a
+        // message stored with none (posted to nobody, or a commit whose new
+        // members got a welcome instead) stays until its TTL, as before: it
+        // answers a repeated post idempotently.
+        loop {
+            let dropped = sqlx::query(
+                "DELETE FROM v2_messages WHERE id IN (
+                     SELECT m.id FROM v2_messages m
+                     WHERE m.pending > 0
+                       AND NOT EXISTS (SELECT 1 FROM v2_queue q WHERE q.message_id = m.id)
+                     LIMIT $1)",
+            )
+            .bind(SWEEP_BATCH)
+            .execute(&self.primary)
+            .await?
+            .rows_affected();
+            if dropped < SWEEP_BATCH as u64 {
                 break;
             }
         }

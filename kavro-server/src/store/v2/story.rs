@@ -760,3 +760,77 @@ async fn v2_story_on_postgres() {
     concurrent_commits(v2.clone(), store.as_ref()).await;
     concurrent_claims(v2, store.as_ref()).await;
 }
+
+/// PostgreSQL deletes a message body once its last recipient acknowledged
+/// it, without counting recipients down on the message's row (every
+/// recipient locked it: `postgres::v2::ack_in`); a body two last
+/// recipients left behind at the same moment goes at the next sweep, and a
+/// message posted to nobody stays until its TTL (it answers a repeated
+/// post).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_bodies_go_on_postgres() {
+    let Some(db) = crate::testing::TestDatabase::create().await else {
+        return;
+    };
+    let (store, v2) = crate::store::connect_all(&options(db.url.clone(), 4))
+        .await
+        .unwrap();
+    let sql = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let bodies = || async {
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT body FROM v2_messages ORDER BY id")
+            .fetch_all(&sql)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| String::from_utf8(b).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let t0 = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    let (a, b, c) = (
+        root(v2.as_ref(), user(store.as_ref(), "alice", t0).await, 1, t0).await,
+        root(v2.as_ref(), user(store.as_ref(), "bob", t0).await, 2, t0).await,
+        root(v2.as_ref(), user(store.as_ref(), "carol", t0).await, 3, t0).await,
+    );
+    let alone = GroupId::from_bytes(b"alone").unwrap();
+    v2.create_group(&alone, a, t0).await.unwrap();
+    v2.post_message(message(&alone, a, 0, b"to nobody", t0))
+        .await
+        .unwrap();
+    let group = GroupId::from_bytes(b"three").unwrap();
+    v2.create_group(&group, a, t0).await.unwrap();
+    // The commit goes to no one (bob and carol join by their welcome).
+    v2.post_commit(commit(&group, a, 0, b"add", &[b, c], &[], t0))
+        .await
+        .unwrap();
+    v2.post_message(message(&group, a, 1, b"hello", t0))
+        .await
+        .unwrap();
+    assert_eq!(v2.ack_queue(b, QueueSeq(2)).await.unwrap(), QueueSeq(2));
+    assert_eq!(
+        bodies().await,
+        ["to nobody", "add", "welcome", "hello"],
+        "carol has not acknowledged it yet"
+    );
+    assert_eq!(v2.ack_queue(c, QueueSeq(2)).await.unwrap(), QueueSeq(2));
+    assert_eq!(
+        bodies().await,
+        ["to nobody", "add"],
+        "gone after the last ack"
+    );
+
+    // As if the last two acks had each still seen the other's entry.
+    v2.post_message(message(&group, a, 1, b"raced", t0))
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM v2_queue")
+        .execute(&sql)
+        .await
+        .unwrap();
+    v2.sweep_v2(t0).await.unwrap();
+    assert_eq!(
+        bodies().await,
+        ["to nobody", "add"],
+        "the sweep took the body left behind, and only that one"
+    );
+    sql.close().await;
+}
