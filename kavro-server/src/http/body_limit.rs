@@ -74,8 +74,11 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             // (`blobs::Blobs::put_chunk` counts it against the chunk cap):
             // only the deadline is kept here.
             let deadline = tokio::time::Instant::now() + self.timeout;
-            let body = req.take_body();
-            req.set_body(poem::Body::from_bytes_stream(with_deadline(body, deadline)));
+            let body = SharedBody::new(with_deadline(req.take_body(), deadline));
+            req.set_body(poem::Body::from_bytes_stream(body.frames()));
+            let answer = self.inner.call(req).await;
+            body.drain(max).await;
+            return answer.map(IntoResponse::into_response);
         } else if has_body {
             let body = req.take_body();
             let bytes = tokio::time::timeout(self.timeout, read_limited(body, expected, max))
@@ -128,6 +131,52 @@ fn with_deadline(
             )),
         }
     })
+}
+
+type Frames =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
+
+/// A streamed body the endpoint reads and the middleware finishes: an
+/// endpoint that answers before the body's end (a bad token, an unknown
+/// blob, a wrong offset) would otherwise leave it unread, and the HTTP
+/// server would close the connection under a client still sending: the
+/// client would see a broken pipe instead of the answer (a `401` it should
+/// renew its token on, a `409` it should resume from).
+struct SharedBody(std::sync::Arc<tokio::sync::Mutex<Frames>>);
+
+impl SharedBody {
+    fn new(
+        frames: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    ) -> Self {
+        // Fused: the drain may poll it again after the endpoint read it all.
+        Self(std::sync::Arc::new(tokio::sync::Mutex::new(Box::pin(
+            frames.fuse(),
+        ))))
+    }
+
+    /// The frames, for the endpoint.
+    fn frames(
+        &self,
+    ) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+        futures_util::stream::unfold(self.0.clone(), |frames| async move {
+            let next = frames.lock().await.next().await;
+            next.map(|frame| (frame, frames))
+        })
+    }
+
+    /// Reads and drops what the endpoint left, at most `max` bytes (and
+    /// within the body's deadline); a longer or broken rest is left, and
+    /// the connection closes.
+    async fn drain(&self, max: usize) {
+        let mut frames = self.0.lock().await;
+        let mut drained = 0;
+        while let Some(Ok(frame)) = frames.next().await {
+            drained += frame.len();
+            if drained > max {
+                break;
+            }
+        }
+    }
 }
 
 /// A request without `Content-Length` may still stream a chunked body.

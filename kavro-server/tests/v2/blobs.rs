@@ -475,3 +475,29 @@ async fn raw_connection(s: &TestServer) -> tokio::net::TcpStream {
         .await
         .unwrap()
 }
+
+/// A chunk refused before its body is read (a bad token, a wrong offset)
+/// still gets its answer, and the connection stays usable: the relay reads
+/// the rest of the body before answering (the body limit's `SharedBody`),
+/// so a client still sending sees the `401` or `409`, not a broken pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_refused_early_gets_its_answer() {
+    let s = TestServer::start(Db::Sqlite, Counters::Memory, |_| {})
+        .await
+        .unwrap();
+    let alice = Client::root(&s, "alice").await;
+    let (_, created) = create(&s, &alice.token, 16 * 1024 * 1024).await;
+    let id = created["blob_id"].as_str().unwrap().to_owned();
+    let chunk = vec![9u8; 4 * 1024 * 1024];
+    let (status, body) = put(&s, &alice.token, &id, 0, &chunk).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for _ in 0..5 {
+        let (status, body) = put(&s, &alice.token, &id, 0, &chunk).await;
+        assert!(assert_error(status, &body, StatusCode::CONFLICT).contains("offset 4194304"));
+        let (status, _) = put(&s, "not-a-token", &id, 4 * 1024 * 1024, &chunk).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body) = put(&s, &alice.token, &id, 4 * 1024 * 1024, &chunk).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["received"], 8 * 1024 * 1024);
+}
