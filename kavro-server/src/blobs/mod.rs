@@ -300,37 +300,31 @@ impl Blobs {
     ) -> Result<u64, BlobFailure> {
         let max = self.limits.chunk_max;
         let mut length = 0u64;
-        if !self.streams {
-            let mut chunk = bytes::BytesMut::new();
-            while let Some(frame) = body.next().await {
-                let frame = frame.map_err(BlobFailure::Body)?;
-                length += frame.len() as u64;
-                admit(length, max, room)?;
-                chunk.extend_from_slice(&frame);
-            }
-            if length == 0 {
-                return Err(BlobFailure::EmptyChunk);
-            }
-            self.store
-                .put(key, PutPayload::from_bytes(chunk.freeze()))
+        // A local file takes the body as it arrives; for S3 it is gathered.
+        let mut writer = if self.streams {
+            let upload = self
+                .store
+                .put_multipart(key)
                 .await
                 .map_err(storage_failure)?;
-            return Ok(length);
-        }
-        let upload = self
-            .store
-            .put_multipart(key)
-            .await
-            .map_err(storage_failure)?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-        let written = async {
+            Some(WriteMultipart::new_with_chunk_size(upload, PART))
+        } else {
+            None
+        };
+        let mut gathered = bytes::BytesMut::new();
+        let taken = async {
             while let Some(frame) = body.next().await {
                 let frame = frame.map_err(BlobFailure::Body)?;
                 length += frame.len() as u64;
                 admit(length, max, room)?;
-                // At most two parts on their way to the file.
-                writer.wait_for_capacity(2).await.map_err(storage_failure)?;
-                writer.put(frame);
+                match writer.as_mut() {
+                    Some(writer) => {
+                        // At most two parts on their way to the file.
+                        writer.wait_for_capacity(2).await.map_err(storage_failure)?;
+                        writer.put(frame);
+                    }
+                    None => gathered.extend_from_slice(&frame),
+                }
             }
             if length == 0 {
                 return Err(BlobFailure::EmptyChunk);
@@ -338,18 +332,25 @@ impl Blobs {
             Ok(())
         }
         .await;
-        match written {
-            Ok(()) => {
+        match (taken, writer) {
+            (Ok(()), Some(writer)) => {
                 writer.finish().await.map_err(storage_failure)?;
-                Ok(length)
             }
-            Err(err) => {
+            (Ok(()), None) => {
+                self.store
+                    .put(key, PutPayload::from_bytes(gathered.freeze()))
+                    .await
+                    .map_err(storage_failure)?;
+            }
+            (Err(err), Some(writer)) => {
                 if let Err(abort) = writer.abort().await {
                     tracing::warn!(error = %abort, "could not remove a refused blob chunk");
                 }
-                Err(err)
+                return Err(err);
             }
+            (Err(err), None) => return Err(err),
         }
+        Ok(length)
     }
 
     /// Streams a complete blob's bytes in `range` (the whole blob if `None`).

@@ -196,16 +196,11 @@ impl BlobsApi {
     ) -> Result<StatusAnswer, ApiError> {
         let state = &self.state;
         let owner = auth.0.user_id();
-        // A declared length is checked before anything is read; a chunked
-        // body is counted as it streams in (`Blobs::put_chunk`).
-        match declared_length(req) {
-            Some(0) => return Err(failure(BlobFailure::EmptyChunk)),
-            Some(n) if n > state.v2.blobs.limits.chunk_max => {
-                return Err(failure(BlobFailure::ChunkTooLarge(
-                    state.v2.blobs.limits.chunk_max,
-                )));
-            }
-            _ => {}
+        // An empty body is refused before anything is looked up; the body
+        // limit refused a declared length over the chunk cap already, and a
+        // chunked body is counted as it streams in (`Blobs::put_chunk`).
+        if declared_length(req) == Some(0) {
+            return Err(failure(BlobFailure::EmptyChunk));
         }
         let chunk = body.0.into_bytes_stream().boxed();
         let now = state.clock.now();
